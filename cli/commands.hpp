@@ -1,0 +1,12 @@
+#pragma once
+// The subcommands of `specontext`, each in its own file; main.cpp wires them up.
+#include <CLI/CLI.hpp>
+
+namespace specontext::cli {
+
+void add_plan_command(CLI::App& app);
+void add_sim_command(CLI::App& app);
+void add_sweep_command(CLI::App& app);
+void add_reproduce_command(CLI::App& app);
+
+}  // namespace specontext::cli

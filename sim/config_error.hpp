@@ -1,0 +1,15 @@
+#pragma once
+// Errors in user-supplied inputs (config files, experiment files, command-line values).
+// The message always names the file (or flag) and the field, so the user can fix it.
+#include <stdexcept>
+#include <string>
+
+namespace specontext {
+
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(const std::string& origin, const std::string& field, const std::string& what)
+      : std::runtime_error(origin + (field.empty() ? "" : ": field '" + field + "'") + ": " + what) {}
+};
+
+}  // namespace specontext

@@ -1,0 +1,48 @@
+#pragma once
+// A GPU with its host: the numbers the cost and memory models need.
+// Loaded from configs/hardware/*.json, where every number carries its source.
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace specontext {
+
+struct Hardware {
+  std::string name;
+  std::string description;
+  std::string origin;  // file it was read from
+
+  double gpu_memory_bytes = 0;
+  double hbm_bandwidth_Bps = 0;
+  double dense_bf16_flops = 0;
+  double sm_count = 0;
+  double h2d_bandwidth_Bps = 0;  // pinned, large copies
+  double d2h_bandwidth_Bps = 0;
+  double host_memory_bytes = 0;
+  double host_memory_bandwidth_Bps = 0;
+  double kernel_launch_overhead_s = 0;  // host CPU time to launch one kernel
+  double kernel_gap_s = 0;              // GPU idle between two dependent kernels
+  double hbm_efficiency = 0;            // achievable fraction of hbm_bandwidth_Bps
+  double compute_efficiency = 0;        // achievable fraction of dense_bf16_flops
+  // (row bytes, fraction of h2d_bandwidth_Bps) for gathers of random rows from pinned memory.
+  std::vector<std::pair<double, double>> gather_row_efficiency;
+
+  std::map<std::string, std::string> sources;  // field -> source text
+
+  // Fraction of the pinned copy rate reached by a gather of rows of this size;
+  // log-linear between the measured points, flat outside them. row_bytes <= 0 means
+  // one contiguous copy (efficiency 1).
+  double gather_efficiency(double row_bytes) const;
+};
+
+Hardware parse_hardware(const nlohmann::json& j, const std::string& origin);
+Hardware load_hardware(const std::filesystem::path& path);
+
+// Applies {"field": value, ...} overrides (experiment what-ifs such as another host link).
+Hardware with_overrides(Hardware hw, const nlohmann::json& overrides, const std::string& origin);
+
+}  // namespace specontext

@@ -1,0 +1,125 @@
+// SpeContext (PAPER.md §1, §3, §4): a retrieval head built from the EAGLE-3 draft selects
+// B tokens per KV head once per step, before the LLM forward; every layer attends over
+// them. c2: the host-resident layers' selections move on the copy engine while the GPU
+// computes, and only S_now - S_last (1 - overlap of B) moves. c3: layers move to host
+// memory one by one, last first, as S crosses the memory model's thresholds.
+#include <algorithm>
+#include <cmath>
+
+#include "sim/selection_ops.hpp"
+#include "sim/step_issuer.hpp"
+#include "sim/systems/systems.hpp"
+
+namespace specontext {
+namespace {
+
+class SpeContext final : public SystemModel {
+ public:
+  std::string name() const override { return "specontext"; }
+  std::string description() const override { return "SpeContext: retrieval head, elastic prefetch, adaptive placement"; }
+
+  // Layers whose KV is in host memory at length S. Without c3 the placement is fixed before
+  // inference, as the paper's prior systems do: all on the GPU if the whole generation fits
+  // (Eq. 6), otherwise every layer offloaded.
+  long long cpu_layers(const Scenario& sc, long long S) const {
+    const MemoryModel mm = sc.memory_model();
+    if (sc.components.c3) return mm.cpu_layers_at(S);
+    return mm.all_on_gpu(sc.final_length()) <= sc.gpu_memory_bytes ? 0 : sc.model.layers;
+  }
+
+  MemoryUse memory_at(const Scenario& sc, long long S) const override {
+    const MemoryModel mm = sc.memory_model();
+    const long long gpu_layers = sc.model.layers - cpu_layers(sc, S);
+    const MemoryBreakdown b = mm.breakdown(S, gpu_layers);
+    return {b.total_gpu(), b.kv_host, gpu_layers};
+  }
+
+  std::vector<long long> breakpoints(const Scenario& sc) const override {
+    if (!sc.components.c3) return {};
+    return sc.memory_model().thresholds();
+  }
+
+  void build_decode_step(StepGraph& g, const Scenario& sc, long long S) const override {
+    StepIssuer is = make_issuer(g, sc);
+    const ModelShape& m = sc.model;
+    const double R = static_cast<double>(sc.workload.requests), s = static_cast<double>(S);
+    const double B = std::min<double>(static_cast<double>(sc.workload.budget), s);
+    const long long first_cpu_layer = m.layers - cpu_layers(sc, S);
+    const double row = ops::kv_row_bytes(m);
+    // Rows that change between adjacent steps' selections (PAPER.md §3.3).
+    const double changed_rows = std::ceil((1.0 - sc.overlap) * B);
+    std::vector<OpId> prefetched(static_cast<std::size_t>(m.layers), 0);
+
+    auto before_layers = [&](OpId x) {
+      x = is.gpu(retrieval_projection(sc, R), {x});
+      x = is.gpu(ops::candidate_scores("retrieval_scores", sc.draft, -1, R, s, 1.0), {x});
+      x = is.gpu(ops::topk_select("select", sc.draft, -1, R, s, B), {x});
+      if (!sc.components.c2 || first_cpu_layer >= m.layers) return x;
+      // Set differences S_now - S_last and S_last - S_now per (request, KV head), on the GPU.
+      Op diff;
+      diff.name = "elastic_diff";
+      diff.category = "select";
+      diff.hbm_bytes = R * static_cast<double>(m.kv_heads) * B * 4.0 * 3.0;
+      diff.launches = 1;
+      x = is.gpu(diff, {x});
+      for (long long l = first_cpu_layer; l < m.layers; ++l)
+        prefetched[static_cast<std::size_t>(l)] =
+            g.add(ops::host_gather("prefetch", Resource::H2D, m, static_cast<int>(l), R, changed_rows, row), {x});
+      return x;
+    };
+
+    auto attention = [&](int l, OpId after) {
+      const bool offloaded = l >= first_cpu_layer;
+      std::vector<OpId> deps = {after};
+      if (offloaded) {
+        if (sc.components.c2) {
+          deps.push_back(prefetched[static_cast<std::size_t>(l)]);
+        } else {  // c1 alone: all B rows, loaded synchronously before the layer's attention
+          deps.push_back(g.add(ops::host_gather("load", Resource::H2D, m, l, R, B, row), {after}));
+        }
+        // The new token's K and V go to the layer's host copy as well.
+        g.add(ops::host_gather("kv_to_host", Resource::D2H, m, l, R, 1.0, row), {after});
+      }
+      return is.gpu(ops::sparse_attention(m, l, R, B), deps);
+    };
+    issue_decode_step(is, sc, before_layers, attention);
+  }
+
+  void build_prefill(StepGraph& g, const Scenario& sc) const override {
+    StepIssuer is = make_issuer(g, sc);
+    const ModelShape& m = sc.model;
+    const double R = static_cast<double>(sc.workload.requests), S = static_cast<double>(sc.workload.input);
+    const long long first_cpu_layer = m.layers - cpu_layers(sc, sc.workload.input);
+    issue_prefill(
+        is, sc, [&](int l, OpId after) { return is.gpu(ops::prefill_attention(m, l, R, S), {after}); },
+        [&](int l, OpId layer_done) {
+          // The head fills its K cache from the prompt once the highest of the three target
+          // layers it reads features from is done.
+          if (l == m.layers - 1) is.gpu(retrieval_projection(sc, R * S), {layer_done});
+          if (l >= first_cpu_layer) {
+            Op out = ops::host_gather("offload_kv", Resource::D2H, m, l, R, S, ops::kv_row_bytes(m));
+            out.link_row_bytes = 0;  // whole layers move as one contiguous copy
+            g.add(out, {layer_done});
+          }
+        });
+  }
+
+ private:
+  // The pruned head's projections: fc over three target features, norms, Q and K.
+  static Op retrieval_projection(const Scenario& sc, double tokens) {
+    const double bytes = draft_bytes(sc.draft, sc.draft_part == DraftPart::Full ? DraftPart::HeadEagleInput : sc.draft_part);
+    Op op;
+    op.name = "retrieval_head";
+    op.category = "retrieval";
+    op.flops = 2.0 * tokens * bytes / sc.draft.weight_bytes_per_param;
+    op.hbm_bytes = bytes + tokens * static_cast<double>(3 * sc.draft.target_hidden + sc.draft.q_heads * sc.draft.head_dim) * ops::kAct;
+    op.launches = 4;
+    return op;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<SystemModel> make_specontext() { return std::make_unique<SpeContext>(); }
+
+}  // namespace specontext
