@@ -41,9 +41,12 @@ void set_numeric(Hardware& hw, const JsonFields& f, const NumericField& field) {
 void set_gather_curve(Hardware& hw, const JsonFields& f) {
   const char* key = "gather_row_efficiency";
   const auto& v = f.raw(key);
+  if (v.is_object() && !v.contains("value")) f.fail(key, "expected {\"value\": [[row_bytes, efficiency], ...], \"source\": text}");
   const nlohmann::json& points = v.is_object() ? v.at("value") : v;
-  if (v.is_object() && v.contains("source") && v.at("source").is_string())
+  if (v.is_object() && v.contains("source")) {
+    if (!v.at("source").is_string()) f.fail(key, "'source' must be a string");
     hw.sources[key] = v.at("source").get<std::string>();
+  }
   if (!points.is_array() || points.empty()) f.fail(key, "expected a non-empty list of [row_bytes, efficiency]");
   hw.gather_row_efficiency.clear();
   for (const auto& p : points) {

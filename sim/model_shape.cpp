@@ -53,8 +53,9 @@ long long optional_positive_int(const JsonFields& f, const std::string& key, lon
 
 void reject_active_moe(const JsonFields& f) {
   for (const char* key : {"n_routed_experts", "num_experts", "num_local_experts"}) {
-    if (f.has(key) && f.raw(key).is_number() && f.raw(key).get<double>() > 0)
-      f.fail(key, "mixture-of-experts layers are not modelled by the simulator");
+    if (!f.has(key)) continue;
+    if (!f.raw(key).is_number()) f.fail(key, "expected a number");
+    if (f.raw(key).get<double>() > 0) f.fail(key, "mixture-of-experts layers are not modelled by the simulator");
   }
 }
 
@@ -71,9 +72,9 @@ void check_rope_scaling(const JsonFields& f) {
   if (!f.has("rope_scaling")) return;
   const auto& rs = f.raw("rope_scaling");
   if (!rs.is_object()) f.fail("rope_scaling", "expected an object or null");
-  std::string type = rs.contains("rope_type") ? rs.at("rope_type").get<std::string>()
-                     : rs.contains("type")    ? rs.at("type").get<std::string>()
-                                              : "";
+  const nlohmann::json type_field = rs.contains("rope_type") ? rs.at("rope_type") : rs.value("type", nlohmann::json());
+  if (!type_field.is_string()) f.fail("rope_scaling", "rope_type must be a string");
+  const std::string type = type_field.get<std::string>();
   static const std::set<std::string> types = {"default", "linear", "dynamic", "llama3", "yarn", "longrope"};
   if (!types.count(type)) f.fail("rope_scaling", "unknown rope_type '" + type + "'");
 }
@@ -263,6 +264,12 @@ ModelShape eagle3_draft_for(const ModelShape& t) {
   d.target_hidden = t.hidden;
   d.attention_bias = false;
   d.qk_norm = false;
+  if (t.attention_kind() == AttentionKind::MLA) {
+    // EAGLE-3 drafts are Llama layers: give an MLA target's draft plain heads of the same count.
+    d.kv_lora_rank = d.q_lora_rank = d.qk_rope_head_dim = d.qk_nope_head_dim = d.v_head_dim = 0;
+    d.kv_heads = t.q_heads;
+    d.head_dim = t.head_dim;
+  }
   return d;
 }
 

@@ -51,6 +51,12 @@ Scenario make_scenario(const ScenarioSpec& spec) {
     if (!sc.draft.eagle3_draft) throw ConfigError(sc.draft.origin, "draft_vocab_size", "not an EAGLE-3 draft config");
     if (sc.draft.q_heads != sc.model.q_heads || sc.draft.kv_heads != sc.model.kv_heads || sc.draft.head_dim != sc.model.head_dim)
       throw ConfigError(sc.draft.origin, "num_key_value_heads", "the draft's attention heads differ from the target's (PAPER.md §1.6 needs the same configuration)");
+    if (sc.draft.target_hidden != sc.model.hidden)
+      throw ConfigError(sc.draft.origin, "target_hidden_size", "the draft reads features of width " + std::to_string(sc.draft.target_hidden) +
+                                                                ", the target's hidden size is " + std::to_string(sc.model.hidden));
+    if (sc.draft.vocab != sc.model.vocab)
+      throw ConfigError(sc.draft.origin, "vocab_size", "the draft shares the target's embedding, but its vocabulary differs (" +
+                                                         std::to_string(sc.draft.vocab) + " vs " + std::to_string(sc.model.vocab) + ")");
   }
   sc.draft_part = spec.draft_part;
   sc.workload = spec.workload;

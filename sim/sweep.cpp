@@ -90,6 +90,8 @@ Experiment load_experiment(const std::filesystem::path& path) {
   e.hardware = parse_hardware_list(f);
   e.models = parse_models(f);
   e.systems = parse_systems(f);
+  for (const char* key : {"budgets", "workloads", "requests"})
+    if (!f.raw(key).is_array() || f.raw(key).empty()) f.fail(key, "expected a non-empty list");
   for (const auto& b : f.raw("budgets")) {
     if (!b.is_number_integer() || b.get<long long>() <= 0) f.fail("budgets", "each budget is a positive integer");
     e.budgets.push_back(b.get<long long>());
@@ -105,7 +107,6 @@ Experiment load_experiment(const std::filesystem::path& path) {
     else if (r.is_number_integer() && r.get<long long>() > 0) e.requests.push_back(r.get<long long>());
     else f.fail("requests", "each entry is a positive integer or \"best\"");
   }
-  if (e.budgets.empty() || e.workloads.empty() || e.requests.empty()) f.fail("budgets", "budgets, workloads and requests must not be empty");
   if (f.has("gpu_memory_bytes")) e.gpu_memory_cap = f.positive("gpu_memory_bytes");
   if (f.has("overlap")) e.overlap = f.number("overlap");
   if (f.has("draft_part")) e.draft_part = parse_draft_part(f.string("draft_part"));
