@@ -8,5 +8,6 @@ void add_plan_command(CLI::App& app);
 void add_sim_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_reproduce_command(CLI::App& app);
+void add_devices_command(CLI::App& app);
 
 }  // namespace specontext::cli

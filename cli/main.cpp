@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   specontext::cli::add_sim_command(app);
   specontext::cli::add_sweep_command(app);
   specontext::cli::add_reproduce_command(app);
+  specontext::cli::add_devices_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

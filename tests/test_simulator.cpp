@@ -51,7 +51,9 @@ TEST(Simulator, BestRequestsIsTheBestFeasibleRung) {
     Scenario sc = base;
     sc.workload.requests = R;
     const SimResult r = simulate(sc, *sys);
-    if (r.feasible) EXPECT_GE(best.throughput_tok_s, r.throughput_tok_s * (1 - 1e-12)) << R;
+    if (r.feasible) {
+      EXPECT_GE(best.throughput_tok_s, r.throughput_tok_s * (1 - 1e-12)) << R;
+    }
   }
   Scenario over = base;
   over.workload.requests = best.requests * 2;
