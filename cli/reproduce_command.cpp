@@ -51,9 +51,17 @@ void write_json(const fs::path& path, const nlohmann::json& j) {
   out << j.dump(1) << "\n";
 }
 
+// The interpreter for the analysis: $SPECONTEXT_PYTHON, else the first that imports
+// matplotlib (Debian's python3-matplotlib lives in /usr/bin/python3; elsewhere, such as the
+// H200 host, the python3 on PATH has it).
 std::string python() {
   if (const char* env = std::getenv("SPECONTEXT_PYTHON"); env && *env) return env;
-  return fs::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";  // Debian's, with python3-matplotlib
+  for (const char* candidate : {"/usr/bin/python3", "python3"}) {
+    const std::string probe = std::string(candidate) + " -c 'import matplotlib' > /dev/null 2>&1";
+    if (std::system(probe.c_str()) == 0) return candidate;
+  }
+  throw ConfigError("--no-figures", "", "no python3 with matplotlib found for the figures (install python3-matplotlib, "
+                                        "set SPECONTEXT_PYTHON, or pass --no-figures)");
 }
 
 void run(const ReproduceFlags& f) {

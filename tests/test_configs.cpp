@@ -81,7 +81,9 @@ TEST(Configs, EveryHardwareFileLoadsWithSources) {
 
 TEST(Configs, H200MemoryIsMeasured) {
   const Hardware hw = load_hardware(kConfigs / "hardware" / "h200.json");
-  EXPECT_EQ(hw.gpu_memory_bytes, 143771.0 * 1024 * 1024);  // H200.md: 143,771 MiB
+  // `specontext devices` on the H200: totalGlobalMem, a little under nvidia-smi's 143,771 MiB (H200.md)
+  EXPECT_EQ(hw.gpu_memory_bytes, 150109880320.0);
+  EXPECT_LT(hw.gpu_memory_bytes, 143771.0 * 1024 * 1024);
   EXPECT_EQ(hw.sm_count, 132.0);
   EXPECT_EQ(hw.h2d_bandwidth_Bps, 55.4e9);                  // H200.md pinned H2D
 }
@@ -252,7 +254,7 @@ TEST(Configs, MakeScenarioDerivesOrLoadsTheDraft) {
   EXPECT_EQ(derived.model.total_params(), 8030261248.0);
   EXPECT_TRUE(derived.draft.eagle3_draft);
   EXPECT_EQ(derived.draft.total_params(), 424689664.0);
-  EXPECT_EQ(derived.gpu_memory_bytes, 143771.0 * 1024 * 1024);
+  EXPECT_EQ(derived.gpu_memory_bytes, 150109880320.0);
   EXPECT_TRUE(derived.system_params.is_object());
 
   ScenarioSpec s = spec_h200_llama();
