@@ -114,6 +114,20 @@ TEST(Systems, MoreMemoryNeverMakesARunInfeasible) {
   }
 }
 
+TEST(Systems, MoreMemoryIsNeverSlower) {
+  // With adaptive placement, more GPU memory keeps more layers on the GPU: fewer bytes to move.
+  for (long long R : {8, 32}) {
+    Scenario sc = scenario("specontext", "a800-80g", "deepseek-r1-distill-llama-8b", 2048, 32768, R);
+    const auto sys = make_system("specontext");
+    const SimResult small = simulate(sc, *sys);
+    sc.gpu_memory_bytes *= 1.25;
+    const SimResult big = simulate(sc, *sys);
+    ASSERT_TRUE(small.feasible && big.feasible);
+    EXPECT_GE(big.throughput_tok_s, small.throughput_tok_s) << "R=" << R;
+    EXPECT_LE(big.h2d_bytes_per_step, small.h2d_bytes_per_step) << "R=" << R;
+  }
+}
+
 TEST(Systems, SingleRequestSystemsRefuseBatches) {
   for (const char* system : {"quest", "clusterkv"}) {
     const Scenario sc = scenario(system, "h200", "llama-3.1-8b", 2048, 128, 2);
