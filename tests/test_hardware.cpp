@@ -1,6 +1,8 @@
 // Tests of sim/hardware: the gather-efficiency curve, config errors naming the field, overrides.
 #include <gtest/gtest.h>
 
+#include "tests/expect_config_error.hpp"
+
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -18,18 +20,7 @@ namespace {
 
 const char* kOrigin = "inline-hardware.json";
 
-void expect_config_error(const std::function<void()>& f, const std::string& origin, const std::string& field) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError naming field '" << field << "', nothing was thrown";
-  } catch (const ConfigError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(origin), std::string::npos) << "origin '" << origin << "' missing from: " << what;
-    EXPECT_NE(what.find("field '" + field + "'"), std::string::npos) << "field '" << field << "' missing from: " << what;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ConfigError naming field '" << field << "', got another exception: " << e.what();
-  }
-}
+using specontext::testing::expect_config_error;
 
 // A complete hardware description; numbers bare or {"value", "source"}, both accepted.
 json card() {

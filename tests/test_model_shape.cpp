@@ -2,6 +2,8 @@
 // attention kinds, KV sizes, EAGLE-3 drafts, and config errors that name the file and field.
 #include <gtest/gtest.h>
 
+#include "tests/expect_config_error.hpp"
+
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,19 +23,7 @@ const std::filesystem::path kModels = std::filesystem::path(SPECONTEXT_CONFIGS_D
 
 ModelShape load(const std::string& stem) { return load_model_config(kModels / (stem + ".json")); }
 
-// Runs `f`, which must throw a ConfigError whose message names `origin` and "field '<field>'".
-void expect_config_error(const std::function<void()>& f, const std::string& origin, const std::string& field) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError naming field '" << field << "', nothing was thrown";
-  } catch (const ConfigError& e) {
-    const std::string what = e.what();
-    EXPECT_NE(what.find(origin), std::string::npos) << "origin '" << origin << "' missing from: " << what;
-    EXPECT_NE(what.find("field '" + field + "'"), std::string::npos) << "field '" << field << "' missing from: " << what;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ConfigError naming field '" << field << "', got another exception: " << e.what();
-  }
-}
+using specontext::testing::expect_config_error;
 
 const char* kOrigin = "inline-model.json";
 

@@ -1,6 +1,7 @@
 // FlashInfer dense serving: every layer's KV on the GPU (paged, appended in place), one
 // fused decode-attention kernel reading K and V once per step.
 #include "sim/step_issuer.hpp"
+#include "sim/systems/flash_prefill.hpp"
 #include "sim/systems/systems.hpp"
 
 namespace specontext {
@@ -20,13 +21,8 @@ class FlashInfer final : public SystemModel {
                       [&](int l, OpId after) { return is.gpu(ops::decode_attention(sc.model, l, R, static_cast<double>(S)), {after}); });
   }
 
-  void build_prefill(StepGraph& g, const Scenario& sc) const override {
-    StepIssuer is = make_issuer(g, sc);
-    const double R = static_cast<double>(sc.workload.requests);
-    issue_prefill(
-        is, sc, [&](int l, OpId after) { return is.gpu(ops::prefill_attention(sc.model, l, R, static_cast<double>(sc.workload.input)), {after}); },
-        [](int, OpId) {});
-  }
+  void build_prefill(StepGraph& g, const Scenario& sc) const override { build_flash_prefill(g, sc); }
+
 };
 
 }  // namespace

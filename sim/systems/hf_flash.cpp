@@ -2,6 +2,7 @@
 // no score matrix, K and V read once, but DynamicCache still concatenates every step and
 // the layers are dispatched from Python.
 #include "sim/step_issuer.hpp"
+#include "sim/systems/flash_prefill.hpp"
 #include "sim/systems/hf_cache_ops.hpp"
 #include "sim/systems/systems.hpp"
 
@@ -27,13 +28,8 @@ class HfFlash final : public SystemModel {
     });
   }
 
-  void build_prefill(StepGraph& g, const Scenario& sc) const override {
-    StepIssuer is = make_issuer(g, sc);
-    const double R = static_cast<double>(sc.workload.requests);
-    issue_prefill(
-        is, sc, [&](int l, OpId after) { return is.gpu(ops::prefill_attention(sc.model, l, R, static_cast<double>(sc.workload.input)), {after}); },
-        [](int, OpId) {});
-  }
+  void build_prefill(StepGraph& g, const Scenario& sc) const override { build_flash_prefill(g, sc); }
+
 };
 
 }  // namespace
