@@ -1,0 +1,55 @@
+#pragma once
+// The weights of a decoder-only model in fp32 on the host (the CPU reference's form), the
+// list of tensors a config implies (Hugging Face names and shapes), and their loading with
+// every tensor's presence, dtype and shape checked.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/model_config.hpp"
+#include "engine/safetensors.hpp"
+
+namespace specontext {
+
+// Row-major [rows, cols]; a Linear's weight is [out_features, in_features] as in PyTorch.
+struct Matrix {
+  std::int64_t rows = 0, cols = 0;
+  std::vector<float> data;
+};
+
+struct LayerWeights {
+  std::vector<float> input_norm, post_attention_norm;  // [hidden]
+  Matrix q, k, v, o;                                  // q: [q_heads*head_dim, hidden], o: [hidden, q_heads*head_dim]
+  std::vector<float> q_bias, k_bias, v_bias;          // Qwen2: [out]; empty otherwise
+  std::vector<float> q_norm, k_norm;                  // Qwen3: [head_dim]; empty otherwise
+  Matrix gate, up, down;                              // gate/up: [ffn, hidden], down: [hidden, ffn]
+};
+
+struct ModelWeights {
+  Matrix embed;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  std::vector<float> final_norm;  // [hidden]
+  Matrix lm_head;                 // [vocab, hidden]; empty when tied to embed
+  const Matrix& output() const { return lm_head.data.empty() ? embed : lm_head; }
+};
+
+struct ExpectedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+};
+// Every tensor the config implies, in Hugging Face naming (model.layers.N.self_attn.q_proj.weight, ...).
+std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c);
+
+// Loads and checks: a missing tensor, a wrong shape or an unsupported dtype is an error naming
+// the tensor and the file; tensors the config does not imply are an error too (a config that
+// does not match its weights).
+ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt);
+
+// Seeded random weights (normal with std 0.02, norms 1 + small noise), for tests and for
+// saving fixture checkpoints.
+ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed);
+
+// The weights as safetensors tensors in Hugging Face naming, in the given dtype.
+std::vector<TensorToWrite> to_safetensors(const ModelConfig& c, const ModelWeights& w, DType dtype);
+
+}  // namespace specontext
