@@ -9,5 +9,7 @@ void add_sim_command(CLI::App& app);
 void add_sweep_command(CLI::App& app);
 void add_reproduce_command(CLI::App& app);
 void add_devices_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace specontext::cli

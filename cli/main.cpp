@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   specontext::cli::add_sweep_command(app);
   specontext::cli::add_reproduce_command(app);
   specontext::cli::add_devices_command(app);
+  specontext::cli::add_generate_command(app);
+  specontext::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

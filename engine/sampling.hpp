@@ -8,9 +8,10 @@
 
 namespace specontext {
 
-// Greedy: the first index of the maximum. Otherwise softmax(logits / T), keep the smallest
-// set of most probable tokens whose mass reaches top_p, and draw with a uniform number u in
-// [0, 1) (the caller's; see sampling_uniform).
+// Greedy: the first index of the maximum. Otherwise softmax(logits / T), keep every token at
+// least as probable as the last one needed (in descending order) to reach top_p, and walk the
+// kept tokens in index order to the draw u in [0, 1) (the caller's; see sampling_uniform) —
+// exactly what the CUDA kernel does (kernels/reference/sample.hpp).
 int sample_token(const float* logits, std::int64_t vocab, const SamplingParams& p, double u);
 
 // The uniform draw of request r at step `step` of a run seeded `seed` (splitmix64; the same

@@ -1,0 +1,121 @@
+// specontext generate: run a checkpoint (or random weights at a config's shape) on the CPU
+// reference or the CUDA backend, R requests together, and report tokens and timing.
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/format.hpp"
+#include "engine/cpu_backend.hpp"
+#include "engine/generator.hpp"
+#include "engine/safetensors.hpp"
+#include "engine/weights.hpp"
+#include "sim/config_error.hpp"
+#if defined(SPECONTEXT_HAVE_CUDA)
+#include "engine/cuda_backend.hpp"
+#endif
+
+namespace specontext::cli {
+namespace {
+
+struct GenerateFlags {
+  std::string model, backend = "cpu", prompt_ids;
+  int max_new = 16, requests = 1;
+  float temperature = 0.0f, top_p = 1.0f;
+  std::uint64_t seed = 0;
+  bool random_weights = false, json = false, no_graph = false;
+};
+
+std::vector<int> parse_ids(const std::string& text) {
+  std::vector<int> ids;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    try {
+      std::size_t used = 0;
+      const long long v = std::stoll(item, &used);
+      if (used != item.size() || v < 0 || v > 0x7fffffff) throw std::invalid_argument(item);
+      ids.push_back(static_cast<int>(v));
+    } catch (const std::exception&) {
+      throw ConfigError("--prompt-ids", "", "expected comma-separated token ids, got '" + item + "'");
+    }
+  }
+  if (ids.empty()) throw ConfigError("--prompt-ids", "", "no token ids given");
+  return ids;
+}
+
+std::unique_ptr<Backend> make_backend(const GenerateFlags& f, const ModelConfig& config, std::int64_t context) {
+  if (f.backend == "cpu") {
+    ModelWeights w = f.random_weights ? random_weights(config, f.seed) : load_weights(config, Checkpoint::open(f.model));
+    return std::make_unique<CpuBackend>(config, std::move(w), f.requests, static_cast<int>(context));
+  }
+#if defined(SPECONTEXT_HAVE_CUDA)
+  CudaBackendOptions o;
+  o.max_requests = f.requests;
+  o.max_context = context;
+  o.cuda_graph = !f.no_graph;
+  if (f.random_weights) return std::make_unique<CudaBackend>(config, f.seed, o);
+  return std::make_unique<CudaBackend>(config, load_weights(config, Checkpoint::open(f.model)), o);
+#else
+  throw ConfigError("--backend", "", "this build has no CUDA (no nvcc at configure time); use --backend cpu");
+#endif
+}
+
+void run(const GenerateFlags& f) {
+  const ModelConfig config = load_engine_config(f.model);
+  const std::vector<int> prompt = parse_ids(f.prompt_ids);
+  for (int id : prompt)
+    if (id >= config.shape.vocab)
+      throw ConfigError("--prompt-ids", "", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config.shape.vocab));
+  const std::int64_t context = static_cast<std::int64_t>(prompt.size()) + f.max_new;
+  if (config.shape.max_positions > 0 && context > config.shape.max_positions)
+    throw ConfigError(config.origin, "max_position_embeddings",
+                      "the prompt and --max-new need a context of " + std::to_string(context) + " tokens, the model supports " +
+                          std::to_string(config.shape.max_positions));
+  auto backend = make_backend(f, config, context);
+  GenerateOptions o;
+  o.max_new = f.max_new;
+  o.sampling = {f.temperature, f.top_p, f.seed};
+  o.eos_token_ids = config.eos_token_ids;
+  const GenerateResult r = generate(*backend, std::vector<std::vector<int>>(static_cast<std::size_t>(f.requests), prompt), o);
+  const double total_s = r.prefill_s + r.decode_s;
+  if (f.json) {
+    nlohmann::json j = {{"backend", f.backend}, {"requests", f.requests}, {"prompt_tokens", prompt.size()},
+                        {"tokens", r.tokens.size() == 1 ? nlohmann::json(r.tokens[0]) : nlohmann::json(r.tokens)},
+                        {"ttft_ms", r.ttft_s * 1e3}, {"tpot_ms", r.tpot_s() * 1e3}, {"decode_tokens_per_s", r.decode_tokens_per_s()},
+                        {"tokens_per_s", total_s > 0 ? static_cast<double>(r.generated()) / total_s : 0.0}};
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  for (std::size_t i = 0; i < r.tokens.size(); ++i) {
+    std::cout << "request " << i << ":";
+    for (int t : r.tokens[i]) std::cout << " " << t;
+    std::cout << "\n";
+  }
+  std::cout << "TTFT " << fixed(r.ttft_s * 1e3, 2) << " ms, TPOT " << fixed(r.tpot_s() * 1e3, 3) << " ms, decode "
+            << fixed(r.decode_tokens_per_s(), 1) << " tokens/s (" << f.backend << ")\n";
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app) {
+  auto f = std::make_shared<GenerateFlags>();
+  CLI::App* cmd = app.add_subcommand("generate", "generate tokens from a checkpoint on the CPU reference or the CUDA backend");
+  cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors), or a config.json with --random-weights")->required();
+  cmd->add_option("--backend", f->backend, "cpu (fp32 reference) or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("--prompt-ids", f->prompt_ids, "prompt as comma-separated token ids")->required();
+  cmd->add_option("--max-new", f->max_new, "tokens to generate per request")->capture_default_str();
+  cmd->add_option("--requests", f->requests, "requests decoded together (the prompt repeated)")->capture_default_str();
+  cmd->add_option("--temperature", f->temperature, "0: greedy")->capture_default_str();
+  cmd->add_option("--top-p", f->top_p, "nucleus sampling mass")->capture_default_str();
+  cmd->add_option("--seed", f->seed, "sampling seed (and the random weights' seed)")->capture_default_str();
+  cmd->add_flag("--random-weights", f->random_weights, "seeded random weights at the config's shape instead of a checkpoint");
+  cmd->add_flag("--no-graph", f->no_graph, "CUDA: launch the decode step kernel by kernel (per-layer NVTX ranges) instead of a CUDA graph");
+  cmd->add_flag("--json", f->json, "print JSON");
+  cmd->callback([f]() {
+    if (f->requests <= 0) throw ConfigError("--requests", "", "must be positive");
+    run(*f);
+  });
+}
+
+}  // namespace specontext::cli

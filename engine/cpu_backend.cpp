@@ -1,0 +1,334 @@
+// The CPU reference forward pass. Follows transformers' LlamaModel / Qwen2Model / Qwen3Model in
+// fp32: RMSNorm as x * rsqrt(mean(x^2) + eps) * w, RoPE with rotate_half, causal softmax
+// attention with scale 1/sqrt(head_dim), SwiGLU MLP, final norm, LM head.
+#include "engine/cpu_backend.hpp"
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "engine/rope.hpp"
+#include "sim/config_error.hpp"
+
+namespace specontext {
+
+namespace {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using ConstRowMap = Eigen::Map<const RowMatrix>;
+
+std::string layer_name(std::size_t l, const std::string& tensor) { return "model.layers." + std::to_string(l) + "." + tensor; }
+
+void check_matrix(const Matrix& m, long long rows, long long cols, const std::string& name) {
+  if (m.rows != rows || m.cols != cols)
+    throw std::invalid_argument("CpuBackend: weight " + name + " is [" + std::to_string(m.rows) + ", " + std::to_string(m.cols) +
+                                "], the config implies [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  if (static_cast<long long>(m.data.size()) != rows * cols)
+    throw std::invalid_argument("CpuBackend: weight " + name + " holds " + std::to_string(m.data.size()) + " values, its shape needs " +
+                                std::to_string(rows * cols));
+}
+
+void check_vector(const std::vector<float>& v, long long size, const std::string& name) {
+  if (static_cast<long long>(v.size()) != size)
+    throw std::invalid_argument("CpuBackend: weight " + name + " has " + std::to_string(v.size()) + " values, the config implies " +
+                                std::to_string(size));
+}
+
+void check_absent(const std::vector<float>& v, const std::string& name, const std::string& why) {
+  if (!v.empty()) throw std::invalid_argument("CpuBackend: weight " + name + " is present but the config has " + why);
+}
+
+void check_config(const ModelConfig& c) {
+  const ModelShape& s = c.shape;
+  if (s.eagle3_draft) throw ConfigError(c.origin, "draft_vocab_size", "an EAGLE-3 draft is not a target model the engine can run");
+  if (s.kv_lora_rank > 0) throw ConfigError(c.origin, "kv_lora_rank", "MLA attention is not supported by the engine");
+  auto positive = [&](long long v, const char* field) {
+    if (v <= 0) throw ConfigError(c.origin, field, "must be positive, got " + std::to_string(v));
+  };
+  positive(s.layers, "num_hidden_layers");
+  positive(s.hidden, "hidden_size");
+  positive(s.q_heads, "num_attention_heads");
+  positive(s.kv_heads, "num_key_value_heads");
+  positive(s.head_dim, "head_dim");
+  positive(s.ffn, "intermediate_size");
+  positive(s.vocab, "vocab_size");
+  if (s.q_heads % s.kv_heads != 0)
+    throw ConfigError(c.origin, "num_key_value_heads",
+                      std::to_string(s.kv_heads) + " does not divide num_attention_heads " + std::to_string(s.q_heads));
+  if (s.head_dim % 2 != 0) throw ConfigError(c.origin, "head_dim", "RoPE needs an even head dimension, got " + std::to_string(s.head_dim));
+  if (!(c.rms_norm_eps >= 0.0)) throw ConfigError(c.origin, "rms_norm_eps", "must be non-negative");
+}
+
+void check_weights(const ModelConfig& c, const ModelWeights& w) {
+  const ModelShape& s = c.shape;
+  const long long q_dim = s.q_heads * s.head_dim, kv_dim = s.kv_heads * s.head_dim;
+  check_matrix(w.embed, s.vocab, s.hidden, "model.embed_tokens.weight");
+  if (static_cast<long long>(w.layers.size()) != s.layers)
+    throw std::invalid_argument("CpuBackend: weights hold " + std::to_string(w.layers.size()) + " layers, the config has " +
+                                std::to_string(s.layers) + " (num_hidden_layers)");
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& L = w.layers[l];
+    check_vector(L.input_norm, s.hidden, layer_name(l, "input_layernorm.weight"));
+    check_vector(L.post_attention_norm, s.hidden, layer_name(l, "post_attention_layernorm.weight"));
+    check_matrix(L.q, q_dim, s.hidden, layer_name(l, "self_attn.q_proj.weight"));
+    check_matrix(L.k, kv_dim, s.hidden, layer_name(l, "self_attn.k_proj.weight"));
+    check_matrix(L.v, kv_dim, s.hidden, layer_name(l, "self_attn.v_proj.weight"));
+    check_matrix(L.o, s.hidden, q_dim, layer_name(l, "self_attn.o_proj.weight"));
+    if (s.attention_bias) {
+      check_vector(L.q_bias, q_dim, layer_name(l, "self_attn.q_proj.bias"));
+      check_vector(L.k_bias, kv_dim, layer_name(l, "self_attn.k_proj.bias"));
+      check_vector(L.v_bias, kv_dim, layer_name(l, "self_attn.v_proj.bias"));
+    } else {
+      check_absent(L.q_bias, layer_name(l, "self_attn.q_proj.bias"), "no attention bias");
+      check_absent(L.k_bias, layer_name(l, "self_attn.k_proj.bias"), "no attention bias");
+      check_absent(L.v_bias, layer_name(l, "self_attn.v_proj.bias"), "no attention bias");
+    }
+    if (s.qk_norm) {
+      check_vector(L.q_norm, s.head_dim, layer_name(l, "self_attn.q_norm.weight"));
+      check_vector(L.k_norm, s.head_dim, layer_name(l, "self_attn.k_norm.weight"));
+    } else {
+      check_absent(L.q_norm, layer_name(l, "self_attn.q_norm.weight"), "no q/k norm");
+      check_absent(L.k_norm, layer_name(l, "self_attn.k_norm.weight"), "no q/k norm");
+    }
+    check_matrix(L.gate, s.ffn, s.hidden, layer_name(l, "mlp.gate_proj.weight"));
+    check_matrix(L.up, s.ffn, s.hidden, layer_name(l, "mlp.up_proj.weight"));
+    check_matrix(L.down, s.hidden, s.ffn, layer_name(l, "mlp.down_proj.weight"));
+  }
+  check_vector(w.final_norm, s.hidden, "model.norm.weight");
+  if (!w.lm_head.data.empty() || w.lm_head.rows != 0)
+    check_matrix(w.lm_head, s.vocab, s.hidden, "lm_head.weight");
+  else if (!s.tied_embeddings)
+    throw std::invalid_argument("CpuBackend: weight lm_head.weight is missing and the config does not tie it to the embeddings");
+}
+
+// y = x W^T (+ b), W row-major [out, in] as PyTorch stores a Linear.
+RowMatrix linear(const RowMatrix& x, const Matrix& w, const std::vector<float>& bias = {}) {
+  const ConstRowMap weight(w.data.data(), w.rows, w.cols);
+  RowMatrix y = x * weight.transpose();
+  if (!bias.empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), static_cast<Eigen::Index>(bias.size()));
+  return y;
+}
+
+// RMSNorm over each consecutive group of `width` values in every row (width = row for the
+// layer norms, head_dim for Qwen3's per-head q/k norms).
+RowMatrix rms_norm(const RowMatrix& x, const std::vector<float>& weight, double eps) {
+  const Eigen::Index width = static_cast<Eigen::Index>(weight.size());
+  const float eps_f = static_cast<float>(eps);
+  RowMatrix y(x.rows(), x.cols());
+  for (Eigen::Index r = 0; r < x.rows(); ++r) {
+    for (Eigen::Index g = 0; g < x.cols(); g += width) {
+      double sum_squares = 0.0;
+      for (Eigen::Index i = 0; i < width; ++i) sum_squares += static_cast<double>(x(r, g + i)) * x(r, g + i);
+      const float mean_square = static_cast<float>(sum_squares / static_cast<double>(width));
+      const float inv_rms = 1.0f / std::sqrt(mean_square + eps_f);
+      for (Eigen::Index i = 0; i < width; ++i) y(r, g + i) = weight[i] * (x(r, g + i) * inv_rms);
+    }
+  }
+  return y;
+}
+
+// Rotates every head of row r at `position` in place: pairs (i, i + head_dim/2).
+void apply_rope(RowMatrix& x, Eigen::Index r, std::int64_t position, long long head_dim, const std::vector<float>& inv_freq,
+                float attention_factor) {
+  const long long half = head_dim / 2;
+  for (long long i = 0; i < half; ++i) {
+    // transformers forms the angle as a float32 product, then cos/sin of it.
+    const float angle = static_cast<float>(position) * inv_freq[i];
+    const float c = std::cos(angle) * attention_factor, s = std::sin(angle) * attention_factor;
+    for (Eigen::Index g = 0; g < x.cols(); g += head_dim) {
+      const float x1 = x(r, g + i), x2 = x(r, g + i + half);
+      x(r, g + i) = x1 * c - x2 * s;
+      x(r, g + i + half) = x2 * c + x1 * s;
+    }
+  }
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(const ModelConfig& config, ModelWeights weights, int max_requests, int max_context)
+    : config_(config), weights_(std::move(weights)), max_context_(max_context) {
+  check_config(config_);
+  check_weights(config_, weights_);
+  if (max_requests <= 0) throw std::invalid_argument("CpuBackend: max_requests must be positive, got " + std::to_string(max_requests));
+  if (max_context <= 0) throw std::invalid_argument("CpuBackend: max_context must be positive, got " + std::to_string(max_context));
+  inv_freq_ = rope_inverse_frequencies(config_);
+  attention_factor_ = rope_attention_factor(config_);
+  caches_.resize(max_requests);
+  for (RequestCache& c : caches_) c.layers.resize(config_.shape.layers);
+}
+
+void CpuBackend::check_request(int request, const char* where) const {
+  if (request < 0 || request >= static_cast<int>(caches_.size()))
+    throw std::invalid_argument(std::string("CpuBackend::") + where + ": request " + std::to_string(request) + " is unknown (requests are 0.." +
+                                std::to_string(caches_.size() - 1) + ")");
+}
+
+void CpuBackend::check_tokens(const std::vector<int>& tokens, const char* where) const {
+  for (std::size_t i = 0; i < tokens.size(); ++i)
+    if (tokens[i] < 0 || tokens[i] >= config_.shape.vocab)
+      throw std::invalid_argument(std::string("CpuBackend::") + where + ": token id " + std::to_string(tokens[i]) + " (at " + std::to_string(i) +
+                                  ") is outside the vocabulary [0, " + std::to_string(config_.shape.vocab) + ")");
+}
+
+void CpuBackend::check_room(int request, std::int64_t added, const char* where) const {
+  const std::int64_t after = caches_[request].length + added;
+  if (after > max_context_)
+    throw std::invalid_argument(std::string("CpuBackend::") + where + ": request " + std::to_string(request) + " would hold " +
+                                std::to_string(after) + " tokens, past max_context " + std::to_string(max_context_));
+  if (config_.shape.max_positions > 0 && after > config_.shape.max_positions)
+    throw std::invalid_argument(std::string("CpuBackend::") + where + ": request " + std::to_string(request) + " would hold " +
+                                std::to_string(after) + " tokens, past the model's max_position_embeddings " +
+                                std::to_string(config_.shape.max_positions) + " (" + config_.origin + ")");
+}
+
+void CpuBackend::reset(int request) {
+  check_request(request, "reset");
+  RequestCache& c = caches_[request];
+  c.length = 0;
+  for (LayerCache& l : c.layers) {
+    l.k.clear();
+    l.v.clear();
+  }
+}
+
+std::int64_t CpuBackend::length(int request) const {
+  check_request(request, "length");
+  return caches_[request].length;
+}
+
+const std::vector<float>& CpuBackend::cached_keys(int request, int layer) const {
+  check_request(request, "cached_keys");
+  if (layer < 0 || layer >= config_.shape.layers) throw std::invalid_argument("CpuBackend::cached_keys: no layer " + std::to_string(layer));
+  return caches_[request].layers[layer].k;
+}
+
+const std::vector<float>& CpuBackend::cached_values(int request, int layer) const {
+  check_request(request, "cached_values");
+  if (layer < 0 || layer >= config_.shape.layers) throw std::invalid_argument("CpuBackend::cached_values: no layer " + std::to_string(layer));
+  return caches_[request].layers[layer].v;
+}
+
+std::vector<float> CpuBackend::prefill(int request, const std::vector<int>& tokens) {
+  check_request(request, "prefill");
+  if (tokens.empty()) throw std::invalid_argument("CpuBackend::prefill: no tokens for request " + std::to_string(request));
+  check_tokens(tokens, "prefill");
+  check_room(request, static_cast<std::int64_t>(tokens.size()), "prefill");
+  const std::int64_t n = static_cast<std::int64_t>(tokens.size());
+  return forward({Segment{request, 0, n}}, tokens, {n - 1});
+}
+
+std::vector<float> CpuBackend::prefill_all_logits(int request, const std::vector<int>& tokens) {
+  check_request(request, "prefill_all_logits");
+  if (tokens.empty()) throw std::invalid_argument("CpuBackend::prefill_all_logits: no tokens for request " + std::to_string(request));
+  check_tokens(tokens, "prefill_all_logits");
+  check_room(request, static_cast<std::int64_t>(tokens.size()), "prefill_all_logits");
+  const std::int64_t n = static_cast<std::int64_t>(tokens.size());
+  std::vector<std::int64_t> rows(n);
+  for (std::int64_t i = 0; i < n; ++i) rows[i] = i;
+  return forward({Segment{request, 0, n}}, tokens, rows);
+}
+
+std::vector<float> CpuBackend::decode(const std::vector<int>& requests, const std::vector<int>& tokens) {
+  if (requests.size() != tokens.size())
+    throw std::invalid_argument("CpuBackend::decode: " + std::to_string(requests.size()) + " requests but " + std::to_string(tokens.size()) +
+                                " tokens");
+  std::set<int> seen;
+  for (int r : requests) {
+    check_request(r, "decode");
+    if (!seen.insert(r).second) throw std::invalid_argument("CpuBackend::decode: request " + std::to_string(r) + " appears twice in one step");
+    check_room(r, 1, "decode");
+  }
+  check_tokens(tokens, "decode");
+  if (requests.empty()) return {};
+  std::vector<Segment> segments;
+  std::vector<std::int64_t> rows;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    segments.push_back(Segment{requests[i], static_cast<std::int64_t>(i), 1});
+    rows.push_back(static_cast<std::int64_t>(i));
+  }
+  return forward(segments, tokens, rows);
+}
+
+std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, const std::vector<int>& tokens,
+                                       const std::vector<std::int64_t>& output_rows) {
+  const ModelShape& s = config_.shape;
+  const long long hd = s.head_dim, q_dim = s.q_heads * hd, kv_dim = s.kv_heads * hd, group = s.q_heads / s.kv_heads;
+  const Eigen::Index n = static_cast<Eigen::Index>(tokens.size());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  // Each row's position: its request's length before this pass plus its offset in the segment.
+  std::vector<std::int64_t> position(n);
+  for (const Segment& seg : segments)
+    for (std::int64_t t = 0; t < seg.rows; ++t) position[seg.first_row + t] = caches_[seg.request].length + t;
+
+  RowMatrix x(n, s.hidden);
+  const ConstRowMap embed(weights_.embed.data.data(), weights_.embed.rows, weights_.embed.cols);
+  for (Eigen::Index r = 0; r < n; ++r) x.row(r) = embed.row(tokens[r]);
+
+  for (long long l = 0; l < s.layers; ++l) {
+    const LayerWeights& L = weights_.layers[l];
+    const RowMatrix h = rms_norm(x, L.input_norm, config_.rms_norm_eps);
+    RowMatrix q = linear(h, L.q, L.q_bias);
+    RowMatrix k = linear(h, L.k, L.k_bias);
+    const RowMatrix v = linear(h, L.v, L.v_bias);
+    if (s.qk_norm) {
+      q = rms_norm(q, L.q_norm, config_.rms_norm_eps);
+      k = rms_norm(k, L.k_norm, config_.rms_norm_eps);
+    }
+    for (Eigen::Index r = 0; r < n; ++r) {
+      apply_rope(q, r, position[r], hd, inv_freq_, attention_factor_);
+      apply_rope(k, r, position[r], hd, inv_freq_, attention_factor_);
+    }
+
+    RowMatrix attn(n, q_dim);
+    for (const Segment& seg : segments) {
+      LayerCache& cache = caches_[seg.request].layers[l];
+      const std::int64_t before = caches_[seg.request].length;
+      const std::int64_t total = before + seg.rows;
+      cache.k.resize(total * kv_dim);
+      cache.v.resize(total * kv_dim);
+      for (std::int64_t t = 0; t < seg.rows; ++t) {
+        Eigen::Map<Eigen::RowVectorXf>(cache.k.data() + (before + t) * kv_dim, kv_dim) = k.row(seg.first_row + t);
+        Eigen::Map<Eigen::RowVectorXf>(cache.v.data() + (before + t) * kv_dim, kv_dim) = v.row(seg.first_row + t);
+      }
+      const ConstRowMap keys(cache.k.data(), total, kv_dim), values(cache.v.data(), total, kv_dim);
+      for (std::int64_t t = 0; t < seg.rows; ++t) {
+        const Eigen::Index row = seg.first_row + t;
+        const Eigen::Index visible = before + t + 1;  // causal: itself and everything before
+        for (long long head = 0; head < s.q_heads; ++head) {
+          const long long kv_head = head / group;
+          const Eigen::RowVectorXf query = q.row(row).segment(head * hd, hd);
+          Eigen::VectorXf scores = (keys.block(0, kv_head * hd, visible, hd) * query.transpose()) * scale;
+          const float max_score = scores.maxCoeff();
+          scores = (scores.array() - max_score).exp();
+          scores /= scores.sum();
+          attn.row(row).segment(head * hd, hd) = scores.transpose() * values.block(0, kv_head * hd, visible, hd);
+        }
+      }
+    }
+    x += linear(attn, L.o);
+
+    const RowMatrix h2 = rms_norm(x, L.post_attention_norm, config_.rms_norm_eps);
+    const RowMatrix gate = linear(h2, L.gate);
+    const RowMatrix up = linear(h2, L.up);
+    const RowMatrix act = (gate.array() / (1.0f + (-gate.array()).exp()) * up.array()).matrix();
+    x += linear(act, L.down);
+  }
+  for (const Segment& seg : segments) caches_[seg.request].length += seg.rows;
+
+  const RowMatrix final_x = rms_norm(x, weights_.final_norm, config_.rms_norm_eps);
+  const Matrix& out = weights_.output();
+  const ConstRowMap head(out.data.data(), out.rows, out.cols);
+  std::vector<float> logits(output_rows.size() * s.vocab);
+  for (std::size_t i = 0; i < output_rows.size(); ++i)
+    Eigen::Map<Eigen::RowVectorXf>(logits.data() + i * s.vocab, s.vocab) = final_x.row(output_rows[i]) * head.transpose();
+  return logits;
+}
+
+}  // namespace specontext

@@ -1,0 +1,69 @@
+#pragma once
+// The CPU reference backend: fp32 everywhere, full (dense) attention, Hugging Face semantics
+// (Llama, Mistral, Qwen2 QKV bias, Qwen3 q/k norms; MHA, GQA, MQA). Every other backend and
+// kernel is checked against it, so it favours plain, obviously correct code over speed.
+#include <cstdint>
+#include <vector>
+
+#include "engine/backend.hpp"
+#include "engine/model_config.hpp"
+#include "engine/weights.hpp"
+
+namespace specontext {
+
+class CpuBackend final : public Backend {
+ public:
+  // Checks the config (standard layers only) and that every weight has the shape the config
+  // implies; throws ConfigError (config) or std::invalid_argument (weights, limits) otherwise.
+  CpuBackend(const ModelConfig& config, ModelWeights weights, int max_requests, int max_context);
+
+  std::int64_t vocab() const override { return config_.shape.vocab; }
+  std::int64_t max_requests() const override { return static_cast<std::int64_t>(caches_.size()); }
+  std::int64_t max_context() const override { return max_context_; }
+  void reset(int request) override;
+  std::vector<float> prefill(int request, const std::vector<int>& tokens) override;
+  std::vector<float> decode(const std::vector<int>& requests, const std::vector<int>& tokens) override;
+  std::int64_t length(int request) const override;
+
+  // Like prefill, but returns the logits of every new position: [tokens.size() * vocab].
+  std::vector<float> prefill_all_logits(int request, const std::vector<int>& tokens);
+
+  // Request r's cache of layer L, row-major [length, kv_heads * head_dim]; keys after RoPE
+  // (and after the q/k norm for Qwen3).
+  const std::vector<float>& cached_keys(int request, int layer) const;
+  const std::vector<float>& cached_values(int request, int layer) const;
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+
+ private:
+  struct LayerCache {
+    std::vector<float> k, v;
+  };
+  struct RequestCache {
+    std::int64_t length = 0;
+    std::vector<LayerCache> layers;
+  };
+  // One request's run of new tokens inside a batched forward pass.
+  struct Segment {
+    int request;
+    std::int64_t first_row, rows;
+  };
+
+  void check_request(int request, const char* where) const;
+  void check_tokens(const std::vector<int>& tokens, const char* where) const;
+  void check_room(int request, std::int64_t added, const char* where) const;
+  // Runs the model over the segments' tokens (rows of `tokens` in segment order), appending to
+  // each request's cache; returns logits for the rows listed in `output_rows`.
+  std::vector<float> forward(const std::vector<Segment>& segments, const std::vector<int>& tokens,
+                             const std::vector<std::int64_t>& output_rows);
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  std::int64_t max_context_;
+  std::vector<float> inv_freq_;
+  float attention_factor_;
+  std::vector<RequestCache> caches_;
+};
+
+}  // namespace specontext

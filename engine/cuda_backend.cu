@@ -1,0 +1,557 @@
+#include "engine/cuda_backend.hpp"
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/nvtx.hpp"
+#include "engine/rope.hpp"
+#include "engine/sampling.hpp"
+#include "kernels/add_bias.cuh"
+#include "kernels/add_rmsnorm.cuh"
+#include "kernels/cuda_check.cuh"
+#include "kernels/decode_attention.cuh"
+#include "kernels/embedding.cuh"
+#include "kernels/fill_random.cuh"
+#include "kernels/head_rmsnorm.cuh"
+#include "kernels/prefill_attention.cuh"
+#include "kernels/rope_kv_append.cuh"
+#include "kernels/sample.cuh"
+#include "kernels/swiglu.cuh"
+#include "sim/config_error.hpp"
+
+namespace specontext {
+namespace {
+
+#define SPECONTEXT_CUBLAS_CHECK(call)                                                                              \
+  do {                                                                                                              \
+    cublasStatus_t st_ = (call);                                                                                    \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                               \
+      throw std::runtime_error(std::string("cuBLAS error ") + cublasGetStatusString(st_) + " in " + #call + " at " + \
+                               __FILE__ + ":" + std::to_string(__LINE__));                                           \
+  } while (0)
+
+using bf16_bits = std::uint16_t;
+
+// One device allocation, freed with its owner.
+template <class T>
+struct DeviceArray {
+  T* ptr = nullptr;
+  std::size_t count = 0;
+  DeviceArray() = default;
+  explicit DeviceArray(std::size_t n) : count(n) {
+    if (n) SPECONTEXT_CUDA_CHECK(cudaMalloc(&ptr, n * sizeof(T)));
+  }
+  DeviceArray(DeviceArray&& o) noexcept : ptr(o.ptr), count(o.count) { o.ptr = nullptr; o.count = 0; }
+  DeviceArray& operator=(DeviceArray&& o) noexcept {
+    std::swap(ptr, o.ptr);
+    std::swap(count, o.count);
+    return *this;
+  }
+  DeviceArray(const DeviceArray&) = delete;
+  ~DeviceArray() { cudaFree(ptr); }
+  void upload(const std::vector<T>& host) {
+    if (host.size() != count) throw std::logic_error("DeviceArray::upload: size mismatch");
+    SPECONTEXT_CUDA_CHECK(cudaMemcpy(ptr, host.data(), count * sizeof(T), cudaMemcpyHostToDevice));
+  }
+};
+
+std::vector<bf16_bits> to_bf16(const std::vector<float>& v) {
+  std::vector<bf16_bits> out(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = f32_to_bf16(v[i]);
+  return out;
+}
+
+DeviceArray<bf16_bits> upload_bf16(const std::vector<float>& host) {
+  DeviceArray<bf16_bits> d(host.size());
+  d.upload(to_bf16(host));
+  return d;
+}
+
+// Row-concatenation of matrices with the same column count ([rows_a + rows_b, cols]).
+std::vector<float> stack_rows(std::initializer_list<const Matrix*> parts) {
+  std::vector<float> out;
+  for (const Matrix* m : parts) out.insert(out.end(), m->data.begin(), m->data.end());
+  return out;
+}
+
+struct LayerDevice {
+  DeviceArray<bf16_bits> input_norm, post_norm;
+  DeviceArray<bf16_bits> wqkv;  // [(q_heads + 2 kv_heads) * head_dim, hidden]
+  DeviceArray<bf16_bits> qkv_bias;  // Qwen2, else empty
+  DeviceArray<bf16_bits> q_norm, k_norm;  // Qwen3, else empty
+  DeviceArray<bf16_bits> wo;       // [hidden, q_heads * head_dim]
+  DeviceArray<bf16_bits> wgate_up; // [2 ffn, hidden]
+  DeviceArray<bf16_bits> wdown;    // [hidden, ffn]
+  DeviceArray<bf16_bits> k_cache, v_cache;  // [max_requests][kv_heads][max_context][head_dim]
+};
+
+}  // namespace
+
+struct CudaBackend::Impl {
+  ModelConfig config;
+  CudaBackendOptions options;
+  std::int64_t hidden = 0, q_dim = 0, kv_dim = 0, qkv_dim = 0, ffn = 0, vocab = 0, head_dim = 0;
+  std::int64_t max_rows = 0;  // rows one forward pass holds (decode batch or prefill chunk)
+
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  DeviceArray<std::uint8_t> cublas_workspace;
+
+  DeviceArray<bf16_bits> embed, final_norm, lm_head;  // lm_head empty when tied
+  std::vector<LayerDevice> layers;
+  DeviceArray<float> inv_freq;
+  float attention_factor = 1.0f;
+
+  // activations, sized for max_rows
+  DeviceArray<float> residual;
+  DeviceArray<bf16_bits> x_bf16, qkv, attn_out, proj_out, gate_up, act;
+  DeviceArray<float> logits;  // [max_requests or 1, vocab]
+  DeviceArray<std::int32_t> ids, slots, positions, lengths, sampled;
+  DeviceArray<float> uniforms;
+  DeviceArray<std::uint8_t> attention_workspace;
+
+  std::vector<std::int64_t> lengths_host;
+  std::map<int, cudaGraphExec_t> decode_graphs;  // by batch size
+
+  Impl(const ModelConfig& c, const CudaBackendOptions& o) : config(c), options(o) {
+    const ModelShape& m = c.shape;
+    hidden = m.hidden;
+    head_dim = m.head_dim;
+    q_dim = m.q_heads * m.head_dim;
+    kv_dim = m.kv_heads * m.head_dim;
+    qkv_dim = q_dim + 2 * kv_dim;
+    ffn = m.ffn;
+    vocab = m.vocab;
+    max_rows = std::max<std::int64_t>(o.max_requests, o.prefill_chunk);
+    lengths_host.assign(static_cast<std::size_t>(o.max_requests), 0);
+  }
+  ~Impl() {
+    for (auto& [_, g] : decode_graphs) cudaGraphExecDestroy(g);
+    if (cublas) cublasDestroy(cublas);
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  void check_fits() const {
+    const CudaMemoryPlan plan = CudaBackend::memory_plan(config, options);
+    std::size_t free_b = 0, total_b = 0;
+    SPECONTEXT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const double limit = options.memory_limit_bytes > 0 ? std::min<double>(options.memory_limit_bytes, static_cast<double>(free_b))
+                                                        : static_cast<double>(free_b);
+    if (plan.total() > limit)
+      throw ConfigError("--requests/--max-context", "",
+                        "the plan does not fit in GPU memory: weights " + std::to_string(plan.weights / 1e9) + " GB + KV cache " +
+                            std::to_string(plan.kv_cache / 1e9) + " GB + activations and workspaces " +
+                            std::to_string((plan.activations + plan.workspace) / 1e9) + " GB > " + std::to_string(limit / 1e9) +
+                            " GB available");
+  }
+
+  void allocate_runtime() {
+    SPECONTEXT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    SPECONTEXT_CUBLAS_CHECK(cublasCreate(&cublas));
+    SPECONTEXT_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+    // A fixed workspace so that cuBLAS allocates nothing while a CUDA graph is captured.
+    cublas_workspace = DeviceArray<std::uint8_t>(32u << 20);
+    SPECONTEXT_CUBLAS_CHECK(cublasSetWorkspace(cublas, cublas_workspace.ptr, cublas_workspace.count));
+    const auto rows = static_cast<std::size_t>(max_rows);
+    residual = DeviceArray<float>(rows * hidden);
+    x_bf16 = DeviceArray<bf16_bits>(rows * hidden);
+    qkv = DeviceArray<bf16_bits>(rows * qkv_dim);
+    attn_out = DeviceArray<bf16_bits>(rows * q_dim);
+    proj_out = DeviceArray<bf16_bits>(rows * hidden);
+    gate_up = DeviceArray<bf16_bits>(rows * 2 * ffn);
+    act = DeviceArray<bf16_bits>(rows * ffn);
+    logits = DeviceArray<float>(static_cast<std::size_t>(options.max_requests) * vocab);
+    ids = DeviceArray<std::int32_t>(rows);
+    slots = DeviceArray<std::int32_t>(rows);
+    positions = DeviceArray<std::int32_t>(rows);
+    lengths = DeviceArray<std::int32_t>(rows);
+    sampled = DeviceArray<std::int32_t>(static_cast<std::size_t>(options.max_requests));
+    uniforms = DeviceArray<float>(static_cast<std::size_t>(options.max_requests));
+    attention_workspace = DeviceArray<std::uint8_t>(kernels::decode_attention_workspace_bytes(
+        options.max_requests, static_cast<int>(config.shape.q_heads), static_cast<int>(head_dim), options.max_context));
+    const std::vector<float> freqs = rope_inverse_frequencies(config);
+    inv_freq = DeviceArray<float>(freqs.size());
+    inv_freq.upload(freqs);
+    attention_factor = rope_attention_factor(config);
+    const std::size_t cache = static_cast<std::size_t>(options.max_requests) * kv_dim * static_cast<std::size_t>(options.max_context);
+    for (auto& L : layers) {
+      L.k_cache = DeviceArray<bf16_bits>(cache);
+      L.v_cache = DeviceArray<bf16_bits>(cache);
+    }
+  }
+
+  // Y[T, out] = X[T, in] W[out, in]^T, row-major, bf16 inputs, fp32 accumulation.
+  void gemm(const bf16_bits* X, std::int64_t T, std::int64_t in, const bf16_bits* W, std::int64_t out, void* Y, cudaDataType y_type) {
+    const float alpha = 1.0f, beta = 0.0f;
+    SPECONTEXT_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T), static_cast<int>(in),
+                                         &alpha, W, CUDA_R_16BF, static_cast<int>(in), X, CUDA_R_16BF, static_cast<int>(in), &beta, Y,
+                                         y_type, static_cast<int>(out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  const bf16_bits* output_matrix() const { return lm_head.ptr ? lm_head.ptr : embed.ptr; }
+};
+
+
+namespace {
+
+void require_request(int request, std::int64_t max_requests, const char* where) {
+  if (request < 0 || request >= max_requests)
+    throw std::invalid_argument(std::string(where) + ": request " + std::to_string(request) + " is not in [0, " + std::to_string(max_requests) + ")");
+}
+
+}  // namespace
+
+// ---- construction ------------------------------------------------------------------------
+
+CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendOptions& o) {
+  const ModelShape& m = c.shape;
+  CudaMemoryPlan p;
+  p.weights = m.weight_bytes();
+  p.kv_cache = 2.0 * 2.0 * static_cast<double>(m.layers) * o.max_requests * static_cast<double>(m.kv_heads * m.head_dim) *
+               static_cast<double>(o.max_context);
+  const double rows = static_cast<double>(std::max<std::int64_t>(o.max_requests, o.prefill_chunk));
+  const double q = static_cast<double>(m.q_heads * m.head_dim), kv = static_cast<double>(m.kv_heads * m.head_dim);
+  p.activations = rows * (4.0 * m.hidden + 2.0 * (m.hidden + (q + 2 * kv) + q + m.hidden + 3.0 * m.ffn)) +
+                  static_cast<double>(o.max_requests) * m.vocab * 4.0;
+  p.workspace = static_cast<double>(kernels::decode_attention_workspace_bytes(o.max_requests, static_cast<int>(m.q_heads),
+                                                                              static_cast<int>(m.head_dim), static_cast<int>(o.max_context))) +
+                (32u << 20);
+  return p;
+}
+
+static void check_options(const ModelConfig& c, const CudaBackendOptions& o) {
+  if (o.max_requests <= 0) throw ConfigError("--requests", "", "must be positive");
+  if (o.max_context <= 0) throw ConfigError("--max-context", "", "must be positive");
+  if (c.shape.max_positions > 0 && o.max_context > c.shape.max_positions)
+    throw ConfigError(c.origin, "max_position_embeddings",
+                      "a context of " + std::to_string(o.max_context) + " tokens is longer than the model supports (" +
+                          std::to_string(c.shape.max_positions) + ")");
+  if (o.max_context > 0x7fffffff) throw ConfigError("--max-context", "", "must fit in 32 bits");
+  const long long d = c.shape.head_dim;
+  if (d != 32 && d != 64 && d != 128) throw ConfigError(c.origin, "head_dim", "the CUDA kernels support head_dim 32, 64 and 128, not " + std::to_string(d));
+}
+
+CudaBackend::CudaBackend(const ModelConfig& config, const ModelWeights& w, const CudaBackendOptions& options)
+    : impl_(std::make_unique<Impl>(config, options)) {
+  check_options(config, options);
+  Impl& I = *impl_;
+  I.check_fits();
+  I.embed = upload_bf16(w.embed.data);
+  I.final_norm = upload_bf16(w.final_norm);
+  if (!w.lm_head.data.empty()) I.lm_head = upload_bf16(w.lm_head.data);
+  I.layers.resize(w.layers.size());
+  for (std::size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& src = w.layers[l];
+    LayerDevice& L = I.layers[l];
+    L.input_norm = upload_bf16(src.input_norm);
+    L.post_norm = upload_bf16(src.post_attention_norm);
+    L.wqkv = upload_bf16(stack_rows({&src.q, &src.k, &src.v}));
+    if (!src.q_bias.empty()) {
+      std::vector<float> bias = src.q_bias;
+      bias.insert(bias.end(), src.k_bias.begin(), src.k_bias.end());
+      bias.insert(bias.end(), src.v_bias.begin(), src.v_bias.end());
+      L.qkv_bias = upload_bf16(bias);
+    }
+    if (!src.q_norm.empty()) {
+      L.q_norm = upload_bf16(src.q_norm);
+      L.k_norm = upload_bf16(src.k_norm);
+    }
+    L.wo = upload_bf16(src.o.data);
+    L.wgate_up = upload_bf16(stack_rows({&src.gate, &src.up}));
+    L.wdown = upload_bf16(src.down.data);
+  }
+  I.allocate_runtime();
+}
+
+CudaBackend::CudaBackend(const ModelConfig& config, std::uint64_t seed, const CudaBackendOptions& options)
+    : impl_(std::make_unique<Impl>(config, options)) {
+  check_options(config, options);
+  Impl& I = *impl_;
+  I.check_fits();
+  const ModelShape& m = config.shape;
+  std::uint64_t stream_id = 0;
+  // Matrices N(0, 0.02) and norms N(1, 0.02), each tensor its own seeded stream.
+  auto fill = [&](std::size_t count, float mean) {
+    DeviceArray<bf16_bits> d(count);
+    kernels::launch_fill_random({d.ptr, static_cast<std::int64_t>(count), seed * 1000003u + stream_id++, mean, 0.02f}, nullptr);
+    return d;
+  };
+  const auto h = static_cast<std::size_t>(m.hidden);
+  I.embed = fill(static_cast<std::size_t>(m.vocab) * h, 0.0f);
+  I.final_norm = fill(h, 1.0f);
+  if (!m.tied_embeddings) I.lm_head = fill(static_cast<std::size_t>(m.vocab) * h, 0.0f);
+  I.layers.resize(static_cast<std::size_t>(m.layers));
+  for (auto& L : I.layers) {
+    L.input_norm = fill(h, 1.0f);
+    L.post_norm = fill(h, 1.0f);
+    L.wqkv = fill(static_cast<std::size_t>(I.qkv_dim) * h, 0.0f);
+    if (m.attention_bias) L.qkv_bias = fill(static_cast<std::size_t>(I.qkv_dim), 0.0f);
+    if (m.qk_norm) {
+      L.q_norm = fill(static_cast<std::size_t>(m.head_dim), 1.0f);
+      L.k_norm = fill(static_cast<std::size_t>(m.head_dim), 1.0f);
+    }
+    L.wo = fill(h * static_cast<std::size_t>(I.q_dim), 0.0f);
+    L.wgate_up = fill(2 * static_cast<std::size_t>(I.ffn) * h, 0.0f);
+    L.wdown = fill(h * static_cast<std::size_t>(I.ffn), 0.0f);
+  }
+  SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
+  I.allocate_runtime();
+}
+
+CudaBackend::~CudaBackend() = default;
+
+std::int64_t CudaBackend::vocab() const { return impl_->vocab; }
+std::int64_t CudaBackend::max_requests() const { return impl_->options.max_requests; }
+std::int64_t CudaBackend::max_context() const { return impl_->options.max_context; }
+std::int64_t CudaBackend::length(int request) const {
+  require_request(request, impl_->options.max_requests, "length");
+  return impl_->lengths_host[static_cast<std::size_t>(request)];
+}
+void CudaBackend::reset(int request) {
+  require_request(request, impl_->options.max_requests, "reset");
+  impl_->lengths_host[static_cast<std::size_t>(request)] = 0;
+}
+double CudaBackend::streamed_weight_bytes() const { return impl_->config.shape.streamed_weight_bytes(); }
+double CudaBackend::kv_bytes_per_token() const {
+  return 2.0 * 2.0 * static_cast<double>(impl_->config.shape.layers * impl_->kv_dim);
+}
+
+void CudaBackend::fill_random_context(int request, std::int64_t length, std::uint64_t seed) {
+  Impl& I = *impl_;
+  require_request(request, I.options.max_requests, "fill_random_context");
+  if (length < 0 || length >= I.options.max_context)
+    throw std::invalid_argument("fill_random_context: length " + std::to_string(length) + " leaves no room in a context of " +
+                                std::to_string(I.options.max_context));
+  const std::int64_t per_head = I.options.max_context * I.head_dim;
+  std::uint64_t stream_id = 0;
+  for (auto& L : I.layers)
+    for (std::int64_t h = 0; h < I.config.shape.kv_heads; ++h)
+      for (bf16_bits* cache : {L.k_cache.ptr, L.v_cache.ptr}) {
+        bf16_bits* base = cache + (static_cast<std::int64_t>(request) * I.config.shape.kv_heads + h) * per_head;
+        kernels::launch_fill_random({base, length * I.head_dim, seed * 7919u + stream_id++, 0.0f, 1.0f}, I.stream);
+      }
+  SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  I.lengths_host[static_cast<std::size_t>(request)] = length;
+}
+
+// ---- the forward pass ----------------------------------------------------------------------
+
+namespace {
+
+// Runs `rows` tokens (ids, slots and positions already in the device arrays) through every
+// layer; `attention` issues the layer's attention from the QKV buffer into attn_out. Leaves the
+// final-normed hidden states of all rows in x_bf16.
+template <class Attention>
+void forward_layers(CudaBackend::Impl& I, std::int64_t rows, Attention&& attention) {
+  const ModelShape& m = I.config.shape;
+  const float eps = static_cast<float>(I.config.rms_norm_eps);
+  kernels::launch_embedding({I.proj_out.ptr, I.embed.ptr, I.ids.ptr, rows, I.hidden, I.vocab}, I.stream);
+  SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(I.residual.ptr, 0, static_cast<std::size_t>(rows * I.hidden) * sizeof(float), I.stream));
+  for (std::size_t l = 0; l < I.layers.size(); ++l) {
+    NvtxRange layer_range("layer " + std::to_string(l));
+    LayerDevice& L = I.layers[l];
+    // residual += previous delta (the embedding for layer 0, the MLP output after); normed input
+    kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, L.input_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
+    {
+      NvtxRange range("attention");
+      I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wqkv.ptr, I.qkv_dim, I.qkv.ptr, CUDA_R_16BF);
+      if (L.qkv_bias.ptr) kernels::launch_add_bias({I.qkv.ptr, L.qkv_bias.ptr, rows, I.qkv_dim, I.qkv_dim}, I.stream);
+      if (L.q_norm.ptr) {
+        kernels::launch_head_rmsnorm({I.qkv.ptr, L.q_norm.ptr, rows, I.qkv_dim, m.q_heads, I.head_dim, eps}, I.stream);
+        kernels::launch_head_rmsnorm({I.qkv.ptr + I.q_dim, L.k_norm.ptr, rows, I.qkv_dim, m.kv_heads, I.head_dim, eps}, I.stream);
+      }
+      const std::int64_t request_stride = m.kv_heads * I.options.max_context * I.head_dim;
+      kernels::launch_rope_kv_append({I.qkv.ptr, L.k_cache.ptr, L.v_cache.ptr, I.inv_freq.ptr, I.positions.ptr, I.slots.ptr, rows, I.qkv_dim,
+                                      m.q_heads, m.kv_heads, I.head_dim, request_stride, I.options.max_context * I.head_dim,
+                                      I.attention_factor},
+                                     I.stream);
+      attention(L, request_stride);
+      I.gemm(I.attn_out.ptr, rows, I.q_dim, L.wo.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
+    }
+    {
+      NvtxRange range("mlp");
+      kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, L.post_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
+      I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wgate_up.ptr, 2 * I.ffn, I.gate_up.ptr, CUDA_R_16BF);
+      kernels::launch_swiglu({I.gate_up.ptr, I.act.ptr, rows, I.ffn, 2 * I.ffn, I.ffn}, I.stream);
+      I.gemm(I.act.ptr, rows, I.ffn, L.wdown.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
+    }
+  }
+  kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, I.final_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
+}
+
+// The decode step of `rows` requests: everything between the uploaded inputs and the logits.
+void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
+  const ModelShape& m = I.config.shape;
+  forward_layers(I, rows, [&](LayerDevice& L, std::int64_t request_stride) {
+    kernels::DecodeAttentionParams a;
+    a.q = I.qkv.ptr;
+    a.q_row_stride = I.qkv_dim;
+    a.k_cache = L.k_cache.ptr;
+    a.v_cache = L.v_cache.ptr;
+    a.kv_request_stride = request_stride;
+    a.kv_head_stride = I.options.max_context * I.head_dim;
+    a.slots = I.slots.ptr;
+    a.lengths = I.lengths.ptr;
+    a.out = I.attn_out.ptr;
+    a.out_row_stride = I.q_dim;
+    a.workspace = reinterpret_cast<float*>(I.attention_workspace.ptr);
+    a.workspace_bytes = I.attention_workspace.count;
+    a.requests = rows;
+    a.q_heads = static_cast<int>(m.q_heads);
+    a.kv_heads = static_cast<int>(m.kv_heads);
+    a.head_dim = static_cast<int>(I.head_dim);
+    a.max_context = static_cast<int>(I.options.max_context);
+    a.max_length = max_length;
+    a.scale = 1.0f / std::sqrt(static_cast<float>(I.head_dim));
+    kernels::launch_decode_attention(a, I.stream);
+  });
+  I.gemm(I.x_bf16.ptr, rows, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
+}
+
+}  // namespace
+
+std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tokens) {
+  Impl& I = *impl_;
+  require_request(request, I.options.max_requests, "prefill");
+  if (tokens.empty()) throw std::invalid_argument("prefill: no tokens");
+  std::int64_t& len = I.lengths_host[static_cast<std::size_t>(request)];
+  if (len + static_cast<std::int64_t>(tokens.size()) > I.options.max_context)
+    throw std::invalid_argument("prefill: " + std::to_string(len + tokens.size()) + " tokens exceed the context of " + std::to_string(I.options.max_context));
+  for (int t : tokens)
+    if (t < 0 || t >= I.vocab) throw std::invalid_argument("prefill: token id " + std::to_string(t) + " is outside the vocabulary");
+  const ModelShape& m = I.config.shape;
+  NvtxRange range("prefill");
+  std::vector<std::int32_t> ids, slots, positions;
+  for (std::size_t begin = 0; begin < tokens.size(); begin += static_cast<std::size_t>(I.options.prefill_chunk)) {
+    const std::size_t end = std::min(tokens.size(), begin + static_cast<std::size_t>(I.options.prefill_chunk));
+    const auto rows = static_cast<std::int64_t>(end - begin);
+    ids.assign(tokens.begin() + static_cast<std::ptrdiff_t>(begin), tokens.begin() + static_cast<std::ptrdiff_t>(end));
+    slots.assign(static_cast<std::size_t>(rows), request);
+    positions.resize(static_cast<std::size_t>(rows));
+    for (std::int64_t i = 0; i < rows; ++i) positions[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(len + i);
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.ids.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, I.stream));
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.slots.ptr, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice, I.stream));
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
+    forward_layers(I, rows, [&](LayerDevice& L, std::int64_t request_stride) {
+      kernels::PrefillAttentionParams a;
+      a.q = I.qkv.ptr;
+      a.q_row_stride = I.qkv_dim;
+      a.k_cache = L.k_cache.ptr;
+      a.v_cache = L.v_cache.ptr;
+      a.kv_request_stride = request_stride;
+      a.kv_head_stride = I.options.max_context * I.head_dim;
+      a.slots = I.slots.ptr;
+      a.positions = I.positions.ptr;
+      a.out = I.attn_out.ptr;
+      a.out_row_stride = I.q_dim;
+      a.tokens = static_cast<int>(rows);
+      a.q_heads = static_cast<int>(m.q_heads);
+      a.kv_heads = static_cast<int>(m.kv_heads);
+      a.head_dim = static_cast<int>(I.head_dim);
+      a.max_context = static_cast<int>(I.options.max_context);
+      a.scale = 1.0f / std::sqrt(static_cast<float>(I.head_dim));
+      kernels::launch_prefill_attention(a, I.stream);
+    });
+    len += rows;
+    if (end == tokens.size())  // logits of the last position only
+      I.gemm(I.x_bf16.ptr + (rows - 1) * I.hidden, 1, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
+    SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));  // the host arrays are reused by the next chunk
+  }
+  std::vector<float> out(static_cast<std::size_t>(I.vocab));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpy(out.data(), I.logits.ptr, out.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  return out;
+}
+
+namespace {
+
+// Uploads the step's inputs and runs the decode step, through the CUDA graph of this batch
+// size when enabled (captured on first use; the inputs live at fixed device addresses, and the
+// attention grid is sized from max_context, so one graph serves every step).
+void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, const std::vector<int>& tokens, const char* where) {
+  if (requests.empty() || requests.size() != tokens.size())
+    throw std::invalid_argument(std::string(where) + ": one token per request is needed");
+  if (static_cast<std::int64_t>(requests.size()) > I.options.max_requests)
+    throw std::invalid_argument(std::string(where) + ": more requests than the backend holds");
+  std::vector<std::int32_t> ids(requests.size()), slots(requests.size()), positions(requests.size()), lengths(requests.size());
+  std::vector<bool> seen(static_cast<std::size_t>(I.options.max_requests), false);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    require_request(requests[i], I.options.max_requests, where);
+    if (seen[static_cast<std::size_t>(requests[i])]) throw std::invalid_argument(std::string(where) + ": request listed twice");
+    seen[static_cast<std::size_t>(requests[i])] = true;
+    if (tokens[i] < 0 || tokens[i] >= I.vocab) throw std::invalid_argument(std::string(where) + ": token id " + std::to_string(tokens[i]) + " is outside the vocabulary");
+    const std::int64_t len = I.lengths_host[static_cast<std::size_t>(requests[i])];
+    if (len + 1 > I.options.max_context) throw std::invalid_argument(std::string(where) + ": request " + std::to_string(requests[i]) + " is at the end of its context");
+    ids[i] = tokens[i];
+    slots[i] = requests[i];
+    positions[i] = static_cast<std::int32_t>(len);
+    lengths[i] = static_cast<std::int32_t>(len + 1);
+  }
+  const int rows = static_cast<int>(requests.size());
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.ids.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, I.stream));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.slots.ptr, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice, I.stream));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.lengths.ptr, lengths.data(), lengths.size() * 4, cudaMemcpyHostToDevice, I.stream));
+  if (!I.options.cuda_graph) {
+    int max_length = 0;
+    for (int l : lengths) max_length = std::max(max_length, l);
+    decode_forward(I, rows, max_length);
+  } else {
+    auto it = I.decode_graphs.find(rows);
+    if (it == I.decode_graphs.end()) {
+      cudaGraph_t graph = nullptr;
+      SPECONTEXT_CUDA_CHECK(cudaStreamBeginCapture(I.stream, cudaStreamCaptureModeThreadLocal));
+      try {
+        decode_forward(I, rows, static_cast<int>(I.options.max_context));
+      } catch (...) {
+        cudaStreamEndCapture(I.stream, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      SPECONTEXT_CUDA_CHECK(cudaStreamEndCapture(I.stream, &graph));
+      cudaGraphExec_t exec = nullptr;
+      SPECONTEXT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+      SPECONTEXT_CUDA_CHECK(cudaGraphDestroy(graph));
+      it = I.decode_graphs.emplace(rows, exec).first;
+    }
+    SPECONTEXT_CUDA_CHECK(cudaGraphLaunch(it->second, I.stream));
+  }
+  for (std::size_t i = 0; i < requests.size(); ++i) ++I.lengths_host[static_cast<std::size_t>(requests[i])];
+}
+
+}  // namespace
+
+std::vector<float> CudaBackend::decode(const std::vector<int>& requests, const std::vector<int>& tokens) {
+  Impl& I = *impl_;
+  NvtxRange range("decode");
+  run_decode_step(I, requests, tokens, "decode");
+  std::vector<float> out(requests.size() * static_cast<std::size_t>(I.vocab));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(out.data(), I.logits.ptr, out.size() * sizeof(float), cudaMemcpyDeviceToHost, I.stream));
+  SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  return out;
+}
+
+std::vector<int> CudaBackend::decode_sample(const std::vector<int>& requests, const std::vector<int>& tokens, const SamplingParams& sampling,
+                                            std::int64_t step) {
+  Impl& I = *impl_;
+  NvtxRange range("step " + std::to_string(step));
+  run_decode_step(I, requests, tokens, "decode_sample");
+  const int rows = static_cast<int>(requests.size());
+  std::vector<float> u(requests.size());
+  for (std::size_t i = 0; i < requests.size(); ++i) u[i] = static_cast<float>(sampling_uniform(sampling.seed, step, requests[i]));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.uniforms.ptr, u.data(), u.size() * sizeof(float), cudaMemcpyHostToDevice, I.stream));
+  kernels::launch_sample({I.logits.ptr, I.uniforms.ptr, I.sampled.ptr, rows, I.vocab, I.vocab, sampling.temperature, sampling.top_p}, I.stream);
+  std::vector<std::int32_t> out(requests.size());
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(out.data(), I.sampled.ptr, out.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost, I.stream));
+  SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  return std::vector<int>(out.begin(), out.end());
+}
+
+}  // namespace specontext

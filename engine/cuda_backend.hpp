@@ -1,0 +1,62 @@
+#pragma once
+// The CUDA backend: bf16 weights and KV cache on the GPU, fp32 residual stream and
+// accumulation, cuBLAS projections with the requests batched, our kernels for the rest, the
+// decode step captured once per batch size in a CUDA graph and replayed.
+// This header has no CUDA types, so host-only code can hold a backend.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/backend.hpp"
+#include "engine/model_config.hpp"
+#include "engine/weights.hpp"
+
+namespace specontext {
+
+struct CudaBackendOptions {
+  int max_requests = 1;
+  std::int64_t max_context = 4096;
+  bool cuda_graph = true;           // capture and replay the decode step
+  std::int64_t prefill_chunk = 1024;  // prompt tokens per prefill pass
+  double memory_limit_bytes = 0;    // 0: what the device has free
+};
+
+struct CudaMemoryPlan {
+  double weights = 0, kv_cache = 0, activations = 0, workspace = 0;
+  double total() const { return weights + kv_cache + activations + workspace; }
+};
+
+class CudaBackend final : public Backend {
+ public:
+  // Weights from a checkpoint (converted to bf16 on the way up).
+  CudaBackend(const ModelConfig& config, const ModelWeights& weights, const CudaBackendOptions& options);
+  // Seeded random weights made on the GPU: the real shapes of models we have no weights for.
+  CudaBackend(const ModelConfig& config, std::uint64_t seed, const CudaBackendOptions& options);
+  ~CudaBackend() override;
+
+  std::int64_t vocab() const override;
+  std::int64_t max_requests() const override;
+  std::int64_t max_context() const override;
+  void reset(int request) override;
+  std::vector<float> prefill(int request, const std::vector<int>& tokens) override;
+  std::vector<float> decode(const std::vector<int>& requests, const std::vector<int>& tokens) override;
+  std::vector<int> decode_sample(const std::vector<int>& requests, const std::vector<int>& tokens, const SamplingParams& sampling,
+                                 std::int64_t step) override;
+  std::int64_t length(int request) const override;
+
+  // Benchmarks: request r's context becomes `length` tokens of random K and V in every layer.
+  void fill_random_context(int request, std::int64_t length, std::uint64_t seed);
+  // Bytes of weights the decode step streams (all but the embedding table) and of KV cache
+  // one token adds over all layers: the roofline's numerator.
+  double streamed_weight_bytes() const;
+  double kv_bytes_per_token() const;
+
+  static CudaMemoryPlan memory_plan(const ModelConfig& config, const CudaBackendOptions& options);
+
+  struct Impl;  // defined in cuda_backend.cu, opaque to everyone else
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace specontext

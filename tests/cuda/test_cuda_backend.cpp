@@ -1,0 +1,93 @@
+// The CUDA backend against the CPU reference (and so against Hugging Face) on the golden
+// fixtures: greedy tokens equal, logits close at bf16 precision, batches and CUDA graphs
+// change nothing.
+#include <gtest/gtest.h>
+
+#include "engine/cpu_backend.hpp"
+#include "engine/cuda_backend.hpp"
+#include "engine/generator.hpp"
+#include "tests/cuda/gpu_test.hpp"
+#include "tests/hf_fixture.hpp"
+
+namespace specontext {
+namespace {
+
+using testing::HfFixture;
+using testing::load_hf_fixture;
+using testing::normalised_mse;
+
+class CudaFixtures : public ::testing::TestWithParam<std::string> {};
+
+CudaBackendOptions options(int requests, bool graph) {
+  CudaBackendOptions o;
+  o.max_requests = requests;
+  o.max_context = 2048;
+  o.cuda_graph = graph;
+  o.prefill_chunk = 256;  // the 1500-token prompt goes through several chunks
+  return o;
+}
+
+TEST_P(CudaFixtures, GreedyTokensEqualTheCpuReference) {
+  SPECONTEXT_REQUIRE_GPU();
+  const HfFixture f = load_hf_fixture(GetParam());
+  CpuBackend cpu(f.config, f.weights, 1, 2048);
+  CudaBackend gpu(f.config, f.weights, options(1, true));
+  for (std::size_t p = 0; p < f.prompts.size(); ++p) {
+    GenerateOptions o;
+    o.max_new = static_cast<int>(f.greedy[p].size());
+    const auto want = generate(cpu, {f.prompts[p]}, o).tokens[0];
+    const auto got = generate(gpu, {f.prompts[p]}, o).tokens[0];
+    EXPECT_EQ(got, want) << GetParam() << " prompt " << p;
+    EXPECT_EQ(got, f.greedy[p]) << GetParam() << " prompt " << p << " (transformers)";
+  }
+}
+
+TEST_P(CudaFixtures, LogitsCloseToTheCpuReference) {
+  SPECONTEXT_REQUIRE_GPU();
+  const HfFixture f = load_hf_fixture(GetParam());
+  CpuBackend cpu(f.config, f.weights, 1, 2048);
+  CudaBackend gpu(f.config, f.weights, options(1, false));
+  for (std::size_t p = 0; p < f.prompts.size(); ++p) {
+    cpu.reset(0);
+    gpu.reset(0);
+    EXPECT_LT(normalised_mse(gpu.prefill(0, f.prompts[p]), cpu.prefill(0, f.prompts[p])), 1e-3) << "prefill, prompt " << p;
+    const int next = f.greedy[p][0];
+    EXPECT_LT(normalised_mse(gpu.decode({0}, {next}), cpu.decode({0}, {next})), 1e-3) << "decode, prompt " << p;
+  }
+}
+
+TEST_P(CudaFixtures, BatchedRequestsAtDifferentLengthsAndGraphsChangeNothing) {
+  SPECONTEXT_REQUIRE_GPU();
+  const HfFixture f = load_hf_fixture(GetParam());
+  GenerateOptions o;
+  o.max_new = 12;
+  // All prompts together (lengths 5, 40, 1500) with a graph, and each alone without one.
+  CudaBackend batched(f.config, f.weights, options(3, true));
+  const auto together = generate(batched, f.prompts, o).tokens;
+  for (std::size_t p = 0; p < f.prompts.size(); ++p) {
+    CudaBackend alone(f.config, f.weights, options(1, false));
+    EXPECT_EQ(generate(alone, {f.prompts[p]}, o).tokens[0], together[p]) << GetParam() << " prompt " << p;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaFixtures, ::testing::ValuesIn(testing::hf_fixture_names()));
+
+TEST(CudaBackend, RandomWeightsRunAtALlamaShapeAndRejectWhatDoesNotFit) {
+  SPECONTEXT_REQUIRE_GPU();
+  ModelConfig c = load_engine_config(std::filesystem::path(SPECONTEXT_CONFIGS_DIR) / "models" / "llama-3.1-8b.json");
+  c.shape.layers = 2;  // the 8B layer shape, two of them
+  CudaBackendOptions o = options(4, true);
+  CudaBackend gpu(c, 1234, o);
+  for (int r = 0; r < 4; ++r) gpu.fill_random_context(r, 100 + 300 * r, 7);
+  const auto next = gpu.decode_sample({0, 1, 2, 3}, {1, 2, 3, 4}, {}, 1);
+  ASSERT_EQ(next.size(), 4u);
+  for (int t : next) EXPECT_TRUE(t >= 0 && t < c.shape.vocab);
+  EXPECT_EQ(gpu.length(3), 1001);
+  CudaBackendOptions huge = o;
+  huge.max_requests = 4096;
+  huge.max_context = 131072;
+  EXPECT_THROW(CudaBackend(c, 1, huge), std::exception);
+}
+
+}  // namespace
+}  // namespace specontext
