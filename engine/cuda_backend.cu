@@ -24,6 +24,7 @@
 #include "kernels/prefill_attention.cuh"
 #include "kernels/rope_kv_append.cuh"
 #include "kernels/sample.cuh"
+#include "kernels/small_gemm.cuh"
 #include "kernels/swiglu.cuh"
 #include "sim/config_error.hpp"
 
@@ -188,8 +189,24 @@ struct CudaBackend::Impl {
     }
   }
 
-  // Y[T, out] = X[T, in] W[out, in]^T, row-major, bf16 inputs, fp32 accumulation.
+  // Y[T, out] = X[T, in] W[out, in]^T, row-major, bf16 inputs, fp32 accumulation. Up to 8 rows
+  // (decode of few requests) our streaming kernel, which reads W at a higher rate than cuBLAS's
+  // split-K GEMV paths; more rows go to cuBLAS.
   void gemm(const bf16_bits* X, std::int64_t T, std::int64_t in, const bf16_bits* W, std::int64_t out, void* Y, cudaDataType y_type) {
+    if (T <= 8 && in % 8 == 0) {
+      kernels::SmallGemmParams p;
+      p.x = X;
+      p.w = W;
+      if (y_type == CUDA_R_32F) p.y_f32 = static_cast<float*>(Y);
+      else p.y_bf16 = static_cast<bf16_bits*>(Y);
+      p.tokens = T;
+      p.out = out;
+      p.in = in;
+      p.x_stride = in;
+      p.y_stride = out;
+      kernels::launch_small_gemm(p, stream);
+      return;
+    }
     const float alpha = 1.0f, beta = 0.0f;
     SPECONTEXT_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T), static_cast<int>(in),
                                          &alpha, W, CUDA_R_16BF, static_cast<int>(in), X, CUDA_R_16BF, static_cast<int>(in), &beta, Y,

@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -16,26 +17,48 @@ namespace {
 // - Decode attention reads every valid K/V byte once and does ~2 FLOP per byte per query head,
 //   so it is purely HBM-bound; the only goals are (a) touch each K/V byte once per GQA group,
 //   (b) keep enough bytes in flight on every SM, (c) spend few instructions per byte.
-// - A "lane group" of head_dim / 8 lanes owns one key at a time; each lane loads 16 bytes
-//   (8 bf16) of K and of V, the warp's loads cover consecutive key rows (fully coalesced).
-//   Each thread issues all kKeysPerGroup K and V loads of an iteration before the first use
-//   (2 * kKeysPerGroup * 16 B in flight per thread, about 3 resident blocks per SM). Plain
-//   register loads (ld.global.nc, L1::no_allocate, L2::256B prefetch) were chosen because no
-//   byte is reused across threads. Measured: ~61% of HBM peak at R=32, S=16384 (see the
-//   report); the bytes in flight are capped by registers (q and accumulators of the whole
-//   group live there), so the next step is a cp.async/TMA multi-stage shared-memory pipeline
-//   that keeps more bytes in flight without registers.
-// - All query heads of the group live in registers (their 8-element slice), so one K/V load
+// - (b) The first version loaded K/V straight into registers; its bytes in flight were capped by
+//   the register file (q and the accumulators of the whole group live there too) and it reached
+//   ~61% of HBM peak at R=32, S=16384. Now every warp streams its keys through a private ring of
+//   kStages shared-memory tiles filled by cp.async (16 bytes a lane; zero-filled past the length,
+//   so no invalid byte is ever read): kStages - 1 tiles of 4 KB (2 KB of K, 2 KB of V) per warp
+//   are in flight ahead of the one being used, without holding registers (~150 KB per SM). The
+//   ring is private, so __syncwarp orders it (no block barrier in the main loop).
+// - (c) A "lane group" of head_dim / 8 lanes owns one key at a time; each lane reads 16 bytes
+//   (8 bf16) of its key's K and V rows from shared memory (a warp's read covers consecutive
+//   rows: conflict-free), and a lane group takes kKeysPerGroup keys of a tile at once, so the
+//   online-softmax rescale is paid once per 4 keys.
+// - All query heads of the group live in registers (their 8-element slice), so one K/V read
 //   feeds `group` dot products; the scale (times log2 e) is folded into q and the softmax uses
-//   exp2. Groups larger than kMaxGroup are split over blockIdx.y (K/V then read once per batch).
-// - Split-K: the chunk length is chosen per launch so that small batches still spread over all
-//   SMs (down to 64 keys a chunk) while the number of chunks per request stays bounded (the
-//   workspace is at most ~kTargetRequestChunks + requests rows per query head).
+//   exp2, in fp32 throughout. Groups larger than kMaxGroup are split over blockIdx.y (K/V then
+//   read once per batch).
+// - Split-K: the launch picks the number of chunks so that requests * kv_heads * chunks blocks
+//   fill a few waves of resident blocks (every SM busy, few partial results to merge); small
+//   problems get few chunks of at least kMinChunk keys, and a single chunk skips the merge. The
+//   workspace bound does not depend on that choice (at most ~kTargetRequestChunks + requests
+//   rows per query head).
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
-constexpr int kChunkQuantum = 64;            // keys; the smallest chunk
-constexpr int kTargetRequestChunks = 1024;  // requests * chunks aimed at (bounds the workspace)
+constexpr int kChunkQuantum = 64;            // keys; chunk lengths are multiples of it
+constexpr int kMinChunk = 128;               // keys; shorter chunks cost more merging than they save
+constexpr int kTargetRequestChunks = 1024;  // requests * chunks at most (bounds the workspace)
+constexpr int kWaves = 4;                    // split blocks aimed at, in waves of resident blocks
+constexpr int kKeysPerGroup = 4;             // keys a lane group takes from each tile
+constexpr int kTileBytes = 2048;             // K (and V) bytes of one warp's tile
+constexpr int kMergeThreads = 256;
 constexpr float kLog2e = 1.4426950408889634f;
+
+// Pipeline depth and residency per group size. Shared memory per block is kWarps * kStages * 2 *
+// kTileBytes: 64 KB for groups up to 4 (3 blocks = 192 KB of an SM's 227 KB; register cap 168)
+// and 96 KB for up to 8 (2 blocks; the 64 q and 64 accumulator registers need the 255 cap). Either
+// way each warp keeps 3 or 5 tiles in flight ahead of the one in use.
+template <int kMaxGroup>
+struct SplitConfig {
+  static constexpr int kStages = kMaxGroup > 4 ? 6 : 4;
+  static constexpr int kMinBlocks = kMaxGroup > 4 ? 2 : 3;
+  static constexpr int kWarpBytes = kStages * 2 * kTileBytes;
+  static constexpr int kSmemBytes = kWarps * kWarpBytes;
+};
 
 int chunk_cap(int requests, int max_context) {
   const int by_length = (max_context + kChunkQuantum - 1) / kChunkQuantum;
@@ -43,12 +66,23 @@ int chunk_cap(int requests, int max_context) {
   return std::max(1, std::min(by_length, by_requests));
 }
 
-__device__ __forceinline__ uint4 load_stream(const std::uint16_t* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  // src-size 0 writes 16 zero bytes and reads nothing (keys past the length may hold NaN).
+  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// 2^x as the hardware gives it (MUFU.EX2, subnormal results flushed to zero): exp2f adds a
+// rescaling around it for subnormals, ~3 instructions per weight that no softmax weight needs.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
 __device__ __forceinline__ float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
@@ -59,39 +93,31 @@ __device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
   f[4] = bf16_lo(v.z), f[5] = bf16_hi(v.z), f[6] = bf16_lo(v.w), f[7] = bf16_hi(v.w);
 }
 
-__device__ __forceinline__ float dot8(const float (&q)[8], const uint4& k) {
-  float s = q[0] * bf16_lo(k.x);
-  s = fmaf(q[1], bf16_hi(k.x), s);
-  s = fmaf(q[2], bf16_lo(k.y), s);
-  s = fmaf(q[3], bf16_hi(k.y), s);
-  s = fmaf(q[4], bf16_lo(k.z), s);
-  s = fmaf(q[5], bf16_hi(k.z), s);
-  s = fmaf(q[6], bf16_lo(k.w), s);
-  s = fmaf(q[7], bf16_hi(k.w), s);
-  return s;
-}
-
 __device__ __forceinline__ int clamp_length(const DecodeAttentionParams& p, int r) {
   const int len = p.lengths[r];
   return len < 0 ? 0 : (len > p.max_context ? p.max_context : len);
 }
 
-// Grid: x = chunk, y = kv_head * head_batches + batch, z = request. Writes, per query head of the
-// batch, the chunk's max (log2 units), sum and unnormalised accumulator to the workspace, or the
-// normalised output directly when the launch has a single chunk.
+// Grid: x = chunk, y = kv_head * head_batches + batch, z = request; dynamic shared memory
+// SplitConfig<kMaxGroup>::kSmemBytes. Writes, per query head of the batch, the chunk's max (log2
+// units), sum and unnormalised accumulator to the workspace, or the normalised output directly
+// when the launch has a single chunk.
 template <int kHeadDim, int kMaxGroup>
-__global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeAttentionParams p, int group, int head_batches,
-                                                                int chunk, int nchunks) {
-  // Each lane owns kDims consecutive dims of a key (kVecs 16-byte loads of K and of V). Measured
-  // on the H200 (R=32, S=16384, 32/8 heads): kVecs = 2 (fewer redundant softmax instructions,
-  // 206 registers) and a 4-blocks-per-SM register cap (spills) were both slower than this:
-  // resident warps, i.e. loads in flight, matter more than instruction count here.
-  constexpr int kVecs = 1;
-  constexpr int kDims = 8 * kVecs;
-  constexpr int kLanes = kHeadDim / kDims;              // lanes per key
-  constexpr int kGroupsPerWarp = 32 / kLanes;           // keys a warp touches per load instruction
-  constexpr int kKeysPerGroup = kMaxGroup > 4 ? 2 : 4;  // keys in flight per lane group
-  constexpr int kKeysPerWarp = kGroupsPerWarp * kKeysPerGroup;
+__global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
+    decode_split_kernel(DecodeAttentionParams p, int group, int head_batches, int chunk, int nchunks) {
+  using Cfg = SplitConfig<kMaxGroup>;
+  constexpr int kStages = Cfg::kStages;
+  constexpr int kDims = 8;                                   // dims of a key per lane
+  constexpr int kLanes = kHeadDim / kDims;                   // lanes per key
+  constexpr int kGroupsPerWarp = 32 / kLanes;                // keys a warp reads per instruction
+  constexpr int kTileKeys = kGroupsPerWarp * kKeysPerGroup;  // 8, 16 or 32 keys
+  constexpr int kTileElems = kTileBytes / 2;
+  constexpr int kPiecesPerLane = kTileBytes / 16 / 32;  // 16-byte copies per lane per tensor
+  static_assert(kTileKeys * kHeadDim * 2 == kTileBytes, "a tile holds kTileBytes of K");
+  static_assert(kChunkQuantum % kTileKeys == 0, "chunks hold whole tiles");
+  static_assert(kMaxGroup * kHeadDim * 4 <= Cfg::kWarpBytes, "the epilogue reuses a warp's ring");
+
+  extern __shared__ __align__(16) unsigned char smem[];
 
   const int r = blockIdx.z;
   const int kvh = blockIdx.y / head_batches;
@@ -118,28 +144,58 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeAttentionP
   const int li = lane % kLanes, gw = lane / kLanes;
   const int d0 = li * kDims;
 
+  // Tiles of kTileKeys consecutive keys; warp w takes tiles w, w + kWarps, ... of the chunk.
+  const std::int64_t slot = p.slots[r];
+  const std::int64_t base = slot * p.kv_request_stride + kvh * p.kv_head_stride;
+  const std::uint16_t* kg = p.k_cache + base;
+  const std::uint16_t* vg = p.v_cache + base;
+  std::uint16_t* ring = reinterpret_cast<std::uint16_t*>(smem + warp * Cfg::kWarpBytes);  // stage s: K, V
+  const int ntiles = (key1 - key0 + kTileKeys - 1) / kTileKeys;
+  const int my_tiles = warp < ntiles ? (ntiles - warp + kWarps - 1) / kWarps : 0;
+  auto issue = [&](int j) {
+    const int tkey0 = key0 + (j * kWarps + warp) * kTileKeys;
+    const std::uint16_t* kt = kg + static_cast<std::int64_t>(tkey0) * kHeadDim;  // tiles are contiguous
+    const std::uint16_t* vt = vg + static_cast<std::int64_t>(tkey0) * kHeadDim;
+    std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
+    if (tkey0 + kTileKeys <= key1) {  // every tile but a chunk's last: no masking (uniform branch)
+#pragma unroll
+      for (int i = 0; i < kPiecesPerLane; ++i) {
+        const int e = lane + 32 * i;  // 16-byte piece of the tile
+        cp_async16(sk + e * 8, kt + e * 8, true);
+        cp_async16(sk + kTileElems + e * 8, vt + e * 8, true);
+      }
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPiecesPerLane; ++i) {
+        const int e = lane + 32 * i;
+        const bool valid = tkey0 + e / kLanes < key1;
+        cp_async16(sk + e * 8, valid ? kt + e * 8 : kg, valid);
+        cp_async16(sk + kTileElems + e * 8, valid ? vt + e * 8 : vg, valid);
+      }
+    }
+  };
+  // Fill the ring first (one commit group per tile, empty ones included, so the count of
+  // pending groups in the loop is fixed) and only then load q: its latency overlaps the copies.
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < my_tiles) issue(s);
+    cp_async_commit();
+  }
+
   const float qscale = p.scale * kLog2e;
-  float q[kMaxGroup][kVecs][8];
+  float q[kMaxGroup][kDims];
   const std::uint16_t* qrow = p.q + r * p.q_row_stride + static_cast<std::int64_t>(h0) * kHeadDim + d0;
 #pragma unroll
   for (int g = 0; g < kMaxGroup; ++g) {
+    if (g < nh) {
+      unpack8(*reinterpret_cast<const uint4*>(qrow + g * kHeadDim), q[g]);
 #pragma unroll
-    for (int u = 0; u < kVecs; ++u) {
-      if (g < nh) {
-        unpack8(*reinterpret_cast<const uint4*>(qrow + g * kHeadDim + u * 8), q[g][u]);
+      for (int j = 0; j < kDims; ++j) q[g][j] *= qscale;
+    } else {
 #pragma unroll
-        for (int j = 0; j < 8; ++j) q[g][u][j] *= qscale;
-      } else {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) q[g][u][j] = 0.0f;
-      }
+      for (int j = 0; j < kDims; ++j) q[g][j] = 0.0f;
     }
   }
-
-  const std::int64_t slot = p.slots[r];
-  const std::int64_t base = slot * p.kv_request_stride + kvh * p.kv_head_stride + d0;
-  const std::uint16_t* kbase = p.k_cache + base;
-  const std::uint16_t* vbase = p.v_cache + base;
 
   float m[kMaxGroup], l[kMaxGroup], o[kMaxGroup][kDims];
 #pragma unroll
@@ -150,70 +206,78 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeAttentionP
     for (int j = 0; j < kDims; ++j) o[g][j] = 0.0f;
   }
 
-  // The trip count is uniform across a warp (the shuffles below need every lane); keys past
-  // key1 are masked, and their K/V are never loaded (they may hold anything, NaN included).
-  for (int wbase = key0 + warp * kKeysPerWarp; wbase < key1; wbase += kWarps * kKeysPerWarp) {
-    uint4 kr[kKeysPerGroup][kVecs], vr[kKeysPerGroup][kVecs];
+  // my_tiles is uniform across the warp (the shuffles below need every lane); keys past key1
+  // are masked (their tile rows are zeros).
+  for (int j = 0; j < my_tiles; ++j) {
+    __syncwarp();  // every lane is done with the stage tile j + kStages - 1 overwrites (j - 1's)
+    if (j + kStages - 1 < my_tiles) issue(j + kStages - 1);
+    cp_async_commit();
+    cp_async_wait<kStages - 1>();  // this lane's copies of tile j have landed
+    __syncwarp();                  // and everybody's are visible
+
+    const std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems + gw * kHeadDim + d0;
+    const std::uint16_t* sv = sk + kTileElems;
+    const int kfirst = key0 + (j * kWarps + warp) * kTileKeys + gw;  // key t: kfirst + t * kGroupsPerWarp
+    uint4 kr[kKeysPerGroup], vr[kKeysPerGroup];
 #pragma unroll
     for (int t = 0; t < kKeysPerGroup; ++t) {
-      const int key = wbase + t * kGroupsPerWarp + gw;
+      kr[t] = *reinterpret_cast<const uint4*>(sk + t * kGroupsPerWarp * kHeadDim);
+      vr[t] = *reinterpret_cast<const uint4*>(sv + t * kGroupsPerWarp * kHeadDim);
+    }
+    // Keys outer, heads inner: each K and V row is widened to fp32 once per tile, not per head.
+    // Heads past nh have zero q and their state is never read.
+    float s[kMaxGroup][kKeysPerGroup];
 #pragma unroll
-      for (int u = 0; u < kVecs; ++u) {
-        if (key < key1) {
-          kr[t][u] = load_stream(kbase + static_cast<std::int64_t>(key) * kHeadDim + u * 8);
-          vr[t][u] = load_stream(vbase + static_cast<std::int64_t>(key) * kHeadDim + u * 8);
-        } else {
-          kr[t][u] = make_uint4(0, 0, 0, 0);
-          vr[t][u] = make_uint4(0, 0, 0, 0);
-        }
+    for (int t = 0; t < kKeysPerGroup; ++t) {
+      float kf[kDims];
+      unpack8(kr[t], kf);
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g) {
+        float acc = q[g][0] * kf[0];
+#pragma unroll
+        for (int j = 1; j < kDims; ++j) acc = fmaf(q[g][j], kf[j], acc);
+        s[g][t] = acc;
       }
     }
 #pragma unroll
+    for (int off = kLanes / 2; off > 0; off /= 2)
+#pragma unroll
+      for (int g = 0; g < kMaxGroup; ++g)
+#pragma unroll
+        for (int t = 0; t < kKeysPerGroup; ++t) s[g][t] += __shfl_xor_sync(0xffffffffu, s[g][t], off);
+#pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= nh) continue;  // uniform across the block
-      float s[kKeysPerGroup];
-#pragma unroll
-      for (int t = 0; t < kKeysPerGroup; ++t) {
-        s[t] = dot8(q[g][0], kr[t][0]);
-#pragma unroll
-        for (int u = 1; u < kVecs; ++u) s[t] += dot8(q[g][u], kr[t][u]);
-      }
-#pragma unroll
-      for (int off = kLanes / 2; off > 0; off /= 2)
-#pragma unroll
-        for (int t = 0; t < kKeysPerGroup; ++t) s[t] += __shfl_xor_sync(0xffffffffu, s[t], off);
       float mt = m[g];
 #pragma unroll
       for (int t = 0; t < kKeysPerGroup; ++t) {
-        if (wbase + t * kGroupsPerWarp + gw >= key1) s[t] = -INFINITY;
-        mt = fmaxf(mt, s[t]);
+        if (kfirst + t * kGroupsPerWarp >= key1) s[g][t] = -INFINITY;
+        mt = fmaxf(mt, s[g][t]);
       }
       // mt is -inf only when this lane group has seen no valid key yet; then nothing changes.
       const float mref = mt == -INFINITY ? 0.0f : mt;
-      const float alpha = exp2f(m[g] - mref);
-      float pt[kKeysPerGroup];
+      const float alpha = fast_exp2(m[g] - mref);
       float psum = 0.0f;
 #pragma unroll
       for (int t = 0; t < kKeysPerGroup; ++t) {
-        pt[t] = exp2f(s[t] - mref);
-        psum += pt[t];
+        s[g][t] = fast_exp2(s[g][t] - mref);  // now the weight
+        psum += s[g][t];
       }
       l[g] = l[g] * alpha + psum;
       m[g] = mt;
 #pragma unroll
       for (int j = 0; j < kDims; ++j) o[g][j] *= alpha;
+    }
 #pragma unroll
-      for (int t = 0; t < kKeysPerGroup; ++t) {
+    for (int t = 0; t < kKeysPerGroup; ++t) {
+      float vf[kDims];
+      unpack8(vr[t], vf);
 #pragma unroll
-        for (int u = 0; u < kVecs; ++u) {
-          float v[8];
-          unpack8(vr[t][u], v);
+      for (int g = 0; g < kMaxGroup; ++g)
 #pragma unroll
-          for (int j = 0; j < 8; ++j) o[g][u * 8 + j] = fmaf(pt[t], v[j], o[g][u * 8 + j]);
-        }
-      }
+        for (int j = 0; j < kDims; ++j) o[g][j] = fmaf(s[g][t], vf[j], o[g][j]);
     }
   }
+  cp_async_wait<0>();  // only empty groups can be pending; the epilogue reuses the ring
 
   // Merge the lane groups of each warp (butterfly: every group ends with the warp's state).
 #pragma unroll
@@ -233,15 +297,17 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeAttentionP
     }
   }
 
-  __shared__ float sm_o[kWarps][kMaxGroup][kHeadDim];
+  // Each warp's accumulators go to the start of its own ring ([kMaxGroup][kHeadDim] floats).
   __shared__ float sm_m[kWarps][kMaxGroup];
   __shared__ float sm_l[kWarps][kMaxGroup];
+  __syncwarp();
+  float* sm_o = reinterpret_cast<float*>(ring);
   if (gw == 0) {
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
       if (g >= nh) continue;
 #pragma unroll
-      for (int j = 0; j < kDims; ++j) sm_o[warp][g][d0 + j] = o[g][j];
+      for (int j = 0; j < kDims; ++j) sm_o[g * kHeadDim + d0 + j] = o[g][j];
       if (li == 0) {
         sm_m[warp][g] = m[g];
         sm_l[warp][g] = l[g];
@@ -264,7 +330,7 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeAttentionP
     for (int w = 0; w < kWarps; ++w) {
       const float e = exp2f(sm_m[w][g] - mref);
       sum += sm_l[w][g] * e;
-      acc += sm_o[w][g][d] * e;
+      acc += reinterpret_cast<const float*>(smem + w * Cfg::kWarpBytes)[g * kHeadDim + d] * e;
     }
     if (direct) {
       const __nv_bfloat16 v = __float2bfloat16_rn(acc / sum);
@@ -280,9 +346,11 @@ __global__ void __launch_bounds__(kThreads) decode_split_kernel(DecodeAttentionP
   }
 }
 
-// Grid: x = query head, y = request. Combines the request's chunks: out = sum_c e^(m_c - M) acc_c
-// / sum_c e^(m_c - M) l_c.
-__global__ void __launch_bounds__(kThreads) decode_merge_kernel(DecodeAttentionParams p, int chunk, int nchunks) {
+// Grid: x = query head, y = request; kMergeThreads threads. Combines the request's chunks:
+// out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c. The chunks are split over
+// kMergeThreads / (head_dim / 4) slices that each read whole 16-byte pieces of their rows, so
+// many rows are in flight at once (a serial walk over the chunks was latency-bound: ~8 us).
+__global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(DecodeAttentionParams p, int chunk, int nchunks) {
   const int h = blockIdx.x, r = blockIdx.y;
   const int hd = p.head_dim;
   const int tid = threadIdx.x, lane = tid % 32;
@@ -290,7 +358,7 @@ __global__ void __launch_bounds__(kThreads) decode_merge_kernel(DecodeAttentionP
   const int n = min((len + chunk - 1) / chunk, nchunks);
   std::uint16_t* out = p.out + r * p.out_row_stride + static_cast<std::int64_t>(h) * hd;
   if (n == 0) {
-    for (int d = tid; d < hd; d += kThreads) out[d] = 0;
+    for (int d = tid; d < hd; d += kMergeThreads) out[d] = 0;
     return;
   }
   const std::int64_t row0 = (static_cast<std::int64_t>(r) * p.q_heads + h) * nchunks;
@@ -305,17 +373,28 @@ __global__ void __launch_bounds__(kThreads) decode_merge_kernel(DecodeAttentionP
   for (int c = lane; c < n; c += 32) sum += ml[2 * c + 1] * exp2f(ml[2 * c] - mx);
   for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
 
-  // Threads split as (chunk slice, dim): kThreads / hd slices of the chunks for every dim.
-  const int parts = kThreads / hd;
-  const int d = tid % hd, part = tid / hd;
-  float a = 0.0f;
-  for (int c = part; c < n; c += parts) a += acc[static_cast<std::int64_t>(c) * hd + d] * exp2f(ml[2 * c] - mx);
-  __shared__ float partial[kThreads];
+  // Threads split as (chunk slice, 4 dims): parts slices of the chunks for every 4 dims.
+  const int cols = hd / 4;
+  const int parts = kMergeThreads / cols;
+  const int col = tid % cols, part = tid / cols;
+  float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll 4
+  for (int c = part; c < n; c += parts) {
+    const float w = exp2f(ml[2 * c] - mx);
+    const float4 x = *reinterpret_cast<const float4*>(acc + static_cast<std::int64_t>(c) * hd + col * 4);
+    a.x = fmaf(x.x, w, a.x), a.y = fmaf(x.y, w, a.y), a.z = fmaf(x.z, w, a.z), a.w = fmaf(x.w, w, a.w);
+  }
+  __shared__ float4 partial[kMergeThreads];
   partial[tid] = a;
   __syncthreads();
   if (part == 0) {
-    for (int k = 1; k < parts; ++k) a += partial[k * hd + d];
-    out[d] = __bfloat16_as_ushort(__float2bfloat16_rn(a / sum));
+    for (int k = 1; k < parts; ++k) {
+      const float4 b = partial[k * cols + col];
+      a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+    }
+    const float inv[4] = {a.x / sum, a.y / sum, a.z / sum, a.w / sum};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) out[col * 4 + j] = __bfloat16_as_ushort(__float2bfloat16_rn(inv[j]));
   }
 }
 
@@ -328,16 +407,67 @@ __global__ void __launch_bounds__(kThreads) decode_merge_kernel(DecodeAttentionP
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
-template <int kHeadDim>
-void launch_split(const DecodeAttentionParams& p, int group, int chunk, int nchunks, cudaStream_t stream) {
-  const int max_group = group <= 4 ? 4 : 8;
-  const int head_batches = (group + max_group - 1) / max_group;
+// The current device's multiprocessor count, asked once per device (launches are on the decode
+// critical path). Only sizes the grid, so where it cannot be read (no device: the parameter
+// checks still run) an H200's 132 stands in and the error is cleared.
+int multiprocessors() {
+  constexpr int kCachedDevices = 64;
+  constexpr int kFallback = 132;
+  static std::atomic<int> cached[kCachedDevices] = {};
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return kFallback;
+  }
+  if (dev >= 0 && dev < kCachedDevices) {
+    const int n = cached[dev].load(std::memory_order_relaxed);
+    if (n > 0) return n;
+  }
+  int n = 0;
+  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) {
+    (void)cudaGetLastError();
+    return kFallback;
+  }
+  if (dev >= 0 && dev < kCachedDevices) cached[dev].store(n, std::memory_order_relaxed);
+  return n;
+}
+
+// More than 48 KB of dynamic shared memory must be allowed per kernel and device, once.
+template <int kHeadDim, int kMaxGroup>
+void allow_split_smem() {
+  constexpr int kCachedDevices = 64;
+  static std::atomic<bool> done[kCachedDevices] = {};
+  int dev = 0;
+  SPECONTEXT_CUDA_CHECK(cudaGetDevice(&dev));
+  const bool cache = dev >= 0 && dev < kCachedDevices;
+  if (cache && done[dev].load(std::memory_order_acquire)) return;
+  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             SplitConfig<kMaxGroup>::kSmemBytes));
+  // K/V bypass L1 (cp.async.cg), so all of the unified L1 may be shared memory.
+  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup>,
+                                             cudaFuncAttributePreferredSharedMemoryCarveout,
+                                             cudaSharedmemCarveoutMaxShared));
+  if (cache) done[dev].store(true, std::memory_order_release);
+}
+
+template <int kHeadDim, int kMaxGroup>
+void launch_split(const DecodeAttentionParams& p, int group, int head_batches, int chunk, int nchunks,
+                  cudaStream_t stream) {
+  allow_split_smem<kHeadDim, kMaxGroup>();
   const dim3 grid(nchunks, p.kv_heads * head_batches, p.requests);
-  if (max_group == 4)
-    decode_split_kernel<kHeadDim, 4><<<grid, kThreads, 0, stream>>>(p, group, head_batches, chunk, nchunks);
-  else
-    decode_split_kernel<kHeadDim, 8><<<grid, kThreads, 0, stream>>>(p, group, head_batches, chunk, nchunks);
+  decode_split_kernel<kHeadDim, kMaxGroup>
+      <<<grid, kThreads, SplitConfig<kMaxGroup>::kSmemBytes, stream>>>(p, group, head_batches, chunk, nchunks);
   SPECONTEXT_CUDA_CHECK_LAUNCH();
+}
+
+template <int kHeadDim>
+void launch_split(const DecodeAttentionParams& p, int group, int max_group, int head_batches, int chunk, int nchunks,
+                  cudaStream_t stream) {
+  if (max_group == 4)
+    launch_split<kHeadDim, 4>(p, group, head_batches, chunk, nchunks, stream);
+  else
+    launch_split<kHeadDim, 8>(p, group, head_batches, chunk, nchunks, stream);
 }
 
 }  // namespace
@@ -369,11 +499,23 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
   DECODE_REQUIRE(p.kv_request_stride % 8 == 0 && p.kv_request_stride >= p.kv_heads * p.kv_head_stride,
           "kv_request_stride must be a multiple of 8 and >= kv_heads * kv_head_stride");
 
+  const int group = p.q_heads / p.kv_heads;
+  const int max_group = group <= 4 ? 4 : 8;
+  const int head_batches = (group + max_group - 1) / max_group;
+
+  // Chunks: enough blocks for kWaves waves of resident split blocks, but no more chunks than the
+  // workspace bound allows and none shorter than kMinChunk keys (the pipeline has to fill, and
+  // every chunk costs a merge row).
   const int max_len = p.max_length > 0 ? std::min(p.max_length, p.max_context) : p.max_context;
   const int cap = chunk_cap(p.requests, max_len);
-  const int per_chunk = (max_len + cap - 1) / cap;
-  const int chunk = (per_chunk + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
-  const int nchunks = (max_len + chunk - 1) / chunk;
+  const std::int64_t rows = static_cast<std::int64_t>(p.requests) * p.kv_heads * head_batches;
+  const std::int64_t resident =
+      static_cast<std::int64_t>(multiprocessors()) * (max_group == 4 ? SplitConfig<4>::kMinBlocks : SplitConfig<8>::kMinBlocks);
+  const std::int64_t wanted = (kWaves * resident + rows - 1) / rows;
+  const int want = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(wanted, cap)));
+  const int per_chunk = (max_len + want - 1) / want;
+  const int chunk = std::max(kMinChunk, (per_chunk + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum);
+  const int nchunks = (max_len + chunk - 1) / chunk;  // <= want <= cap: within the workspace bound
   if (nchunks > 1) {
     const std::size_t need = static_cast<std::size_t>(p.requests) * p.q_heads * nchunks * (hd + 2) * sizeof(float);
     DECODE_REQUIRE(p.workspace != nullptr && aligned16(p.workspace), "workspace is null or not 16-byte aligned");
@@ -381,14 +523,13 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
                                            std::to_string(need) + " needed; see decode_attention_workspace_bytes)");
   }
 
-  const int group = p.q_heads / p.kv_heads;
   switch (p.head_dim) {
-    case 32: launch_split<32>(p, group, chunk, nchunks, stream); break;
-    case 64: launch_split<64>(p, group, chunk, nchunks, stream); break;
-    default: launch_split<128>(p, group, chunk, nchunks, stream); break;
+    case 32: launch_split<32>(p, group, max_group, head_batches, chunk, nchunks, stream); break;
+    case 64: launch_split<64>(p, group, max_group, head_batches, chunk, nchunks, stream); break;
+    default: launch_split<128>(p, group, max_group, head_batches, chunk, nchunks, stream); break;
   }
   if (nchunks > 1) {
-    decode_merge_kernel<<<dim3(p.q_heads, p.requests), kThreads, 0, stream>>>(p, chunk, nchunks);
+    decode_merge_kernel<<<dim3(p.q_heads, p.requests), kMergeThreads, 0, stream>>>(p, chunk, nchunks);
     SPECONTEXT_CUDA_CHECK_LAUNCH();
   }
 }

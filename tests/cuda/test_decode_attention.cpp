@@ -163,6 +163,16 @@ TEST(DecodeAttention, ManyRequestsSingleChunk) {
   check_decode({4, 2, 32, lengths, 300}, 11);
 }
 
+// One request: a short context (few chunks; one of them partly filled) and a long one cut into
+// hundreds of chunks, so the merge combines many partial results.
+TEST(DecodeAttention, SingleRequestShortAndLongContexts) {
+  SPECONTEXT_REQUIRE_GPU();
+  check_decode({32, 8, 128, {2048}, 2048}, 13);
+  check_decode({32, 8, 128, {1500}, 2048, 1500}, 14);
+  check_decode({8, 2, 128, {32768}, 32768}, 15);
+  check_decode({8, 2, 32, {30001}, 32768}, 16);
+}
+
 // A request with no valid keys gets zeros, next to normal ones.
 TEST(DecodeAttention, ZeroLengthGivesZeros) {
   SPECONTEXT_REQUIRE_GPU();

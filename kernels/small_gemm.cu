@@ -1,0 +1,173 @@
+// Memory-bound skinny GEMM (decode, 1..8 tokens). Design, and why:
+//
+// * The arithmetic goes to the tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate), with
+//   the tokens as the n = 8 dimension. With CUDA-core FMAs, 8 tokens cost 8 FMAs plus the bf16
+//   unpacking per weight, about 70-100 instructions per 16 bytes of W: at 4.5 TB/s over 132 SMs
+//   that is close to the 128 thread-instructions per clock an SM issues, so the kernel would turn
+//   issue-bound before it is memory-bound. One mma covers 16 rows x 16 k x 8 tokens, and the
+//   instruction count no longer grows with the tokens (1..8 all run the same code; no templates).
+// * The fragments are loaded straight from global memory with 16-byte loads, no shared-memory
+//   staging and no ldmatrix. A dot product does not care in which order k is summed, so the
+//   mma's logical k can be any permutation of the physical k as long as W and X use the same
+//   one. Lane (g = lane / 4, c = lane % 4) loads 8 consecutive bf16 of W rows g and g + 8 and of
+//   X row (token) g at k = base + 8 c; words .x,.y of those vectors are its A/B registers for one
+//   mma and .z,.w for a second. The 4 lanes of a group so read 64 contiguous bytes per row, every
+//   32-byte sector fully used, and consecutive unrolled steps continue along the row.
+// * W is read once per step: ld.global.nc.L1::no_allocate, so it does not evict X from L1, with
+//   an L2 prefetch of 256 bytes (the rest of the row chunk the same warp asks for next).
+//   kUnroll steps of loads (2 kUnroll x 16 bytes of W per thread) are issued before the first
+//   mma uses them. With 256-thread blocks and several blocks per SM that is well over the
+//   ~4-5 MB that HBM bandwidth x latency needs in flight.
+// * X (<= 8 x in bf16, at most 229 KB for in = 14336) stays in L1/L2 through ordinary
+//   read-only loads instead of being staged in shared memory: 8 x 14336 bf16 would not fit a
+//   block's shared memory beside a useful occupancy, and only lanes with g < tokens load it,
+//   so at 1 token X adds 1/8 of W's loads, all L1 hits after the first block on an SM.
+// * A block owns 16 output rows (one mma row tile) and its 8 warps split k 8 ways, then add their
+//   partial tiles through 4 KB of shared memory. Splitting k inside the block keeps the grid at
+//   out / 16 blocks (256 for the 4096-row O and down projections, 8016 for the LM head): enough
+//   bytes in flight even for the smallest shapes, without cuBLAS's separate split-K reduce.
+//   Rows past `out` read the last row again (valid memory, results dropped), so any `out` works.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda_check.cuh"
+#include "kernels/small_gemm.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#error "small_gemm needs bf16 mma.sync (sm_80 or newer)"
+#endif
+
+namespace specontext::kernels {
+namespace {
+
+constexpr int kWarps = 8;                // split k 8 ways inside a block
+constexpr int kThreads = kWarps * 32;
+constexpr int kRowsPerBlock = 16;        // the mma's m
+constexpr int kMaxTokens = 8;            // the mma's n
+constexpr int kStepK = 32;               // physical k per step: 4 lanes x 8 bf16
+constexpr int kUnroll = 4;               // steps whose loads are in flight together
+
+// W: streamed once, skip L1; prefetch the next chunk of the row into L2.
+// volatile keeps the loads inside their guards (no speculative out-of-bounds reads).
+__device__ __forceinline__ uint4 load_weights(const std::uint16_t* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// X: tiny and read by every block, so let it live in L1.
+__device__ __forceinline__ uint4 load_activations(const std::uint16_t* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+
+// d += A (16 x 16, row) * B (16 x 8, col); a0/a2 row g, a1/a3 row g + 8; b0/b1 column (token) g.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2, std::uint32_t a3,
+                                         std::uint32_t b0, std::uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// 3 blocks per SM (<= 85 registers; 76 with nvcc 13.0): 24 warps x 4 KB of W in flight. Asking
+// for 4 (64 registers) makes ptxas spill.
+__global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams p) {
+  __shared__ float4 partial[kWarps][32];
+  const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
+  const int g = lane >> 2, c = lane & 3;
+  const std::int64_t row0 = static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock;
+  const std::int64_t last_row = p.out - 1;
+  const std::int64_t row_lo = row0 + g < last_row ? row0 + g : last_row;
+  const std::int64_t row_hi = row0 + g + 8 < last_row ? row0 + g + 8 : last_row;
+  const std::uint16_t* w_lo = p.w + row_lo * p.in + c * 8;
+  const std::uint16_t* w_hi = p.w + row_hi * p.in + c * 8;
+  const bool has_token = g < p.tokens;
+  const std::uint16_t* x_row = p.x + (has_token ? g : 0) * p.x_stride + c * 8;
+
+  // Step counts fit 32 bits (in < 2^31 x 32); 32-bit counters and advancing pointers save the
+  // registers 64-bit indices would take.
+  const int steps = static_cast<int>((p.in + kStepK - 1) / kStepK);
+  const int s_begin = static_cast<int>(static_cast<std::int64_t>(steps) * warp / kWarps);
+  const int s_end = static_cast<int>(static_cast<std::int64_t>(steps) * (warp + 1) / kWarps);
+  // Only the row's last step can be partial (in a multiple of 8, not of 32): there, lane c's
+  // chunk exists iff 8 c < in - 32 (steps - 1).
+  const int tail_steps = c * 8 < static_cast<int>(p.in - static_cast<std::int64_t>(steps - 1) * kStepK) ? steps : steps - 1;
+  const int s_stop = s_end < tail_steps ? s_end : tail_steps;  // this lane loads steps [s_begin, s_stop)
+  w_lo += static_cast<std::int64_t>(s_begin) * kStepK;
+  w_hi += static_cast<std::int64_t>(s_begin) * kStepK;
+  x_row += static_cast<std::int64_t>(s_begin) * kStepK;
+
+  // Two accumulators: the two mmas of a step do not wait on each other.
+  float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int s = s_begin; s < s_end; s += kUnroll) {
+    uint4 wl[kUnroll], wh[kUnroll], xv[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      wl[u] = wh[u] = xv[u] = make_uint4(0, 0, 0, 0);
+      if (s + u < s_stop) {
+        wl[u] = load_weights(w_lo + u * kStepK);
+        wh[u] = load_weights(w_hi + u * kStepK);
+        if (has_token) xv[u] = load_activations(x_row + u * kStepK);
+      }
+    }
+    w_lo += kUnroll * kStepK;
+    w_hi += kUnroll * kStepK;
+    x_row += kUnroll * kStepK;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      mma_bf16(acc0, wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv[u].x, xv[u].y);
+      mma_bf16(acc1, wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv[u].z, xv[u].w);
+    }
+  }
+  partial[warp][lane] = make_float4(acc0[0] + acc1[0], acc0[1] + acc1[1], acc0[2] + acc1[2], acc0[3] + acc1[3]);
+  __syncthreads();
+
+  // 128 results per block (16 rows x 8 tokens), one per thread: sum the 8 warps' partials.
+  // Consecutive threads read consecutive floats, so no bank conflicts.
+  const int t = static_cast<int>(threadIdx.x);
+  if (t >= kRowsPerBlock * kMaxTokens) return;
+  const float* flat = reinterpret_cast<const float*>(partial);
+  float sum = 0.f;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) sum += flat[w * 128 + t];
+  // Accumulator element j of lane l: row g + 8 (j >= 2), token 2 c + (j & 1).
+  const int l = t >> 2, j = t & 3;
+  const std::int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
+  const std::int64_t token = 2 * (l & 3) + (j & 1);
+  if (row >= p.out || token >= p.tokens) return;
+  if (p.y_f32 != nullptr)
+    p.y_f32[token * p.y_stride + row] = sum;
+  else
+    p.y_bf16[token * p.y_stride + row] = __bfloat16_as_ushort(__float2bfloat16_rn(sum));
+}
+
+[[noreturn]] void reject(const std::string& field, const std::string& why) {
+  throw std::invalid_argument("launch_small_gemm: field '" + field + "' " + why);
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
+  if (p.tokens < 0 || p.tokens > kMaxTokens) reject("tokens", "= " + std::to_string(p.tokens) + " is outside [0, 8]");
+  if (p.out < 0) reject("out", "= " + std::to_string(p.out) + " is negative");
+  if (p.in <= 0 || p.in % 8 != 0) reject("in", "= " + std::to_string(p.in) + " is not a positive multiple of 8");
+  if (p.tokens == 0 || p.out == 0) return;
+  if (p.x_stride < p.in || p.x_stride % 8 != 0)
+    reject("x_stride", "= " + std::to_string(p.x_stride) + " must be >= in (" + std::to_string(p.in) + ") and a multiple of 8");
+  if (p.y_stride < p.out) reject("y_stride", "= " + std::to_string(p.y_stride) + " is less than out (" + std::to_string(p.out) + ")");
+  if (p.x == nullptr) reject("x", "is null");
+  if (p.w == nullptr) reject("w", "is null");
+  if ((p.y_bf16 == nullptr) == (p.y_f32 == nullptr)) reject("y_bf16/y_f32", "must have exactly one set");
+  if (!aligned16(p.x)) reject("x", "is not 16-byte aligned");
+  if (!aligned16(p.w)) reject("w", "is not 16-byte aligned");
+  const std::int64_t blocks = (p.out + kRowsPerBlock - 1) / kRowsPerBlock;
+  if (blocks > 0x7fffffff) reject("out", "= " + std::to_string(p.out) + " is too large for one grid");
+  small_gemm_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
+  SPECONTEXT_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace specontext::kernels
