@@ -404,30 +404,37 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, Attention&& attenti
   kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, I.final_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
 }
 
+// The fields decode and prefill attention share: queries in the QKV buffer, the layer's
+// caches, the output buffer, the head shape.
+template <class Params>
+void set_attention_io(Params& a, const CudaBackend::Impl& I, const LayerDevice& L, std::int64_t request_stride) {
+  const ModelShape& m = I.config.shape;
+  a.q = I.qkv.ptr;
+  a.q_row_stride = I.qkv_dim;
+  a.k_cache = L.k_cache.ptr;
+  a.v_cache = L.v_cache.ptr;
+  a.kv_request_stride = request_stride;
+  a.kv_head_stride = I.options.max_context * I.head_dim;
+  a.slots = I.slots.ptr;
+  a.out = I.attn_out.ptr;
+  a.out_row_stride = I.q_dim;
+  a.q_heads = static_cast<int>(m.q_heads);
+  a.kv_heads = static_cast<int>(m.kv_heads);
+  a.head_dim = static_cast<int>(I.head_dim);
+  a.max_context = static_cast<int>(I.options.max_context);
+  a.scale = 1.0f / std::sqrt(static_cast<float>(I.head_dim));
+}
+
 // The decode step of `rows` requests: everything between the uploaded inputs and the logits.
 void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
-  const ModelShape& m = I.config.shape;
   forward_layers(I, rows, [&](LayerDevice& L, std::int64_t request_stride) {
     kernels::DecodeAttentionParams a;
-    a.q = I.qkv.ptr;
-    a.q_row_stride = I.qkv_dim;
-    a.k_cache = L.k_cache.ptr;
-    a.v_cache = L.v_cache.ptr;
-    a.kv_request_stride = request_stride;
-    a.kv_head_stride = I.options.max_context * I.head_dim;
-    a.slots = I.slots.ptr;
+    set_attention_io(a, I, L, request_stride);
     a.lengths = I.lengths.ptr;
-    a.out = I.attn_out.ptr;
-    a.out_row_stride = I.q_dim;
     a.workspace = reinterpret_cast<float*>(I.attention_workspace.ptr);
     a.workspace_bytes = I.attention_workspace.count;
     a.requests = rows;
-    a.q_heads = static_cast<int>(m.q_heads);
-    a.kv_heads = static_cast<int>(m.kv_heads);
-    a.head_dim = static_cast<int>(I.head_dim);
-    a.max_context = static_cast<int>(I.options.max_context);
     a.max_length = max_length;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(I.head_dim));
     kernels::launch_decode_attention(a, I.stream);
   });
   I.gemm(I.x_bf16.ptr, rows, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
@@ -444,7 +451,6 @@ std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tok
     throw std::invalid_argument("prefill: " + std::to_string(len + tokens.size()) + " tokens exceed the context of " + std::to_string(I.options.max_context));
   for (int t : tokens)
     if (t < 0 || t >= I.vocab) throw std::invalid_argument("prefill: token id " + std::to_string(t) + " is outside the vocabulary");
-  const ModelShape& m = I.config.shape;
   NvtxRange range("prefill");
   std::vector<std::int32_t> ids, slots, positions;
   for (std::size_t begin = 0; begin < tokens.size(); begin += static_cast<std::size_t>(I.options.prefill_chunk)) {
@@ -459,22 +465,9 @@ std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tok
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
     forward_layers(I, rows, [&](LayerDevice& L, std::int64_t request_stride) {
       kernels::PrefillAttentionParams a;
-      a.q = I.qkv.ptr;
-      a.q_row_stride = I.qkv_dim;
-      a.k_cache = L.k_cache.ptr;
-      a.v_cache = L.v_cache.ptr;
-      a.kv_request_stride = request_stride;
-      a.kv_head_stride = I.options.max_context * I.head_dim;
-      a.slots = I.slots.ptr;
+      set_attention_io(a, I, L, request_stride);
       a.positions = I.positions.ptr;
-      a.out = I.attn_out.ptr;
-      a.out_row_stride = I.q_dim;
       a.tokens = static_cast<int>(rows);
-      a.q_heads = static_cast<int>(m.q_heads);
-      a.kv_heads = static_cast<int>(m.kv_heads);
-      a.head_dim = static_cast<int>(I.head_dim);
-      a.max_context = static_cast<int>(I.options.max_context);
-      a.scale = 1.0f / std::sqrt(static_cast<float>(I.head_dim));
       kernels::launch_prefill_attention(a, I.stream);
     });
     len += rows;

@@ -2,6 +2,8 @@
 // trips for each dtype, sharded checkpoints, and corrupt files whose errors name the file and tensor.
 #include <gtest/gtest.h>
 
+#include "tests/temp_dir.hpp"
+
 #include <unistd.h>
 
 #include <bit>
@@ -25,22 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("specontext-safetensors-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using specontext::testing::TempDir;
 
 // Asserts a ConfigError whose message holds every one of `parts` (the file, the tensor, ...).
 void expect_error_naming(const std::function<void()>& f, const std::vector<std::string>& parts) {

@@ -3,6 +3,8 @@
 // checks that name the tensor and the file when config and weights disagree.
 #include <gtest/gtest.h>
 
+#include "tests/temp_dir.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,22 +30,7 @@ namespace {
 
 const fs::path kModels = fs::path(SPECONTEXT_CONFIGS_DIR) / "models";
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device rd;
-    path_ = fs::temp_directory_path() / ("specontext-weights-" + std::to_string(::getpid()) + "-" + std::to_string(rd()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using specontext::testing::TempDir;
 
 void expect_error_naming(const std::function<void()>& f, const std::vector<std::string>& parts) {
   try {

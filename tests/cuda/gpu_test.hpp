@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <random>
 #include <vector>
 
 #include "kernels/cuda_check.cuh"
@@ -42,6 +43,15 @@ class DeviceBuffer {
   T* p_ = nullptr;
   std::size_t n_ = 0;
 };
+
+// n bf16 values drawn from N(mean, std), seeded.
+inline std::vector<std::uint16_t> random_bf16(std::size_t n, std::uint32_t seed, float mean = 0.0f, float std = 1.0f) {
+  std::mt19937 gen(seed);
+  std::normal_distribution<float> d(mean, std);
+  std::vector<std::uint16_t> v(n);
+  for (auto& x : v) x = ref::float_to_bf16(d(gen));
+  return v;
+}
 
 inline std::vector<float> to_float(const std::vector<std::uint16_t>& bf16) {
   std::vector<float> out(bf16.size());

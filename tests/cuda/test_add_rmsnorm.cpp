@@ -11,14 +11,7 @@ namespace specontext {
 namespace {
 
 using testing::DeviceBuffer;
-
-std::vector<std::uint16_t> random_bf16(std::size_t n, std::uint32_t seed, float mean, float std) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> d(mean, std);
-  std::vector<std::uint16_t> v(n);
-  for (auto& x : v) x = ref::float_to_bf16(d(gen));
-  return v;
-}
+using testing::random_bf16;
 
 std::vector<float> random_f32(std::size_t n, std::uint32_t seed, float std) {
   std::mt19937 gen(seed);

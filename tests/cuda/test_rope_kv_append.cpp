@@ -13,14 +13,7 @@ namespace specontext {
 namespace {
 
 using testing::DeviceBuffer;
-
-std::vector<std::uint16_t> random_bf16(std::size_t n, std::uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<std::uint16_t> v(n);
-  for (auto& x : v) x = ref::float_to_bf16(d(gen));
-  return v;
-}
+using testing::random_bf16;
 
 // HF's default inverse frequencies: theta^(-2i / head_dim), computed in fp32 as torch does.
 std::vector<float> inv_freq(std::int64_t head_dim, double theta) {

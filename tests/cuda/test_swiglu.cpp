@@ -10,21 +10,14 @@ namespace specontext {
 namespace {
 
 using testing::DeviceBuffer;
-
-std::vector<std::uint16_t> random_bf16(std::size_t n, std::uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> d(0.0f, 2.0f);
-  std::vector<std::uint16_t> v(n);
-  for (auto& x : v) x = ref::float_to_bf16(d(gen));
-  return v;
-}
+using testing::random_bf16;
 
 TEST(Swiglu, MatchesTheReference) {
   SPECONTEXT_REQUIRE_GPU();
   for (std::int64_t ffn : {14336, 1536, 100}) {
     for (std::int64_t tokens : {1, 37}) {
       const std::int64_t in_stride = 2 * ffn;
-      const auto gate_up = random_bf16(static_cast<std::size_t>(tokens * in_stride), 31);
+      const auto gate_up = random_bf16(static_cast<std::size_t>(tokens * in_stride), 31, 0.0f, 2.0f);
       DeviceBuffer<std::uint16_t> d_in(gate_up), d_out(static_cast<std::size_t>(tokens * ffn));
       kernels::launch_swiglu({d_in.get(), d_out.get(), tokens, ffn, in_stride, ffn}, nullptr);
       SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
