@@ -1,16 +1,13 @@
-// Host sampling: the reference the CUDA sampling kernel must reproduce token for token, so the
-// procedure is spelled out exactly (double precision, stable order, first index on ties).
+// Host sampling: greedy here, temperature/top-p through the CUDA sampling kernel's own CPU
+// reference, so the CPU and CUDA backends draw the same token from the same uniform.
 #include "engine/sampling.hpp"
 
-#include "kernels/reference/sample.hpp"
-
-#include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <stdexcept>
 #include <string>
 
 #include "kernels/random_hash.hpp"
+#include "kernels/reference/sample.hpp"
 
 namespace specontext {
 
