@@ -135,14 +135,14 @@ void run(const BenchFlags& f) {
       }
       pts.push_back(j);
     }
-    std::cout << nlohmann::json{{"gpu", d.name}, {"driver_version", dev.driver_version}, {"cuda_runtime_version", dev.runtime_version},
+    std::cout << nlohmann::json{{"gpu", d.name}, {"driver_version", dev.driver_version}, {"driver_release", dev.driver_release}, {"cuda_runtime_version", dev.runtime_version},
                                 {"model", config.origin}, {"hbm_peak_Bps", peak}, {"hbm_peak_source", hw.origin},
                                 {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"points", pts}}
                      .dump(2)
               << "\n";
     return;
   }
-  std::cout << d.name << ", driver " << dev.driver_version << ", CUDA runtime " << dev.runtime_version << "; " << config.origin
+  std::cout << d.name << ", driver " << dev.driver_release << " (CUDA " << dev.driver_version << "), CUDA runtime " << dev.runtime_version << "; " << config.origin
             << "; roofline at " << fixed(peak / 1e12, 2) << " TB/s; " << f.reps << " reps x " << f.steps << " steps\n\n"
             << "|   R |  depth | ms/step (median, min-max) | tokens/s | HBM GB/s | % roofline |\n"
             << "|----:|-------:|--------------------------:|---------:|---------:|-----------:|\n";

@@ -17,7 +17,7 @@ void add_devices_command(CLI::App& app) {
     if (*json) {
       std::cout << to_json(r).dump(2) << "\n";
     } else {
-      std::cout << "CUDA build: " << (r.cuda_built ? "yes, sm_" + r.built_architectures : "no") << "; driver " << r.driver_version
+      std::cout << "CUDA build: " << (r.cuda_built ? "yes, sm_" + r.built_architectures : "no") << "; driver " << (r.driver_release.empty() ? "?" : r.driver_release) << " (CUDA " << r.driver_version << ")"
                 << ", runtime " << r.runtime_version << "\n";
       if (!r.error.empty()) std::cout << "  no devices: " << r.error << "\n";
       for (const auto& d : r.devices)

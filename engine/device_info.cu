@@ -46,6 +46,7 @@ DeviceReport query_devices() {
   r.built_architectures = SPECONTEXT_CUDA_ARCHITECTURES;
   cudaDriverGetVersion(&r.driver_version);
   cudaRuntimeGetVersion(&r.runtime_version);
+  r.driver_release = nvidia_driver_release();
   int count = 0;
   if (cudaError_t e = cudaGetDeviceCount(&count); e != cudaSuccess) {
     r.error = r.driver_version == 0 ? "no CUDA driver on this machine" : cudaGetErrorString(e);

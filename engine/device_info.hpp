@@ -23,13 +23,16 @@ struct DeviceInfo {
 struct DeviceReport {
   bool cuda_built = false;
   std::string built_architectures;  // CMAKE_CUDA_ARCHITECTURES at build time
-  int driver_version = 0;           // e.g. 13000
+  int driver_version = 0;           // CUDA version the driver supports, e.g. 13000
+  std::string driver_release;       // the kernel module's release, e.g. "580.159.04" (Linux)
   int runtime_version = 0;
   std::string error;                // why no device could be queried
   std::vector<DeviceInfo> devices;
 };
 
 DeviceReport query_devices();
+// The NVIDIA kernel module's release from /proc/driver/nvidia/version ("" where absent).
+std::string nvidia_driver_release(const std::string& proc_file = "/proc/driver/nvidia/version");
 nlohmann::json to_json(const DeviceReport& r);
 
 }  // namespace specontext

@@ -1,6 +1,9 @@
 // The CUDA devices: on a GPU machine our test kernel must run; elsewhere the test skips.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "engine/device_info.hpp"
 
 namespace specontext {
@@ -26,6 +29,23 @@ TEST(Devices, ReportSaysHowItWasBuilt) {
   if (!r.cuda_built) {
     EXPECT_NE(r.error.find("without CUDA"), std::string::npos);
   }
+}
+
+}  // namespace
+}  // namespace specontext
+
+namespace specontext {
+namespace {
+
+TEST(Devices, DriverReleaseFromTheProcFile) {
+  const auto path = std::filesystem::temp_directory_path() / "specontext-nvidia-version";
+  {
+    std::ofstream out(path);
+    out << "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Tue Oct 28 10:00:00 UTC 2026\nGCC version: gcc 13\n";
+  }
+  EXPECT_EQ(nvidia_driver_release(path.string()), "580.159.04");
+  std::filesystem::remove(path);
+  EXPECT_EQ(nvidia_driver_release("/no/such/file"), "");
 }
 
 }  // namespace
