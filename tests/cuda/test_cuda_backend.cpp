@@ -6,6 +6,8 @@
 #include "engine/cpu_backend.hpp"
 #include "engine/cuda_backend.hpp"
 #include "engine/generator.hpp"
+#include "engine/gguf.hpp"
+#include "engine/gguf_model.hpp"
 #include "tests/cuda/gpu_test.hpp"
 #include "tests/hf_fixture.hpp"
 
@@ -87,6 +89,32 @@ TEST(CudaBackend, RandomWeightsRunAtALlamaShapeAndRejectWhatDoesNotFit) {
   huge.max_requests = 4096;
   huge.max_context = 131072;
   EXPECT_THROW(CudaBackend(c, 1, huge), std::exception);
+}
+
+}  // namespace
+}  // namespace specontext
+
+
+namespace specontext {
+namespace {
+
+// The real LLM (Q4_1 GGUF dequantised to bf16 on the GPU, fp32 on the CPU): the same greedy
+// continuation on both backends.
+TEST(CudaBackend, SmolLM2GreedyTokensEqualTheCpuReference) {
+  SPECONTEXT_REQUIRE_GPU();
+  const auto path = std::filesystem::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-135m-instruct" /
+                    "SmolLM2-135M-Instruct.Q4_1.gguf";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path << " (scripts/fetch_smollm2.sh fetches it)";
+  const GgufFile file(path);
+  const ModelConfig config = gguf_engine_config(file);
+  const ModelWeights weights = gguf_weights(config, file);
+  CpuBackend cpu(config, weights, 1, 256);
+  CudaBackend gpu(config, weights, options(1, true));
+  GenerateOptions o;
+  o.max_new = 24;
+  o.stop_at_eos = false;
+  const std::vector<int> prompt = {504, 3458, 282, 4649, 314};
+  EXPECT_EQ(generate(gpu, {prompt}, o).tokens[0], generate(cpu, {prompt}, o).tokens[0]);
 }
 
 }  // namespace
