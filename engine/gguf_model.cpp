@@ -16,12 +16,6 @@
 namespace specontext {
 namespace {
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 std::int64_t positive(const GgufFile& f, const std::string& key) {
   const std::int64_t v = f.integer(key);
   if (v <= 0) throw ConfigError(f.path().string(), key, "must be positive, got " + std::to_string(v));

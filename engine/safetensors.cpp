@@ -39,12 +39,6 @@ bool parse_dtype(const std::string& s, DType& out) {
   return true;
 }
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 std::uint16_t load_u16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
 
 std::uint32_t load_u32(const std::uint8_t* p) {
@@ -370,6 +364,12 @@ float f16_to_f32(std::uint16_t h) {
     return sign ? -v : v;
   }
   return std::bit_cast<float>(bits);
+}
+
+std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
 }
 
 }  // namespace specontext

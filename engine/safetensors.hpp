@@ -77,6 +77,9 @@ struct TensorToWrite {
 void write_safetensors(const std::filesystem::path& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+// "[rows, cols]": shapes in error messages.
+std::string shape_string(const std::vector<std::int64_t>& shape);
+
 // bf16 <-> fp32 (round to nearest even; NaN stays NaN) and fp16 -> fp32.
 std::uint16_t f32_to_bf16(float f);
 float bf16_to_f32(std::uint16_t b);
