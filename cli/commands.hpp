@@ -11,5 +11,6 @@ void add_reproduce_command(CLI::App& app);
 void add_devices_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
 
 }  // namespace specontext::cli
