@@ -5,10 +5,10 @@
 #include <chrono>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "cli/commands.hpp"
 #include "cli/format.hpp"
+#include "cli/integer_list.hpp"
 #include "engine/device_info.hpp"
 #include "engine/model_config.hpp"
 #include "sim/config_error.hpp"
@@ -27,24 +27,6 @@ struct BenchFlags {
   std::uint64_t seed = 1;
   bool random_weights = false, json = false, no_graph = false;
 };
-
-std::vector<long long> parse_list(const std::string& text, const std::string& flag) {
-  std::vector<long long> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      std::size_t used = 0;
-      const long long v = std::stoll(item, &used);
-      if (used != item.size() || v <= 0) throw std::invalid_argument(item);
-      out.push_back(v);
-    } catch (const std::exception&) {
-      throw ConfigError(flag, "", "expected comma-separated positive integers, got '" + item + "'");
-    }
-  }
-  if (out.empty()) throw ConfigError(flag, "", "empty list");
-  return out;
-}
 
 struct Point {
   long long requests = 0, depth = 0;
@@ -114,8 +96,8 @@ void run(const BenchFlags& f) {
   if (dev.devices.empty()) throw ConfigError("bench", "", "no CUDA device: " + dev.error);
   const double peak = hw.hbm_bandwidth_Bps;
   std::vector<Point> points;
-  for (long long R : parse_list(f.requests, "--requests"))
-    for (long long depth : parse_list(f.depths, "--depth")) {
+  for (long long R : parse_integer_list(f.requests, "--requests", 1, 1 << 20))
+    for (long long depth : parse_integer_list(f.depths, "--depth", 1, 0x7ffffffe)) {
       std::cerr << "[bench] R=" << R << " depth=" << depth << "\n";
       points.push_back(measure(config, f, R, depth));
     }

@@ -2,10 +2,10 @@
 // reference or the CUDA backend, R requests together, and report tokens and timing.
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include "cli/commands.hpp"
 #include "cli/format.hpp"
+#include "cli/integer_list.hpp"
 #include "engine/cpu_backend.hpp"
 #include "engine/generator.hpp"
 #include "engine/gguf_model.hpp"
@@ -26,24 +26,6 @@ struct GenerateFlags {
   std::uint64_t seed = 0;
   bool random_weights = false, json = false, no_graph = false;
 };
-
-std::vector<int> parse_ids(const std::string& text) {
-  std::vector<int> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      std::size_t used = 0;
-      const long long v = std::stoll(item, &used);
-      if (used != item.size() || v < 0 || v > 0x7fffffff) throw std::invalid_argument(item);
-      ids.push_back(static_cast<int>(v));
-    } catch (const std::exception&) {
-      throw ConfigError("--prompt-ids", "", "expected comma-separated token ids, got '" + item + "'");
-    }
-  }
-  if (ids.empty()) throw ConfigError("--prompt-ids", "", "no token ids given");
-  return ids;
-}
 
 // --model is a checkpoint folder (or config.json) or a llama.cpp GGUF file.
 ModelConfig load_model_config(const std::string& model) {
@@ -73,7 +55,7 @@ std::unique_ptr<Backend> make_backend(const GenerateFlags& f, const ModelConfig&
 
 void run(const GenerateFlags& f) {
   const ModelConfig config = load_model_config(f.model);
-  const std::vector<int> prompt = parse_ids(f.prompt_ids);
+  const std::vector<int> prompt = parse_token_ids(f.prompt_ids, "--prompt-ids");
   for (int id : prompt)
     if (id >= config.shape.vocab)
       throw ConfigError("--prompt-ids", "", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config.shape.vocab));

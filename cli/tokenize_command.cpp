@@ -3,11 +3,11 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/integer_list.hpp"
 #include "engine/tokenizer.hpp"
 #include "sim/config_error.hpp"
 
@@ -19,29 +19,12 @@ struct TokenizeFlags {
   bool json = false, skip_special = false;
 };
 
-std::vector<int> parse_id_list(const std::string& text) {
-  std::vector<int> ids;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    try {
-      std::size_t used = 0;
-      const long long v = std::stoll(item, &used);
-      if (used != item.size() || v < 0 || v > 0x7fffffff) throw std::invalid_argument(item);
-      ids.push_back(static_cast<int>(v));
-    } catch (const std::exception&) {
-      throw ConfigError("--ids", "", "expected comma-separated token ids, got '" + item + "'");
-    }
-  }
-  return ids;
-}
-
 void run(const TokenizeFlags& f) {
   const Tokenizer tok = Tokenizer::load(f.model);
   const int given = !f.text.empty() + !f.file.empty() + !f.ids.empty();
   if (given != 1) throw ConfigError("tokenize", "", "give exactly one of --text, --file and --ids");
   if (!f.ids.empty()) {
-    const std::vector<int> ids = parse_id_list(f.ids);
+    const std::vector<int> ids = parse_token_ids(f.ids, "--ids");
     for (int id : ids)
       if (id >= tok.vocab_size())
         throw ConfigError("--ids", "", "token id " + std::to_string(id) + " is outside the vocabulary (size " + std::to_string(tok.vocab_size()) + ")");
