@@ -6,7 +6,12 @@
 #include "cli/commands.hpp"
 #include "cli/format.hpp"
 #include "cli/integer_list.hpp"
+#include <fstream>
+#include <optional>
+
+#include "engine/chat_template.hpp"
 #include "engine/cpu_backend.hpp"
+#include "engine/tokenizer.hpp"
 #include "engine/generator.hpp"
 #include "engine/gguf_model.hpp"
 #include "engine/safetensors.hpp"
@@ -20,12 +25,37 @@ namespace specontext::cli {
 namespace {
 
 struct GenerateFlags {
-  std::string model, backend = "cpu", prompt_ids;
+  std::string model, backend = "cpu", prompt_ids, prompt, prompt_file;
   int max_new = 16, requests = 1;
   float temperature = 0.0f, top_p = 1.0f;
   std::uint64_t seed = 0;
-  bool random_weights = false, json = false, no_graph = false;
+  bool random_weights = false, json = false, no_graph = false, chat = false;
 };
+
+// The prompt's token ids: given as ids, or text (--prompt / --prompt-file, through --chat's
+// template when asked) encoded by the model's tokenizer.
+std::vector<int> prompt_ids(const GenerateFlags& f, std::optional<Tokenizer>& tokenizer) {
+  const int given = !f.prompt_ids.empty() + !f.prompt.empty() + !f.prompt_file.empty();
+  if (given != 1) throw ConfigError("--prompt", "", "give exactly one of --prompt-ids, --prompt and --prompt-file");
+  if (!f.prompt_ids.empty()) {
+    if (f.chat) throw ConfigError("--chat", "", "needs --prompt or --prompt-file (text), not --prompt-ids");
+    return parse_token_ids(f.prompt_ids, "--prompt-ids");
+  }
+  std::string text = f.prompt;
+  if (!f.prompt_file.empty()) {
+    std::ifstream in(f.prompt_file, std::ios::binary);
+    if (!in) throw ConfigError(f.prompt_file, "", "cannot open the prompt file");
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  tokenizer = Tokenizer::load(f.model);
+  if (f.chat) text = render_chat_prompt(tokenizer->chat_template(), text, tokenizer->source());
+  std::vector<int> ids;
+  if (tokenizer->add_bos() && tokenizer->bos_id() >= 0) ids.push_back(tokenizer->bos_id());
+  const std::vector<int> body = tokenizer->encode(text);
+  ids.insert(ids.end(), body.begin(), body.end());
+  if (ids.empty()) throw ConfigError("--prompt", "", "the prompt encodes to no tokens");
+  return ids;
+}
 
 // --model is a checkpoint folder (or config.json) or a llama.cpp GGUF file.
 ModelConfig load_model_config(const std::string& model) {
@@ -55,7 +85,8 @@ std::unique_ptr<Backend> make_backend(const GenerateFlags& f, const ModelConfig&
 
 void run(const GenerateFlags& f) {
   const ModelConfig config = load_model_config(f.model);
-  const std::vector<int> prompt = parse_token_ids(f.prompt_ids, "--prompt-ids");
+  std::optional<Tokenizer> tokenizer;
+  const std::vector<int> prompt = prompt_ids(f, tokenizer);
   for (int id : prompt)
     if (id >= config.shape.vocab)
       throw ConfigError("--prompt-ids", "", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config.shape.vocab));
@@ -76,6 +107,7 @@ void run(const GenerateFlags& f) {
                         {"tokens", r.tokens.size() == 1 ? nlohmann::json(r.tokens[0]) : nlohmann::json(r.tokens)},
                         {"ttft_ms", r.ttft_s * 1e3}, {"tpot_ms", r.tpot_s() * 1e3}, {"decode_tokens_per_s", r.decode_tokens_per_s()},
                         {"tokens_per_s", total_s > 0 ? static_cast<double>(r.generated()) / total_s : 0.0}};
+    if (tokenizer) j["text"] = tokenizer->decode(r.tokens[0], true);
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -83,6 +115,7 @@ void run(const GenerateFlags& f) {
     std::cout << "request " << i << ":";
     for (int t : r.tokens[i]) std::cout << " " << t;
     std::cout << "\n";
+    if (tokenizer) std::cout << "  text: " << tokenizer->decode(r.tokens[i], true) << "\n";
   }
   std::cout << "TTFT " << fixed(r.ttft_s * 1e3, 2) << " ms, TPOT " << fixed(r.tpot_s() * 1e3, 3) << " ms, decode "
             << fixed(r.decode_tokens_per_s(), 1) << " tokens/s (" << f.backend << ")\n";
@@ -95,7 +128,10 @@ void add_generate_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("generate", "generate tokens from a checkpoint on the CPU reference or the CUDA backend");
   cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors), a llama.cpp .gguf file, or a config.json with --random-weights")->required();
   cmd->add_option("--backend", f->backend, "cpu (fp32 reference) or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
-  cmd->add_option("--prompt-ids", f->prompt_ids, "prompt as comma-separated token ids")->required();
+  cmd->add_option("--prompt-ids", f->prompt_ids, "prompt as comma-separated token ids");
+  cmd->add_option("--prompt", f->prompt, "prompt text, encoded by the model's tokenizer (GGUF metadata or tokenizer.json)");
+  cmd->add_option("--prompt-file", f->prompt_file, "a file whose text is the prompt");
+  cmd->add_flag("--chat", f->chat, "wrap the prompt text as one user turn of the model's (ChatML) chat template");
   cmd->add_option("--max-new", f->max_new, "tokens to generate per request")->capture_default_str();
   cmd->add_option("--requests", f->requests, "requests decoded together (the prompt repeated)")->capture_default_str();
   cmd->add_option("--temperature", f->temperature, "0: greedy")->capture_default_str();
