@@ -251,49 +251,27 @@ ModelWeights gguf_weights(const ModelConfig& c, const GgufFile& f) {
       throw ConfigError(file, t.name, "is not implied by the metadata (" + std::to_string(c.shape.layers) +
                                           " llama layers): the metadata does not match the tensors");
 
-  auto matrix = [&](const std::string& hf, std::int64_t rows, std::int64_t cols) {
-    Matrix m;
-    m.rows = rows;
-    m.cols = cols;
-    m.data = f.read_f32(gguf_tensor_name(hf));
-    return m;
-  };
   // convert_hf_to_gguf.py reorders each head's q/k rows from rotate_half pairs (i, i + d/2) to
   // GGML's adjacent pairs (2i, 2i + 1): w.reshape(heads, 2, d/2, in).swapaxes(1, 2). Undone here:
   // Hugging Face row h*d + t*(d/2) + j is GGUF row h*d + 2j + t.
-  auto unpermute = [&](Matrix& m, std::int64_t heads) {
-    const std::int64_t d = c.shape.head_dim, half = d / 2, cols = m.cols;
-    std::vector<float> out(m.data.size());
+  const std::int64_t d = c.shape.head_dim, half = d / 2;
+  auto unpermute = [&](const std::vector<float>& in, std::int64_t heads, std::int64_t cols) {
+    std::vector<float> out(in.size());
     for (std::int64_t h = 0; h < heads; ++h)
       for (std::int64_t t = 0; t < 2; ++t)
         for (std::int64_t j = 0; j < half; ++j)
-          std::copy_n(m.data.begin() + (h * d + 2 * j + t) * cols, cols, out.begin() + (h * d + t * half + j) * cols);
-    m.data = std::move(out);
+          std::copy_n(in.begin() + (h * d + 2 * j + t) * cols, cols, out.begin() + (h * d + t * half + j) * cols);
+    return out;
   };
-
-  const ModelShape& s = c.shape;
-  const std::int64_t h = s.hidden, q = s.q_heads * s.head_dim, kv = s.kv_heads * s.head_dim;
-  ModelWeights w;
-  w.embed = matrix("model.embed_tokens.weight", s.vocab, h);
-  w.layers.resize(static_cast<std::size_t>(s.layers));
-  for (long long i = 0; i < s.layers; ++i) {
-    LayerWeights& L = w.layers[static_cast<std::size_t>(i)];
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    L.input_norm = f.read_f32(gguf_tensor_name(p + "input_layernorm.weight"));
-    L.q = matrix(p + "self_attn.q_proj.weight", q, h);
-    unpermute(L.q, s.q_heads);
-    L.k = matrix(p + "self_attn.k_proj.weight", kv, h);
-    unpermute(L.k, s.kv_heads);
-    L.v = matrix(p + "self_attn.v_proj.weight", kv, h);
-    L.o = matrix(p + "self_attn.o_proj.weight", h, q);
-    L.post_attention_norm = f.read_f32(gguf_tensor_name(p + "post_attention_layernorm.weight"));
-    L.gate = matrix(p + "mlp.gate_proj.weight", s.ffn, h);
-    L.up = matrix(p + "mlp.up_proj.weight", s.ffn, h);
-    L.down = matrix(p + "mlp.down_proj.weight", h, s.ffn);
-  }
-  w.final_norm = f.read_f32("output_norm.weight");
-  if (!s.tied_embeddings) w.lm_head = matrix("lm_head.weight", s.vocab, h);
-  return w;
+  auto ends_with = [](const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return build_weights(c, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+    std::vector<float> values = f.read_f32(gguf_tensor_name(name));
+    if (ends_with(name, "self_attn.q_proj.weight")) return unpermute(values, c.shape.q_heads, shape[1]);
+    if (ends_with(name, "self_attn.k_proj.weight")) return unpermute(values, c.shape.kv_heads, shape[1]);
+    return values;
+  });
 }
 
 }  // namespace specontext

@@ -183,10 +183,7 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt) {
                                    std::to_string(c.shape.layers) + " layers): the config does not match the weights");
   }
 
-  ModelWeights w;
-  for_each_tensor(c, w, [&](const std::string& name, const std::vector<std::int64_t>& shape, auto& target) {
-    assign(target, shape, ckpt.read_f32(name));
-  });
+  ModelWeights w = build_weights(c, [&](const std::string& name, const std::vector<std::int64_t>&) { return ckpt.read_f32(name); });
   if (tied_lm_head && ckpt.read_f32("lm_head.weight") != w.embed.data)
     tensor_error(ckpt.info("lm_head.weight").file, "lm_head.weight",
                  "differs from model.embed_tokens.weight but the config " + c.origin +
@@ -194,12 +191,23 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt) {
   return w;
 }
 
-ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed) {
+ModelWeights build_weights(const ModelConfig& c,
+                           const std::function<std::vector<float>(const std::string& name, const std::vector<std::int64_t>& shape)>& read) {
   ModelWeights w;
   for_each_tensor(c, w, [&](const std::string& name, const std::vector<std::int64_t>& shape, auto& target) {
-    assign(target, shape, normal_values(seed, name, product(shape), is_norm(name) ? 1.0 : 0.0, 0.02));
+    std::vector<float> values = read(name, shape);
+    if (static_cast<std::int64_t>(values.size()) != product(shape))
+      throw std::invalid_argument("tensor '" + name + "': " + std::to_string(values.size()) + " values read, shape " + shape_string(shape) +
+                                  " needs " + std::to_string(product(shape)));
+    assign(target, shape, std::move(values));
   });
   return w;
+}
+
+ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed) {
+  return build_weights(c, [&](const std::string& name, const std::vector<std::int64_t>& shape) {
+    return normal_values(seed, name, product(shape), is_norm(name) ? 1.0 : 0.0, 0.02);
+  });
 }
 
 std::vector<TensorToWrite> to_safetensors(const ModelConfig& c, const ModelWeights& w, DType dtype) {

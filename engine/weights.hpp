@@ -3,6 +3,7 @@
 // list of tensors a config implies (Hugging Face names and shapes), and their loading with
 // every tensor's presence, dtype and shape checked.
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,12 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c);
 // the tensor and the file; tensors the config does not imply are an error too (a config that
 // does not match its weights).
 ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt);
+
+// Fills every tensor the config implies from `read(name, shape)`, which returns the tensor's
+// values (row-major, shape's product of them) under its Hugging Face name: the one walk over the
+// tensors that other formats (GGUF) reuse.
+ModelWeights build_weights(const ModelConfig& c,
+                           const std::function<std::vector<float>(const std::string& name, const std::vector<std::int64_t>& shape)>& read);
 
 // Seeded random weights (normal with std 0.02, norms 1 + small noise), for tests and for
 // saving fixture checkpoints.
