@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/attention_checks.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/decode_attention.cuh"
 
@@ -398,14 +399,7 @@ __global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(DecodeAtten
   }
 }
 
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("decode_attention: " + what); }
-// The message is built only on failure: launches sit on the decode critical path.
-#define DECODE_REQUIRE(ok, what) \
-  do {                           \
-    if (!(ok)) fail(what);       \
-  } while (0)
-
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+#define DECODE_REQUIRE(ok, what) SPECONTEXT_ATTENTION_REQUIRE("decode_attention", ok, what)
 
 // The current device's multiprocessor count, asked once per device (launches are on the decode
 // critical path). Only sizes the grid, so where it cannot be read (no device: the parameter
@@ -480,24 +474,11 @@ std::size_t decode_attention_workspace_bytes(int requests, int q_heads, int head
 void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream) {
   DECODE_REQUIRE(p.requests >= 0, "requests must be >= 0, got " + std::to_string(p.requests));
   if (p.requests == 0) return;
-  DECODE_REQUIRE(p.head_dim == 32 || p.head_dim == 64 || p.head_dim == 128,
-          "head_dim " + std::to_string(p.head_dim) + " is not supported (32, 64 or 128)");
-  DECODE_REQUIRE(p.q_heads > 0 && p.kv_heads > 0 && p.q_heads % p.kv_heads == 0,
-          "q_heads (" + std::to_string(p.q_heads) + ") must be a positive multiple of kv_heads (" +
-              std::to_string(p.kv_heads) + ")");
+  check_attention_layout("decode_attention", p);
   DECODE_REQUIRE(p.requests <= 65535, "requests must be <= 65535, got " + std::to_string(p.requests));
-  DECODE_REQUIRE(p.max_context > 0, "max_context must be > 0");
   DECODE_REQUIRE(p.max_length >= 0, "max_length must be >= 0 (0: max_context)");
-  DECODE_REQUIRE(p.scale > 0.0f && std::isfinite(p.scale), "scale must be positive and finite");
-  DECODE_REQUIRE(p.q && p.k_cache && p.v_cache && p.slots && p.lengths && p.out, "a tensor pointer is null");
-  DECODE_REQUIRE(aligned16(p.q) && aligned16(p.k_cache) && aligned16(p.v_cache), "q, k_cache and v_cache must be 16-byte aligned");
+  DECODE_REQUIRE(p.lengths != nullptr, "a tensor pointer is null");
   const std::int64_t hd = p.head_dim;
-  DECODE_REQUIRE(p.q_row_stride % 8 == 0 && p.q_row_stride >= p.q_heads * hd, "q_row_stride must be a multiple of 8 and >= q_heads * head_dim");
-  DECODE_REQUIRE(p.out_row_stride >= p.q_heads * hd, "out_row_stride must be >= q_heads * head_dim");
-  DECODE_REQUIRE(p.kv_head_stride % 8 == 0 && p.kv_head_stride >= p.max_context * hd,
-          "kv_head_stride must be a multiple of 8 and >= max_context * head_dim");
-  DECODE_REQUIRE(p.kv_request_stride % 8 == 0 && p.kv_request_stride >= p.kv_heads * p.kv_head_stride,
-          "kv_request_stride must be a multiple of 8 and >= kv_heads * kv_head_stride");
 
   const int group = p.q_heads / p.kv_heads;
   const int max_group = group <= 4 ? 4 : 8;

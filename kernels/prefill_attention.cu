@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/attention_checks.hpp"
 #include "kernels/cuda_check.cuh"
 #include "kernels/prefill_attention.cuh"
 
@@ -258,37 +259,17 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(PrefillAtte
   }
 }
 
-[[noreturn]] void fail(const std::string& what) { throw std::invalid_argument("prefill_attention: " + what); }
-#define PREFILL_REQUIRE(ok, what) \
-  do {                            \
-    if (!(ok)) fail(what);        \
-  } while (0)
-
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+#define PREFILL_REQUIRE(ok, what) SPECONTEXT_ATTENTION_REQUIRE("prefill_attention", ok, what)
 
 }  // namespace
 
 void launch_prefill_attention(const PrefillAttentionParams& p, cudaStream_t stream) {
   PREFILL_REQUIRE(p.tokens >= 0, "tokens must be >= 0, got " + std::to_string(p.tokens));
   if (p.tokens == 0) return;
-  PREFILL_REQUIRE(p.head_dim == 32 || p.head_dim == 64 || p.head_dim == 128,
-          "head_dim " + std::to_string(p.head_dim) + " is not supported (32, 64 or 128)");
-  PREFILL_REQUIRE(p.q_heads > 0 && p.kv_heads > 0 && p.q_heads % p.kv_heads == 0,
-          "q_heads (" + std::to_string(p.q_heads) + ") must be a positive multiple of kv_heads (" +
-              std::to_string(p.kv_heads) + ")");
-  PREFILL_REQUIRE(p.max_context > 0, "max_context must be > 0");
-  PREFILL_REQUIRE(p.scale > 0.0f && std::isfinite(p.scale), "scale must be positive and finite");
-  PREFILL_REQUIRE(p.q && p.k_cache && p.v_cache && p.slots && p.positions && p.out, "a tensor pointer is null");
-  PREFILL_REQUIRE(aligned16(p.q) && aligned16(p.k_cache) && aligned16(p.v_cache) && aligned16(p.out),
-          "q, k_cache, v_cache and out must be 16-byte aligned");
-  const std::int64_t hd = p.head_dim;
-  PREFILL_REQUIRE(p.q_row_stride % 8 == 0 && p.q_row_stride >= p.q_heads * hd, "q_row_stride must be a multiple of 8 and >= q_heads * head_dim");
-  PREFILL_REQUIRE(p.out_row_stride % 8 == 0 && p.out_row_stride >= p.q_heads * hd,
-          "out_row_stride must be a multiple of 8 and >= q_heads * head_dim");
-  PREFILL_REQUIRE(p.kv_head_stride % 8 == 0 && p.kv_head_stride >= p.max_context * hd,
-          "kv_head_stride must be a multiple of 8 and >= max_context * head_dim");
-  PREFILL_REQUIRE(p.kv_request_stride % 8 == 0 && p.kv_request_stride >= p.kv_heads * p.kv_head_stride,
-          "kv_request_stride must be a multiple of 8 and >= kv_heads * kv_head_stride");
+  check_attention_layout("prefill_attention", p);
+  PREFILL_REQUIRE(p.positions != nullptr, "a tensor pointer is null");
+  PREFILL_REQUIRE(aligned16(p.out), "q, k_cache, v_cache and out must be 16-byte aligned");
+  PREFILL_REQUIRE(p.out_row_stride % 8 == 0, "out_row_stride must be a multiple of 8 and >= q_heads * head_dim");
   PREFILL_REQUIRE((p.tokens + kRows - 1) / kRows <= 65535, "tokens must be <= 65535 * 64, got " + std::to_string(p.tokens));
 
   const dim3 grid(p.q_heads, (p.tokens + kRows - 1) / kRows);
