@@ -43,5 +43,6 @@ if [ "$mode" = reproduce ]; then
   echo "setup: report in $out/report.md, figures in $out/figures/" >&2
 else
   /usr/bin/python3 -m unittest discover -s analysis -p 'test_*.py'
+  /usr/bin/python3 -m unittest discover -s models/train -p 'test_*.py'
   ctest --test-dir build --output-on-failure -j "$jobs"
 fi
