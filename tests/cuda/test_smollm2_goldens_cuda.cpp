@@ -1,0 +1,58 @@
+// SmolLM2-135M-Instruct through the CUDA backend (bf16 weights, fp32 accumulation) against Hugging
+// Face transformers' fp32 references from the same GGUF (tests/fixtures/smollm2/): logits within
+// bf16's reach, the same argmax wherever transformers' top-2 margin is larger than that reach, and
+// the same greedy tokens up to the first step whose margin is not.
+#include <gtest/gtest.h>
+
+#include "engine/cuda_backend.hpp"
+#include "engine/generator.hpp"
+#include "engine/gguf.hpp"
+#include "engine/gguf_model.hpp"
+#include "tests/cuda/gpu_test.hpp"
+#include "tests/smollm2_goldens.hpp"
+
+namespace specontext {
+namespace {
+
+using testing::compare_to_stored;
+using testing::load_smollm2_goldens;
+using testing::smollm2_gguf;
+
+// bf16 rounding of the dequantised weights and of the activations between kernels moves SmolLM2's
+// logits (magnitude ~20) by up to a few tenths; a margin above this is one bf16 cannot flip.
+constexpr double kMaxLogitDiff = 0.5;
+
+TEST(SmolLM2GoldensCuda, LogitsAndGreedyTokensMatchTransformers) {
+  SPECONTEXT_REQUIRE_GPU();
+  if (!std::filesystem::exists(smollm2_gguf())) GTEST_SKIP() << "no " << smollm2_gguf();
+  const GgufFile file(smollm2_gguf());
+  const ModelConfig config = gguf_engine_config(file);
+  CudaBackendOptions o;
+  o.max_context = 2048;
+  CudaBackend gpu(config, gguf_weights(config, file), o);
+  const auto goldens = load_smollm2_goldens();
+  const auto vocab = static_cast<std::size_t>(config.shape.vocab);
+  for (const auto& p : goldens.prompts) {
+    // The last stored position is the prompt's last: prefill's logits.
+    gpu.reset(0);
+    const std::vector<float> last = gpu.prefill(0, p.ids);
+    const auto a = compare_to_stored(last.data(), vocab, p.logits.back(), goldens.stride);
+    EXPECT_LE(a.max_abs_diff, kMaxLogitDiff) << p.ids.size() << "-token prompt";
+    const double margin = p.logits.back().top_logits[0] - p.logits.back().top_logits[1];
+    if (margin > kMaxLogitDiff) EXPECT_TRUE(a.same_argmax) << p.ids.size() << "-token prompt";
+
+    std::size_t safe = 0;  // greedy steps before the first one bf16 may flip
+    while (safe < p.greedy.size() && p.greedy_margins[safe] > kMaxLogitDiff) ++safe;
+    gpu.reset(0);
+    GenerateOptions g;
+    g.max_new = static_cast<int>(p.greedy.size());
+    g.stop_at_eos = false;
+    const auto got = generate(gpu, {p.ids}, g).tokens[0];
+    EXPECT_EQ(std::vector<int>(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(safe)),
+              std::vector<int>(p.greedy.begin(), p.greedy.begin() + static_cast<std::ptrdiff_t>(safe)))
+        << p.ids.size() << "-token prompt, first " << safe << " greedy tokens";
+  }
+}
+
+}  // namespace
+}  // namespace specontext
