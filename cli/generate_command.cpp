@@ -1,25 +1,20 @@
 // specontext generate: run a checkpoint (or random weights at a config's shape) on the CPU
 // reference or the CUDA backend, R requests together, and report tokens and timing.
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
+
+#include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/format.hpp"
 #include "cli/integer_list.hpp"
-#include <fstream>
-#include <optional>
-
+#include "cli/model_loading.hpp"
 #include "engine/chat_template.hpp"
-#include "engine/cpu_backend.hpp"
-#include "engine/tokenizer.hpp"
 #include "engine/generator.hpp"
-#include "engine/gguf_model.hpp"
-#include "engine/safetensors.hpp"
-#include "engine/weights.hpp"
+#include "engine/tokenizer.hpp"
 #include "sim/config_error.hpp"
-#if defined(SPECONTEXT_HAVE_CUDA)
-#include "engine/cuda_backend.hpp"
-#endif
 
 namespace specontext::cli {
 namespace {
@@ -57,32 +52,6 @@ std::vector<int> prompt_ids(const GenerateFlags& f, std::optional<Tokenizer>& to
   return ids;
 }
 
-// --model is a checkpoint folder (or config.json) or a llama.cpp GGUF file.
-ModelConfig load_model_config(const std::string& model) {
-  return is_gguf_path(model) ? gguf_engine_config(GgufFile(model)) : load_engine_config(model);
-}
-
-ModelWeights load_model_weights(const std::string& model, const ModelConfig& config) {
-  return is_gguf_path(model) ? gguf_weights(config, GgufFile(model)) : load_weights(config, Checkpoint::open(model));
-}
-
-std::unique_ptr<Backend> make_backend(const GenerateFlags& f, const ModelConfig& config, std::int64_t context) {
-  if (f.backend == "cpu") {
-    ModelWeights w = f.random_weights ? random_weights(config, f.seed) : load_model_weights(f.model, config);
-    return std::make_unique<CpuBackend>(config, std::move(w), f.requests, static_cast<int>(context));
-  }
-#if defined(SPECONTEXT_HAVE_CUDA)
-  CudaBackendOptions o;
-  o.max_requests = f.requests;
-  o.max_context = context;
-  o.cuda_graph = !f.no_graph;
-  if (f.random_weights) return std::make_unique<CudaBackend>(config, f.seed, o);
-  return std::make_unique<CudaBackend>(config, load_model_weights(f.model, config), o);
-#else
-  throw ConfigError("--backend", "", "this build has no CUDA (no nvcc at configure time); use --backend cpu");
-#endif
-}
-
 void run(const GenerateFlags& f) {
   const ModelConfig config = load_model_config(f.model);
   std::optional<Tokenizer> tokenizer;
@@ -91,11 +60,8 @@ void run(const GenerateFlags& f) {
     if (id >= config.shape.vocab)
       throw ConfigError("--prompt-ids", "", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config.shape.vocab));
   const std::int64_t context = static_cast<std::int64_t>(prompt.size()) + f.max_new;
-  if (config.shape.max_positions > 0 && context > config.shape.max_positions)
-    throw ConfigError(config.origin, "max_position_embeddings",
-                      "the prompt and --max-new need a context of " + std::to_string(context) + " tokens, the model supports " +
-                          std::to_string(config.shape.max_positions));
-  auto backend = make_backend(f, config, context);
+  check_model_context(config, context, "the prompt and --max-new");
+  auto backend = make_backend({f.model, f.backend, f.requests, context, f.random_weights, f.seed, !f.no_graph}, config);
   GenerateOptions o;
   o.max_new = f.max_new;
   o.sampling = {f.temperature, f.top_p, f.seed};

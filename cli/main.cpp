@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   specontext::cli::add_generate_command(app);
   specontext::cli::add_bench_command(app);
   specontext::cli::add_tokenize_command(app);
+  specontext::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -12,12 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
-namespace specontext::testing {
+#include "tests/smollm2_model.hpp"
 
-inline std::filesystem::path smollm2_gguf() {
-  return std::filesystem::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-135m-instruct" /
-         "SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+namespace specontext::testing {
 
 struct StoredLogits {
   std::vector<int> top_ids;

@@ -19,6 +19,7 @@
 #include "tests/expect_config_error.hpp"
 #include "tests/hf_fixture.hpp"
 #include "tests/temp_dir.hpp"
+#include "tests/smollm2_model.hpp"
 
 namespace specontext {
 namespace {
@@ -29,8 +30,7 @@ using testing::TempDir;
 
 fs::path gguf_fixture(const std::string& name) { return fs::path(SPECONTEXT_FIXTURES_DIR) / "gguf" / name; }
 
-const fs::path kSmolLM2 = fs::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-135m-instruct" /
-                          "SmolLM2-135M-Instruct.Q4_1.gguf";
+const fs::path kSmolLM2 = testing::smollm2_gguf();
 
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);

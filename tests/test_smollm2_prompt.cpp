@@ -11,12 +11,12 @@
 #include "engine/gguf.hpp"
 #include "engine/gguf_model.hpp"
 #include "engine/tokenizer.hpp"
+#include "tests/smollm2_model.hpp"
 
 namespace specontext {
 namespace {
 
-const std::filesystem::path kSmolLM2 =
-    std::filesystem::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf";
+const std::filesystem::path kSmolLM2 = testing::smollm2_gguf();
 
 std::string complete(const std::string& text, bool chat, int max_new) {
   const GgufFile file(kSmolLM2);

@@ -14,6 +14,7 @@
 #include "engine/tokenizer.hpp"
 #include "tests/expect_config_error.hpp"
 #include "tests/temp_dir.hpp"
+#include "tests/smollm2_model.hpp"
 
 namespace specontext {
 namespace {
@@ -22,8 +23,7 @@ namespace fs = std::filesystem;
 using testing::expect_config_error;
 using testing::TempDir;
 
-const fs::path kSmolLM2 = fs::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-135m-instruct" /
-                          "SmolLM2-135M-Instruct.Q4_1.gguf";
+const fs::path kSmolLM2 = testing::smollm2_gguf();
 
 const Tokenizer& smollm2() {
   static const Tokenizer t = Tokenizer::from_gguf(GgufFile(kSmolLM2));

@@ -10,6 +10,7 @@
 #include "engine/gguf_model.hpp"
 #include "tests/cuda/gpu_test.hpp"
 #include "tests/hf_fixture.hpp"
+#include "tests/smollm2_model.hpp"
 
 namespace specontext {
 namespace {
@@ -102,8 +103,7 @@ namespace {
 // continuation on both backends.
 TEST(CudaBackend, SmolLM2GreedyTokensEqualTheCpuReference) {
   SPECONTEXT_REQUIRE_GPU();
-  const auto path = std::filesystem::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-135m-instruct" /
-                    "SmolLM2-135M-Instruct.Q4_1.gguf";
+  const auto path = testing::smollm2_gguf();
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path << " (scripts/fetch_smollm2.sh fetches it)";
   const GgufFile file(path);
   const ModelConfig config = gguf_engine_config(file);

@@ -1,0 +1,250 @@
+// specontext eval: long-context tasks (passkey, multikey, vartrack, perplexity, fidelity) built
+// from the held-out documents (engine/long_context_tasks.hpp) and scored on the CPU reference or
+// the CUDA backend (engine/evaluator.hpp).
+//
+// --dump-tasks FILE writes the instances with their token ids for other engines; the schema is in
+// engine/task_dump.hpp. For fidelity it is written after the dense reference has been generated,
+// so the file holds it; for the other tasks, before the evaluation starts.
+//
+// --json prints {"task", "policy", "budget" (null for full), "context", "model", "backend", "seed",
+//   "max_new", "heldout", "metric", and by task:
+//     answer tasks  "accuracy": fraction correct, "correct": count,
+//     perplexity    "perplexity": {"mean", "median", "min", "max"} over trials, "pooled_perplexity"
+//                   and "mean_nll" (nats, over every forced token),
+//     fidelity      "agreement": {"mean", "median", "min", "max"} over trials,
+//   "trials": [the instance as in the dump, without ids, plus
+//     answer tasks  "output" (text), "output_ids", "correct";
+//     perplexity    "scored", "mean_nll", "perplexity";
+//     fidelity      "compared", "matches", "agreement", "first_disagreement" (-1: none)],
+//   "timing": {"load_s", "build_s", "reference_s", "prefill_s", "decode_s", "prefill_tokens",
+//              "decode_steps", "decode_tokens", "total_s"}}.
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/format.hpp"
+#include "cli/model_loading.hpp"
+#include "engine/evaluator.hpp"
+#include "engine/heldout_corpus.hpp"
+#include "engine/long_context_tasks.hpp"
+#include "engine/task_dump.hpp"
+#include "engine/tokenizer.hpp"
+#include "sim/config_error.hpp"
+
+#ifndef SPECONTEXT_SOURCE_DIR
+#define SPECONTEXT_SOURCE_DIR "."
+#endif
+
+namespace specontext::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct EvalFlags {
+  std::string task, model, dlm, policy = "full", backend = "cpu", dump_tasks;
+  std::string heldout = (std::filesystem::path(SPECONTEXT_SOURCE_DIR) / "models" / "heldout").string();
+  long long budget = 0;
+  int batch = 8;
+  TaskOptions tasks;
+  bool json = false, progress = false;
+  CLI::Option *dlm_option = nullptr, *budget_option = nullptr;
+};
+
+// Only the dense path exists: the sparse policies, their KV budget and the distilled LM behind the
+// retrieval head come with the SpeContext path (engine part 2).
+void check_policy(const EvalFlags& f) {
+  const std::string later = " arrives with the SpeContext path (engine part 2); only --policy full (dense attention) runs today";
+  if (f.policy != "full") throw ConfigError("--policy", "", "'" + f.policy + "'" + later);
+  if (f.dlm_option->count() > 0) throw ConfigError("--dlm", "", "the distilled LM (retrieval head)" + later);
+  if (f.budget_option->count() > 0) throw ConfigError("--budget", "", "a KV budget" + later);
+}
+
+std::function<void(int, int)> progress_line(bool enabled, const std::string& what) {
+  if (!enabled) return {};
+  const auto t0 = Clock::now();
+  return [what, t0](int done, int total) {
+    std::cerr << "eval: " << what << " " << done << "/" << total << " trials (" << fixed(seconds_since(t0), 1) << " s)\n";
+  };
+}
+
+nlohmann::json summary_json(const MetricSummary& s) { return {{"mean", s.mean}, {"median", s.median}, {"min", s.min}, {"max", s.max}}; }
+
+nlohmann::json trial_json(TaskKind kind, const TaskInstance& inst, const TrialResult& t) {
+  nlohmann::json j = instance_json(inst, kind, false);
+  if (is_answer_task(kind)) {
+    j["output"] = t.output_text;
+    j["output_ids"] = t.output;
+    j["correct"] = t.correct;
+  } else if (kind == TaskKind::Perplexity) {
+    j["scored"] = t.scored;
+    j["mean_nll"] = t.nll_sum / static_cast<double>(t.scored);
+    j["perplexity"] = t.value;
+  } else {
+    j["compared"] = inst.forced.size();
+    j["matches"] = t.matches;
+    j["agreement"] = t.value;
+    j["first_disagreement"] = t.first_disagreement;
+  }
+  return j;
+}
+
+// A string as a short JSON literal, for one table cell.
+std::string cell(const std::string& text, std::size_t width) {
+  std::string s = nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (s.size() > width) s = s.substr(0, width - 3) + "...";
+  return s;
+}
+
+std::string pad(std::string s, std::size_t width) {
+  if (s.size() < width) s.resize(width, ' ');
+  return s + " ";
+}
+
+void print_table(const EvalFlags& f, const std::vector<TaskInstance>& instances, const EvalResult& r) {
+  const TaskKind kind = f.tasks.kind;
+  std::cout << to_string(kind) << ": policy " << f.policy << ", context " << f.tasks.context << " tokens, " << instances.size() << " trials, seed "
+            << f.tasks.seed << ", " << f.backend << "\nmodel " << f.model << "\n\n";
+  if (is_answer_task(kind)) std::cout << "trial depth   at      tokens answer  output                          correct\n";
+  else if (kind == TaskKind::Perplexity) std::cout << "trial tokens forced  mean NLL  perplexity  documents\n";
+  else std::cout << "trial prompt generated agreement  first disagreement\n";
+  for (std::size_t i = 0; i < instances.size(); ++i) {
+    const TaskInstance& inst = instances[i];
+    const TrialResult& t = r.trials[i];
+    std::cout << pad(std::to_string(inst.trial), 5);
+    if (is_answer_task(kind)) {
+      // multikey and vartrack: the depth of the needle asked about (the chain's last link)
+      const Needle& n = inst.needles[inst.asked >= 0 ? static_cast<std::size_t>(inst.asked) : inst.needles.size() - 1];
+      std::cout << pad(fixed(n.depth, 2), 7) << pad(fixed(n.actual_depth, 3), 7) << pad(std::to_string(inst.prompt.size()), 6) << pad(inst.answer, 7)
+                << pad(cell(t.output_text, 31), 31) << (t.correct ? "yes" : "no") << "\n";
+    } else if (kind == TaskKind::Perplexity) {
+      std::string docs;
+      for (const std::string& d : inst.documents) docs += (docs.empty() ? "" : ", ") + d;
+      std::cout << pad(std::to_string(inst.prompt.size()), 6) << pad(std::to_string(inst.forced.size()), 7)
+                << pad(fixed(t.nll_sum / static_cast<double>(t.scored), 4), 9) << pad(fixed(t.value, 3), 11) << docs << "\n";
+    } else {
+      std::cout << pad(std::to_string(inst.prompt.size()), 6) << pad(std::to_string(inst.forced.size()), 9) << pad(fixed(t.value, 4), 10)
+                << (t.first_disagreement < 0 ? std::string("none") : std::to_string(t.first_disagreement)) << "\n";
+    }
+  }
+  const MetricSummary& s = r.summary;
+  std::cout << "\n";
+  if (is_answer_task(kind)) {
+    std::cout << "accuracy " << fixed(s.mean * static_cast<double>(r.trials.size()), 0) << "/" << r.trials.size() << " = " << fixed(s.mean, 3) << "\n";
+  } else if (kind == TaskKind::Perplexity) {
+    std::cout << "perplexity mean " << fixed(s.mean, 3) << ", median " << fixed(s.median, 3) << ", min " << fixed(s.min, 3) << ", max "
+              << fixed(s.max, 3) << "; pooled " << fixed(r.pooled_perplexity, 3) << " (mean NLL " << fixed(r.mean_nll, 4) << " nats)\n";
+  } else {
+    std::cout << "agreement mean " << fixed(s.mean, 4) << ", median " << fixed(s.median, 4) << ", min " << fixed(s.min, 4) << ", max " << fixed(s.max, 4)
+              << " (policy full against the dense reference: 1 by construction)\n";
+  }
+  const EvalTiming& tm = r.timing;
+  std::cout << "prefill " << fixed(tm.prefill_s, 2) << " s (" << tm.prefill_tokens << " tokens, "
+            << fixed(tm.prefill_s > 0 ? static_cast<double>(tm.prefill_tokens) / tm.prefill_s : 0.0, 1) << " tokens/s), decode " << fixed(tm.decode_s, 2)
+            << " s (" << tm.decode_steps << " steps, " << tm.decode_tokens << " tokens)\n";
+}
+
+void run(EvalFlags& f) {
+  const auto t0 = Clock::now();
+  check_policy(f);
+  TaskOptions& o = f.tasks;
+  o.kind = parse_task_kind(f.task, "TASK");
+  if (f.batch <= 0) throw ConfigError("--batch", "", "must be positive");
+  std::ofstream dump_file;  // opened now, so that a path it cannot write fails before the work
+  if (!f.dump_tasks.empty()) {
+    dump_file.open(f.dump_tasks);
+    if (!dump_file) throw ConfigError(f.dump_tasks, "", "cannot write (--dump-tasks)");
+  }
+  const ModelConfig config = load_model_config(f.model);
+  check_model_context(config, o.context, "--context");
+  const HeldoutCorpus corpus = HeldoutCorpus::load(f.heldout);
+  const Tokenizer tokenizer = Tokenizer::load(f.model);
+
+  const auto t_build = Clock::now();
+  std::vector<TaskInstance> instances = build_tasks(o, corpus, tokenizer);
+  const double build_s = seconds_since(t_build);
+  const auto dump = [&] {
+    if (!dump_file.is_open()) return;
+    dump_file << tasks_json(o, instances, f.model, f.heldout, config.eos_token_ids).dump() << "\n";
+    dump_file.close();
+    if (!dump_file) throw ConfigError(f.dump_tasks, "", "writing failed (--dump-tasks)");
+  };
+  if (o.kind != TaskKind::Fidelity) dump();
+
+  const auto t_load = Clock::now();
+  const BackendSpec spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
+  const std::unique_ptr<Backend> backend = make_backend(spec, config);
+  const double load_s = seconds_since(t_load);
+
+  EvalOptions eval;
+  eval.max_new = o.max_new;
+  eval.eos_token_ids = config.eos_token_ids;
+  EvalTiming reference;
+  if (o.kind == TaskKind::Fidelity) {
+    eval.progress = progress_line(f.progress, "dense reference");
+    reference = make_fidelity_references(*backend, instances, eval);  // policy full is the dense model
+    dump();
+  }
+  eval.progress = progress_line(f.progress, "evaluated");
+  const EvalResult r = evaluate(*backend, o.kind, instances, &tokenizer, eval);
+
+  if (!f.json) {
+    print_table(f, instances, r);
+    return;
+  }
+  nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.policy}, {"budget", nullptr}, {"context", o.context},
+                      {"model", f.model}, {"backend", f.backend}, {"seed", o.seed}, {"max_new", o.max_new},
+                      {"heldout", f.heldout}, {"metric", metric_name(o.kind)}};
+  if (is_answer_task(o.kind)) {
+    j["accuracy"] = r.summary.mean;
+    int correct = 0;
+    for (const TrialResult& t : r.trials) correct += t.correct;
+    j["correct"] = correct;
+  } else if (o.kind == TaskKind::Perplexity) {
+    j["perplexity"] = summary_json(r.summary);
+    j["pooled_perplexity"] = r.pooled_perplexity;
+    j["mean_nll"] = r.mean_nll;
+  } else {
+    j["agreement"] = summary_json(r.summary);
+  }
+  nlohmann::json trials = nlohmann::json::array();
+  for (std::size_t i = 0; i < instances.size(); ++i) trials.push_back(trial_json(o.kind, instances[i], r.trials[i]));
+  j["trials"] = trials;
+  j["timing"] = {{"load_s", load_s}, {"build_s", build_s}, {"reference_s", reference.prefill_s + reference.decode_s},
+                 {"prefill_s", r.timing.prefill_s}, {"decode_s", r.timing.decode_s}, {"prefill_tokens", r.timing.prefill_tokens},
+                 {"decode_steps", r.timing.decode_steps}, {"decode_tokens", r.timing.decode_tokens}, {"total_s", seconds_since(t0)}};
+  std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto f = std::make_shared<EvalFlags>();
+  CLI::App* cmd = app.add_subcommand("eval", "long-context tasks from held-out text (passkey, multikey, vartrack, perplexity, fidelity), scored on a backend");
+  cmd->add_option("task", f->task, "passkey, multikey, vartrack, perplexity or fidelity")->required();
+  cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors + tokenizer.json) or a llama.cpp .gguf file")->required();
+  f->dlm_option = cmd->add_option("--dlm", f->dlm, "the distilled LM for the retrieval head (engine part 2)");
+  cmd->add_option("--policy", f->policy, "KV selection policy; only full (dense) runs today")->capture_default_str();
+  f->budget_option = cmd->add_option("--budget", f->budget, "KV tokens a sparse policy keeps (engine part 2)");
+  cmd->add_option("--context", f->tasks.context, "N: tokens of each trial, prompt + generated (or forced)")->required();
+  cmd->add_option("--trials", f->tasks.trials, "task instances")->capture_default_str();
+  cmd->add_option("--seed", f->tasks.seed, "seed of the instances (keys, depths, documents, offsets)")->capture_default_str();
+  cmd->add_option("--backend", f->backend, "cpu (fp32 reference) or cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+  cmd->add_option("--max-new", f->tasks.max_new, "answer tasks: greedy tokens generated for the answer")->capture_default_str();
+  cmd->add_option("--keys", f->tasks.keys, "multikey: needles")->capture_default_str();
+  cmd->add_option("--hops", f->tasks.hops, "vartrack: assignments after the first")->capture_default_str();
+  cmd->add_option("--prefix", f->tasks.prefix, "perplexity: tokens prefilled before the forced ones (0: half the context)")->capture_default_str();
+  cmd->add_option("--generate", f->tasks.generate, "fidelity: G, tokens the dense model generates")->capture_default_str();
+  cmd->add_option("--batch", f->batch, "trials decoded together (requests of the backend)")->capture_default_str();
+  cmd->add_option("--heldout", f->heldout, "folder of held-out <source>--<slug>.txt documents")->capture_default_str();
+  cmd->add_option("--dump-tasks", f->dump_tasks, "write the instances (token ids, answers, depths, forced tokens) as JSON (engine/task_dump.hpp)");
+  cmd->add_flag("--progress", f->progress, "report each batch on stderr");
+  cmd->add_flag("--json", f->json, "print JSON");
+  cmd->callback([f]() { run(*f); });
+}
+
+}  // namespace specontext::cli

@@ -1,0 +1,44 @@
+#include "cli/model_loading.hpp"
+
+#include "engine/cpu_backend.hpp"
+#include "engine/gguf_model.hpp"
+#include "engine/safetensors.hpp"
+#include "sim/config_error.hpp"
+#if defined(SPECONTEXT_HAVE_CUDA)
+#include "engine/cuda_backend.hpp"
+#endif
+
+namespace specontext::cli {
+
+ModelConfig load_model_config(const std::string& model) {
+  return is_gguf_path(model) ? gguf_engine_config(GgufFile(model)) : load_engine_config(model);
+}
+
+ModelWeights load_model_weights(const std::string& model, const ModelConfig& config) {
+  return is_gguf_path(model) ? gguf_weights(config, GgufFile(model)) : load_weights(config, Checkpoint::open(model));
+}
+
+void check_model_context(const ModelConfig& config, std::int64_t context, const std::string& need) {
+  if (config.shape.max_positions > 0 && context > config.shape.max_positions)
+    throw ConfigError(config.origin, "max_position_embeddings",
+                      "a context of " + std::to_string(context) + " tokens (" + need + "), the model supports " + std::to_string(config.shape.max_positions));
+}
+
+std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& config) {
+  if (s.backend == "cpu") {
+    ModelWeights w = s.random_weights ? random_weights(config, s.seed) : load_model_weights(s.model, config);
+    return std::make_unique<CpuBackend>(config, std::move(w), s.requests, static_cast<int>(s.context));
+  }
+#if defined(SPECONTEXT_HAVE_CUDA)
+  CudaBackendOptions o;
+  o.max_requests = s.requests;
+  o.max_context = s.context;
+  o.cuda_graph = s.cuda_graph;
+  if (s.random_weights) return std::make_unique<CudaBackend>(config, s.seed, o);
+  return std::make_unique<CudaBackend>(config, load_model_weights(s.model, config), o);
+#else
+  throw ConfigError("--backend", "", "this build has no CUDA (no nvcc at configure time); use --backend cpu");
+#endif
+}
+
+}  // namespace specontext::cli

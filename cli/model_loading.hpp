@@ -1,0 +1,35 @@
+#pragma once
+// The model behind `--model` (a checkpoint folder or config.json, or a llama.cpp .gguf file) and
+// the backend it runs on (`--backend cpu|cuda`), shared by the commands that run a model.
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine/backend.hpp"
+#include "engine/model_config.hpp"
+#include "engine/weights.hpp"
+
+namespace specontext::cli {
+
+struct BackendSpec {
+  std::string model;          // --model
+  std::string backend = "cpu";  // cpu (the fp32 reference) or cuda
+  int requests = 1;
+  std::int64_t context = 0;   // tokens per request
+  bool random_weights = false;  // seeded random weights at the config's shape instead of the checkpoint's
+  std::uint64_t seed = 0;
+  bool cuda_graph = true;
+};
+
+ModelConfig load_model_config(const std::string& model);
+ModelWeights load_model_weights(const std::string& model, const ModelConfig& config);
+
+// A ConfigError naming the config's max_position_embeddings where `context` tokens exceed it;
+// `need` says what asks for them ("--context", "the prompt and --max-new").
+void check_model_context(const ModelConfig& config, std::int64_t context, const std::string& need);
+
+// The spec's backend with the model's weights (or random ones); a ConfigError for --backend cuda in
+// a build without CUDA.
+std::unique_ptr<Backend> make_backend(const BackendSpec& spec, const ModelConfig& config);
+
+}  // namespace specontext::cli
