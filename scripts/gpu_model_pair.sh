@@ -6,7 +6,8 @@
 #
 #   scripts/gpu_model_pair.sh build    wheels into build-h200/pyextra, corpus unpacked, engine built
 #   scripts/gpu_model_pair.sh gpu-tests   the GPU tests that need no GGUF
-#   scripts/gpu_model_pair.sh train    GGUF assembled and checked; HF goldens; the draft trained
+#   scripts/gpu_model_pair.sh goldens  GGUF assembled and checked; transformers' golden references
+#   scripts/gpu_model_pair.sh train [train_draft.py flags]   the draft trained and evaluated
 #   scripts/gpu_model_pair.sh evaluate  goldens/draft restored; every test; eval beside transformers
 # Results go to $OUT (the device's return folder) and are committed from there by hand.
 set -euo pipefail
@@ -28,12 +29,15 @@ case "${1:-}" in
   gpu-tests)
     ctest --test-dir build-h200 -j 4 -E 'SmolLM2' 2>&1 | tail -5
     ;;
-  train)
+  goldens)
     mkdir -p "$(dirname "$GGUF")" "$STASH"
     cat carry/gguf.part00 carry/gguf.part01 carry/gguf.part02 > "$GGUF"
     echo "$SHA256  $GGUF" | sha256sum -c -
     python3 tests/fixtures/smollm2/make_smollm2_goldens.py --device cuda 2>&1 | grep -v 'Converting\|Loading weights'
     cp tests/fixtures/smollm2/expected.json "$STASH/" && cp tests/fixtures/smollm2/expected.json "$OUT/"
+    ;;
+  train)
+    mkdir -p "$STASH"
     python3 models/train/train_draft.py --out "$STASH/smollm2-eagle3" "${@:2}" 2>&1 | grep -v 'Converting\|Loading weights' \
       | tee "$OUT/train_stdout.txt"
     cp -r "$STASH/smollm2-eagle3" "$OUT/"
@@ -51,7 +55,7 @@ case "${1:-}" in
     python3 bench/hf_eval.py --model "$GGUF" "$OUT"/*.tasks.json 2>&1 | grep -v 'Converting\|Loading weights'
     ;;
   *)
-    echo "usage: scripts/gpu_model_pair.sh build|gpu-tests|train [train_draft.py flags]|evaluate" >&2
+    echo "usage: scripts/gpu_model_pair.sh build|gpu-tests|goldens|train [train_draft.py flags]|evaluate" >&2
     exit 2
     ;;
 esac

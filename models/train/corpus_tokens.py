@@ -1,7 +1,7 @@
 """The corpus (models/train/build_corpus.py's jsonl) as token ids for training and evaluation.
 
 Documents are tokenized by the LLM's own tokenizer, shuffled with a fixed seed and joined with the
-end-of-text token between them into one stream; training windows are cut from that stream, so a
+tokenizer's EOS token between them (SmolLM2-Instruct's is <|im_end|>, id 2) into one stream; training windows are cut from that stream, so a
 window may span the end of one document and the start of the next (as in LLM pre-training)."""
 import hashlib
 import json
