@@ -20,6 +20,13 @@ namespace fs = std::filesystem;
 struct CodepointRange {
   char32_t first, last;
 };
+struct CodepointValue {
+  char32_t first, last;
+  std::uint8_t value;
+};
+struct Decomposition {
+  char32_t cp, first, second;
+};
 #include "engine/unicode_tables.inc"
 
 template <std::size_t N>
@@ -27,6 +34,14 @@ bool in_ranges(const CodepointRange (&table)[N], char32_t c) {
   const auto it = std::upper_bound(std::begin(table), std::end(table), c,
                                    [](char32_t v, const CodepointRange& r) { return v < r.first; });
   return it != std::begin(table) && c <= std::prev(it)->last;
+}
+
+// The value of the range holding c, 0 where none does.
+template <std::size_t N>
+std::uint8_t range_value(const CodepointValue (&table)[N], char32_t c) {
+  const auto it = std::upper_bound(std::begin(table), std::end(table), c,
+                                   [](char32_t v, const CodepointValue& r) { return v < r.first; });
+  return it != std::begin(table) && c <= std::prev(it)->last ? std::prev(it)->value : 0;
 }
 
 enum class Cls : std::uint8_t { Letter, Number, Space, Other };
@@ -97,6 +112,158 @@ std::vector<Char> decode_chars(std::string_view s) {
     out.push_back({cp, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(i + n), classify(cp)});
     i += n;
   }
+  return out;
+}
+
+// ---- NFC (UAX #15) with HF tokenizers' Unicode 9.0 data (unicode_tables.py) ----
+
+// An invalid UTF-8 byte b stands in the buffers as kRawByte | b: a starter that composes with nothing.
+constexpr char32_t kRawByte = 0x80000000u;
+constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
+constexpr char32_t kLCount = 19, kVCount = 21, kTCount = 28, kSCount = kLCount * kVCount * kTCount;
+
+std::uint8_t combining_class(char32_t c) { return c < 0x300 ? 0 : range_value(kCombiningClassRanges, c); }
+
+const Decomposition* find_decomposition(char32_t c) {
+  if (c < 0xC0) return nullptr;
+  const auto it = std::lower_bound(std::begin(kCanonicalDecompositions), std::end(kCanonicalDecompositions), c,
+                                   [](const Decomposition& d, char32_t v) { return d.cp < v; });
+  return it != std::end(kCanonicalDecompositions) && it->cp == c ? &*it : nullptr;
+}
+
+struct Mark {
+  char32_t cp;
+  std::uint8_t ccc;
+};
+
+// Appends c's full canonical decomposition, each character put in canonical order among the
+// non-starters before it (a stable insertion by combining class).
+void decompose_into(char32_t c, std::vector<Mark>& out) {
+  if (c >= kSBase && c < kSBase + kSCount) {
+    const char32_t s = c - kSBase;
+    out.push_back({kLBase + s / (kVCount * kTCount), 0});
+    out.push_back({kVBase + (s % (kVCount * kTCount)) / kTCount, 0});
+    if (s % kTCount != 0) out.push_back({kTBase + s % kTCount, 0});
+    return;
+  }
+  if (const Decomposition* d = find_decomposition(c)) {
+    decompose_into(d->first, out);
+    if (d->second != 0) decompose_into(d->second, out);
+    return;
+  }
+  const std::uint8_t ccc = (c & kRawByte) != 0 ? 0 : combining_class(c);
+  std::size_t k = out.size();
+  if (ccc != 0)
+    while (k > 0 && out[k - 1].ccc > ccc) --k;
+  out.insert(out.begin() + static_cast<std::ptrdiff_t>(k), Mark{c, ccc});
+}
+
+// The primary composite of a + b, or 0.
+char32_t compose_pair(char32_t a, char32_t b) {
+  if (a >= kLBase && a < kLBase + kLCount && b >= kVBase && b < kVBase + kVCount)
+    return kSBase + ((a - kLBase) * kVCount + (b - kVBase)) * kTCount;
+  if (a >= kSBase && a < kSBase + kSCount && (a - kSBase) % kTCount == 0 && b > kTBase && b < kTBase + kTCount)
+    return a + (b - kTBase);
+  // (a << 32 | b) -> composite, from the two-character decompositions that are not excluded.
+  static const std::vector<std::pair<std::uint64_t, char32_t>> pairs = [] {
+    std::vector<std::pair<std::uint64_t, char32_t>> v;
+    for (const Decomposition& d : kCanonicalDecompositions)
+      if (d.second != 0 && !std::binary_search(std::begin(kCompositionExclusions), std::end(kCompositionExclusions), d.cp))
+        v.emplace_back((static_cast<std::uint64_t>(d.first) << 32) | d.second, d.cp);
+    std::sort(v.begin(), v.end());
+    return v;
+  }();
+  if ((a | b) & kRawByte) return 0;
+  const std::uint64_t key = (static_cast<std::uint64_t>(a) << 32) | b;
+  const auto it = std::lower_bound(pairs.begin(), pairs.end(), key,
+                                   [](const std::pair<std::uint64_t, char32_t>& p, std::uint64_t k) { return p.first < k; });
+  return it != pairs.end() && it->first == key ? it->second : 0;
+}
+
+// UAX #15's quick check answering Yes: every character NFC_Quick_Check Yes and the combining classes
+// in canonical order. Text it passes is its own NFC (ASCII and most text); No or Maybe needs the full
+// algorithm.
+bool nfc_quick_yes(std::string_view s) {
+  std::uint8_t last = 0;
+  for (std::size_t i = 0; i < s.size();) {
+    const auto b = static_cast<std::uint8_t>(s[i]);
+    if (b < 0xCC) {  // ASCII, continuation or C2..CB lead bytes: U+0000..U+02FF are all Yes, class 0
+      last = 0;
+      ++i;
+      continue;
+    }
+    char32_t cp = 0;
+    const std::size_t n = utf8_sequence(s, i, &cp);
+    if (n == 0) {  // an invalid byte: a starter
+      last = 0;
+      ++i;
+      continue;
+    }
+    i += n;
+    const std::uint8_t ccc = combining_class(cp);
+    if ((ccc != 0 && last > ccc) || range_value(kNfcQuickCheckRanges, cp) != 0) return false;
+    last = ccc;
+  }
+  return true;
+}
+
+void append_utf8(char32_t cp, std::string& out) {
+  if (cp & kRawByte) {
+    out.push_back(static_cast<char>(cp & 0xFF));
+  } else if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+// Full NFC: canonical decomposition in canonical order, then canonical composition.
+std::string nfc_full(std::string_view s) {
+  std::vector<Mark> buf;
+  buf.reserve(s.size() + 8);
+  for (std::size_t i = 0; i < s.size();) {
+    char32_t cp = 0;
+    const std::size_t n = utf8_sequence(s, i, &cp);
+    if (n == 0) {
+      decompose_into(kRawByte | static_cast<std::uint8_t>(s[i]), buf);
+      ++i;
+    } else {
+      decompose_into(cp, buf);
+      i += n;
+    }
+  }
+  // Compose each character with the last starter unless blocked: something between them has class 0
+  // or a class >= its own. The kept characters after the starter are non-starters in canonical
+  // order, so the last of them has the largest class.
+  std::size_t kept = 0;
+  std::ptrdiff_t starter = -1;
+  for (std::size_t i = 0; i < buf.size(); ++i) {
+    const Mark m = buf[i];
+    if (starter >= 0) {
+      const bool adjacent = kept == static_cast<std::size_t>(starter) + 1;
+      if (adjacent || buf[kept - 1].ccc < m.ccc) {
+        if (const char32_t c = compose_pair(buf[starter].cp, m.cp); c != 0) {
+          buf[starter].cp = c;
+          continue;
+        }
+      }
+    }
+    if (m.ccc == 0) starter = static_cast<std::ptrdiff_t>(kept);
+    buf[kept++] = m;
+  }
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (std::size_t k = 0; k < kept; ++k) append_utf8(buf[k].cp, out);
   return out;
 }
 
@@ -275,6 +442,22 @@ const std::string kLlama3Pattern =
 const std::string kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
+// HF normalizer JSON -> whether it is NFC. Only NFC is supported, alone or in a Sequence (of NFCs);
+// null or an empty Sequence is none.
+void parse_normalizer(const std::string& origin, const std::string& field, const nlohmann::json& j, bool& nfc) {
+  if (j.is_null()) return;
+  const std::string type = j.value("type", "");
+  if (type == "NFC") {
+    nfc = true;
+  } else if (type == "Sequence") {
+    const auto& list = j.at("normalizers");
+    for (std::size_t k = 0; k < list.size(); ++k)
+      parse_normalizer(origin, field + ".normalizers[" + std::to_string(k) + "]", list[k], nfc);
+  } else {
+    throw ConfigError(origin, field + ".type", "unsupported normalizer '" + type + "' (only NFC is supported): " + j.dump());
+  }
+}
+
 // HF pre_tokenizer JSON -> steps.
 void parse_pre_tokenizer(const std::string& origin, const std::string& field, const nlohmann::json& j,
                          std::vector<PreTokenizeStep>& steps) {
@@ -304,6 +487,45 @@ void parse_pre_tokenizer(const std::string& origin, const std::string& field, co
     else throw ConfigError(origin, field + ".pattern", "a split regex this tokenizer does not know: " + pattern.dump());
   } else {
     throw ConfigError(origin, field + ".type", "unsupported pre-tokenizer '" + type + "'");
+  }
+}
+
+// HF post_processor JSON -> the id of the special token it puts before a single sequence, if any.
+// ByteLevel only adjusts offsets; TemplateProcessing "$A" or "<special> $A" (Llama 3's
+// "<|begin_of_text|> $A", possibly inside a Sequence) is what encode() + add_bos() can express.
+// Anything that adds other tokens (a trailing EOS, BERT's [CLS]/[SEP]) is refused rather than dropped.
+void parse_post_processor(const std::string& origin, const std::string& field, const nlohmann::json& j,
+                          std::optional<int>& prefix) {
+  if (j.is_null()) return;
+  const std::string type = j.value("type", "");
+  if (type == "Sequence") {
+    const auto& list = j.at("processors");
+    for (std::size_t k = 0; k < list.size(); ++k)
+      parse_post_processor(origin, field + ".processors[" + std::to_string(k) + "]", list[k], prefix);
+  } else if (type == "ByteLevel") {
+    // Offsets only; ids unchanged.
+  } else if (type == "TemplateProcessing") {
+    const auto& single = j.at("single");
+    std::vector<std::string> before;
+    bool seen_sequence = false;
+    for (const auto& item : single) {
+      if (item.contains("Sequence")) {
+        seen_sequence = true;
+      } else if (item.contains("SpecialToken") && !seen_sequence) {
+        before.push_back(item["SpecialToken"].at("id").get<std::string>());
+      } else {
+        throw ConfigError(origin, field + ".single", "a template that adds tokens after the text is not supported: " + single.dump());
+      }
+    }
+    if (!seen_sequence || before.size() > 1 || (!before.empty() && prefix))
+      throw ConfigError(origin, field + ".single", "only a template of $A after at most one special token is supported: " + single.dump());
+    if (before.empty()) return;
+    const auto& ids = j.at("special_tokens").at(before[0]).at("ids");
+    if (ids.size() != 1)
+      throw ConfigError(origin, field + ".special_tokens", "special token '" + before[0] + "' must stand for exactly one id");
+    prefix = ids[0].get<int>();
+  } else {
+    throw ConfigError(origin, field + ".type", "unsupported post-processor '" + type + "'");
   }
 }
 
@@ -338,6 +560,8 @@ std::vector<std::string> pre_tokenize(std::string_view text, const std::vector<P
 }
 
 const std::string& byte_to_token_char(std::uint8_t byte) { return byte_alphabet()[byte]; }
+
+std::string normalize_nfc(std::string_view text) { return nfc_quick_yes(text) ? std::string(text) : nfc_full(text); }
 
 std::string utf8_lossy(std::string_view bytes) {
   std::string out;
@@ -399,7 +623,8 @@ void Tokenizer::add_merge(const std::string& origin, const std::string& field, c
   merges_.emplace(key, Merge{static_cast<int>(merges_.size()), im->second});
 }
 
-void Tokenizer::add_token(const std::string& origin, const std::string& field, int id, const std::string& content, bool special) {
+void Tokenizer::add_token(const std::string& origin, const std::string& field, int id, const std::string& content, bool special,
+                          bool normalized) {
   if (id < 0) throw ConfigError(origin, field, "negative token id");
   if (content.empty()) throw ConfigError(origin, field, "an added token with empty content");
   if (static_cast<std::size_t>(id) >= id_to_token_.size()) {
@@ -409,12 +634,19 @@ void Tokenizer::add_token(const std::string& origin, const std::string& field, i
   id_to_token_[id] = content;
   token_to_id_[content] = id;
   added_kind_[id] = special ? 2 : 1;
-  added_.push_back({id, content, special});
+  added_.push_back({id, content, special, normalized});
 }
 
 void Tokenizer::finish() {
-  std::stable_sort(added_.begin(), added_.end(),
-                   [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+  // HF matches a normalized added token in the normalised text, so by its normalised content.
+  split_raw_.clear();
+  split_normalized_.clear();
+  for (const AddedToken& a : added_) {
+    if (a.normalized) split_normalized_.push_back({a.id, nfc_ ? normalize_nfc(a.content) : a.content});
+    else split_raw_.push_back({a.id, a.content});
+  }
+  for (auto* list : {&split_raw_, &split_normalized_})
+    std::stable_sort(list->begin(), list->end(), [](const SplitToken& a, const SplitToken& b) { return a.text.size() > b.text.size(); });
   byte_ids_.assign(256, -1);
   for (int b = 0; b < 256; ++b) {
     const auto it = token_to_id_.find(byte_to_token_char(static_cast<std::uint8_t>(b)));
@@ -451,6 +683,9 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
     t.ignore_merges_ = true;
   } else if (pre == "qwen2" || pre == "deepseek-r1-qwen" || pre == "megrez") {
     t.steps_ = {PreTokenizeStep::Qwen2Regex};
+    // Qwen2's tokenizer.json has an NFC normalizer, and transformers' GGUF loader (Qwen2Converter)
+    // puts it back; the GGUF itself does not say.
+    t.nfc_ = pre == "qwen2" || pre == "deepseek-r1-qwen";
   } else {
     throw ConfigError(origin, "tokenizer.ggml.pre", "pre-tokenizer '" + pre + "' is not supported");
   }
@@ -467,8 +702,8 @@ Tokenizer Tokenizer::from_gguf(const GgufFile& file) {
       const std::string& tok = t.id_to_token_[i];
       // 3 CONTROL: special, as transformers' GGUF loader adds them (skipping ones spelled outside the
       // byte alphabet, which it calls llama.cpp mislabels); 4 USER_DEFINED: a plain added token.
-      if (type == 3 && in_byte_alphabet(tok)) t.add_token(origin, "tokenizer.ggml.token_type", static_cast<int>(i), tok, true);
-      if (type == 4) t.add_token(origin, "tokenizer.ggml.token_type", static_cast<int>(i), tok, false);
+      if (type == 3 && in_byte_alphabet(tok)) t.add_token(origin, "tokenizer.ggml.token_type", static_cast<int>(i), tok, true, false);
+      if (type == 4) t.add_token(origin, "tokenizer.ggml.token_type", static_cast<int>(i), tok, false, false);
     }
   }
   const auto id_of = [&](const char* key) -> int {
@@ -493,6 +728,7 @@ Tokenizer Tokenizer::from_tokenizer_json(const fs::path& path) {
   const nlohmann::json j = read_json(path);
   Tokenizer t;
   t.source_ = origin;
+  std::optional<int> template_bos;  // what the post-processor puts before the text
   try {
     const auto& model = j.at("model");
     if (model.value("type", "BPE") != "BPE") throw ConfigError(origin, "model.type", "only BPE models are supported");
@@ -522,12 +758,9 @@ Tokenizer Tokenizer::from_tokenizer_json(const fs::path& path) {
       const auto it = t.token_to_id_.find(model["unk_token"].get<std::string>());
       if (it != t.token_to_id_.end()) t.unk_id_ = t.bpe_unk_id_ = it->second;
     }
-    if (j.contains("normalizer") && !j["normalizer"].is_null()) {
-      // NFC (Qwen2) is accepted but not applied: text is taken to be NFC already.
-      if (j["normalizer"].value("type", "") != "NFC")
-        throw ConfigError(origin, "normalizer", "unsupported normalizer " + j["normalizer"].dump());
-    }
+    parse_normalizer(origin, "normalizer", j.value("normalizer", nlohmann::json()), t.nfc_);
     parse_pre_tokenizer(origin, "pre_tokenizer", j.value("pre_tokenizer", nlohmann::json()), t.steps_);
+    parse_post_processor(origin, "post_processor", j.value("post_processor", nlohmann::json()), template_bos);
     if (j.contains("decoder") && !j["decoder"].is_null() && j["decoder"].value("type", "") != "ByteLevel")
       throw ConfigError(origin, "decoder", "only the ByteLevel decoder is supported");
     if (j.contains("added_tokens")) {
@@ -535,28 +768,41 @@ Tokenizer Tokenizer::from_tokenizer_json(const fs::path& path) {
         for (const char* flag : {"lstrip", "rstrip", "single_word"})
           if (a.value(flag, false))
             throw ConfigError(origin, std::string("added_tokens.") + flag, "added token '" + a.value("content", "") + "' sets " + flag + ", which is not supported");
-        t.add_token(origin, "added_tokens", a.at("id").get<int>(), a.at("content").get<std::string>(), a.value("special", false));
+        // HF's default for "normalized" (a field its files always spell out) is !special.
+        const bool special = a.value("special", false);
+        t.add_token(origin, "added_tokens", a.at("id").get<int>(), a.at("content").get<std::string>(), special,
+                    a.value("normalized", !special));
       }
     }
   } catch (const nlohmann::json::exception& e) {
     throw ConfigError(origin, "model", std::string("malformed tokenizer.json: ") + e.what());
   }
   const fs::path config_path = path.parent_path() / "tokenizer_config.json";
-  if (fs::exists(config_path)) {
-    const nlohmann::json c = read_json(config_path);
-    const auto id_for = [&](const char* key) -> int {
-      const auto content = special_content(c, key);
-      if (!content) return -1;
-      const auto it = t.token_to_id_.find(*content);
-      return it == t.token_to_id_.end() ? -1 : it->second;
-    };
-    t.bos_id_ = id_for("bos_token");
-    t.eos_id_ = id_for("eos_token");
-    t.pad_id_ = id_for("pad_token");
-    if (const int unk = id_for("unk_token"); unk >= 0) t.unk_id_ = unk;
-    if (c.contains("add_bos_token") && c["add_bos_token"].is_boolean()) t.add_bos_ = c["add_bos_token"].get<bool>();
-    if (c.contains("chat_template") && c["chat_template"].is_string()) t.chat_template_ = c["chat_template"].get<std::string>();
+  const nlohmann::json c = fs::exists(config_path) ? read_json(config_path) : nlohmann::json::object();
+  const auto id_for = [&](const char* key) -> int {
+    const auto content = special_content(c, key);
+    if (!content) return -1;
+    const auto it = t.token_to_id_.find(*content);
+    return it == t.token_to_id_.end() ? -1 : it->second;
+  };
+  t.bos_id_ = id_for("bos_token");
+  t.eos_id_ = id_for("eos_token");
+  t.pad_id_ = id_for("pad_token");
+  if (const int unk = id_for("unk_token"); unk >= 0) t.unk_id_ = unk;
+  if (c.contains("chat_template") && c["chat_template"].is_string()) t.chat_template_ = c["chat_template"].get<std::string>();
+  // HF's encode (add_special_tokens) prepends the post-processor template's token; Llama 3 says it
+  // only there (its tokenizer_config.json has no add_bos_token). An add_bos_token in
+  // tokenizer_config.json wins, as transformers' Llama/Gemma tokenizers rebuild the template from it.
+  if (template_bos) {
+    if (*template_bos < 0 || *template_bos >= static_cast<int>(t.id_to_token_.size()))
+      throw ConfigError(origin, "post_processor", "the template's token id " + std::to_string(*template_bos) + " is outside the vocabulary");
+    if (t.bos_id_ < 0) t.bos_id_ = *template_bos;
+    t.add_bos_ = true;
   }
+  if (c.contains("add_bos_token") && c["add_bos_token"].is_boolean()) t.add_bos_ = c["add_bos_token"].get<bool>();
+  if (t.add_bos_ && template_bos && *template_bos != t.bos_id_)
+    throw ConfigError(origin, "post_processor", "the template starts with token " + std::to_string(*template_bos) +
+                                                    ", but bos_token is " + std::to_string(t.bos_id_));
   t.finish();
   return t;
 }
@@ -636,29 +882,49 @@ void Tokenizer::bpe(std::string_view piece, std::vector<int>& out) const {
     if (alive[k]) out.push_back(symbols[k]);
 }
 
+namespace {
+
+// Cuts the tokens out of text (leftmost, longest first as the list is sorted): their ids go to ids,
+// the text between them (possibly empty) to gap, in order.
+template <typename Token, typename Gap>
+void split_on_tokens(std::string_view text, const std::vector<Token>& tokens, std::vector<int>& ids, const Gap& gap) {
+  std::size_t start = 0;
+  if (!tokens.empty()) {
+    for (std::size_t i = 0; i < text.size();) {
+      const Token* hit = nullptr;
+      for (const Token& a : tokens)
+        if (text.compare(i, a.text.size(), a.text) == 0) {
+          hit = &a;
+          break;
+        }
+      if (!hit) {
+        ++i;
+        continue;
+      }
+      gap(text.substr(start, i - start));
+      ids.push_back(hit->id);
+      i += hit->text.size();
+      start = i;
+    }
+  }
+  gap(text.substr(start));
+}
+
+}  // namespace
+
 std::vector<int> Tokenizer::encode(std::string_view text) const {
+  // HF's order: added tokens with normalized false are cut out of the raw text, the normalizer runs on
+  // each piece between them, then normalized added tokens are cut out of its output, and the rest is
+  // pre-tokenised and merged.
   std::vector<int> ids;
   const auto encode_plain = [&](std::string_view part) {
     for (const std::string& piece : pre_tokenize(part, steps_)) bpe(piece, ids);
   };
-  std::size_t start = 0;
-  for (std::size_t i = 0; i < text.size();) {
-    const AddedToken* hit = nullptr;
-    for (const AddedToken& a : added_)  // longest first
-      if (text.compare(i, a.content.size(), a.content) == 0) {
-        hit = &a;
-        break;
-      }
-    if (!hit) {
-      ++i;
-      continue;
-    }
-    encode_plain(text.substr(start, i - start));
-    ids.push_back(hit->id);
-    i += hit->content.size();
-    start = i;
-  }
-  encode_plain(text.substr(start));
+  const auto encode_normalized = [&](std::string_view part) { split_on_tokens(part, split_normalized_, ids, encode_plain); };
+  split_on_tokens(text, split_raw_, ids, [&](std::string_view part) {
+    if (nfc_ && !nfc_quick_yes(part)) encode_normalized(nfc_full(part));
+    else encode_normalized(part);
+  });
   return ids;
 }
 

@@ -7,6 +7,10 @@
 //
 // Sources: a llama.cpp GGUF's tokenizer.ggml.* metadata, or a Hugging Face tokenizer.json (with the
 // folder's tokenizer_config.json for bos/eos, chat template and add_bos_token when present).
+// tokenizer.json's NFC normalizer (Qwen2/Qwen3; alone or in a Sequence) is applied as HF does: added
+// tokens with normalized false are cut out of the raw text first, NFC runs on the text between them,
+// then normalized added tokens are matched in its output. A Qwen2 GGUF (tokenizer.ggml.pre qwen2,
+// deepseek-r1-qwen) gets NFC too, as transformers' GGUF loader gives it. Other normalizers are refused.
 // Errors are ConfigError naming the file and the key.
 #include <cstdint>
 #include <filesystem>
@@ -34,6 +38,13 @@ std::vector<std::string> pre_tokenize(std::string_view text, const std::vector<P
 
 // GPT-2's byte <-> printable-character alphabet; the character as UTF-8.
 const std::string& byte_to_token_char(std::uint8_t byte);
+
+// Unicode NFC as HF tokenizers computes it: its crate's tables are Unicode 9.0, so characters assigned
+// later (Unicode 10.0+) have no decomposition, composition or combining class here either
+// (engine/unicode_tables.py). Hangul syllables are composed algorithmically. Invalid UTF-8 bytes pass
+// through unchanged, each a starter that nothing composes with. Text that passes the NFC quick check
+// (all ASCII, and most text) comes back as it is.
+std::string normalize_nfc(std::string_view text);
 
 // Rust's String::from_utf8_lossy: each maximal invalid subpart becomes one U+FFFD.
 std::string utf8_lossy(std::string_view bytes);
@@ -65,9 +76,14 @@ class Tokenizer {
   int eos_id() const { return eos_id_; }
   int unk_id() const { return unk_id_; }
   int pad_id() const { return pad_id_; }
+  // Whether HF's encode with add_special_tokens would put bos_id() first: tokenizer_config.json's
+  // add_bos_token if it has one, else whether tokenizer.json's post-processor template starts with a
+  // special token (Llama 3); a GGUF's tokenizer.ggml.add_bos_token.
   bool add_bos() const { return add_bos_; }
   const std::string& chat_template() const { return chat_template_; }
   const std::vector<PreTokenizeStep>& pre_tokenizer() const { return steps_; }
+  // Whether encode() applies NFC before pre-tokenising (tokenizer.json's normalizer).
+  bool applies_nfc() const { return nfc_; }
   const std::string& source() const { return source_; }
 
  private:
@@ -75,6 +91,11 @@ class Tokenizer {
     int id = 0;
     std::string content;
     bool special = false;
+    bool normalized = false;  // HF: matched in the normaliser's output rather than in the raw text
+  };
+  struct SplitToken {  // an added token as encode() matches it
+    int id = 0;
+    std::string text;
   };
   struct Merge {
     int rank = 0;
@@ -84,7 +105,8 @@ class Tokenizer {
   Tokenizer() = default;
   void set_vocab(const std::string& origin, const std::string& field, std::vector<std::string> tokens);
   void add_merge(const std::string& origin, const std::string& field, const std::string& a, const std::string& b);
-  void add_token(const std::string& origin, const std::string& field, int id, const std::string& content, bool special);
+  void add_token(const std::string& origin, const std::string& field, int id, const std::string& content, bool special,
+                 bool normalized);
   void finish();
   void bpe(std::string_view piece, std::vector<int>& out) const;
 
@@ -92,11 +114,14 @@ class Tokenizer {
   std::vector<std::string> id_to_token_;
   std::unordered_map<std::string, int> token_to_id_;
   std::unordered_map<std::uint64_t, Merge> merges_;  // key: (left id << 32) | right id
-  std::vector<AddedToken> added_;                    // longest first
+  std::vector<AddedToken> added_;                    // as listed
+  std::vector<SplitToken> split_raw_;                // normalized false: matched in the raw text, longest first
+  std::vector<SplitToken> split_normalized_;         // normalized true: by normalised content, longest first
   std::vector<std::uint8_t> added_kind_;             // per id: 0 model token, 1 added, 2 added special
   std::vector<int> byte_ids_;                        // id of each byte's single-character token, -1 if none
   std::vector<PreTokenizeStep> steps_;
   bool ignore_merges_ = false;
+  bool nfc_ = false;
   int bos_id_ = -1, eos_id_ = -1, unk_id_ = -1, pad_id_ = -1;
   int bpe_unk_id_ = -1;  // HF's BPE model.unk_token, which a GGUF does not carry (transformers leaves it unset)
   bool add_bos_ = false;
