@@ -31,12 +31,22 @@ namespace {
   throw ConfigError(file.string() + ": tensor '" + tensor + "'", "", what);
 }
 
+constexpr DType kAllDTypes[] = {DType::F32, DType::F16, DType::BF16, DType::F64, DType::F8_E4M3, DType::F8_E5M2, DType::I64, DType::I32,
+                                 DType::I16, DType::I8, DType::U64, DType::U32, DType::U16, DType::U8, DType::BOOL};
+
 bool parse_dtype(const std::string& s, DType& out) {
-  if (s == "F32") out = DType::F32;
-  else if (s == "F16") out = DType::F16;
-  else if (s == "BF16") out = DType::BF16;
-  else return false;
-  return true;
+  for (DType d : kAllDTypes)
+    if (s == to_string(d)) {
+      out = d;
+      return true;
+    }
+  return false;
+}
+
+void check_readable(const TensorInfo& t, const char* what) {
+  if (!is_readable_float(t.dtype))
+    tensor_error(t.file, t.name, std::string("dtype ") + to_string(t.dtype) + " cannot be read as " + what +
+                                     " (the engine converts F32, F16 and BF16)");
 }
 
 std::uint16_t load_u16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] | (p[1] << 8)); }
@@ -57,7 +67,7 @@ TensorInfo parse_entry(const std::filesystem::path& file, const std::string& nam
   if (!e.at("dtype").is_string()) tensor_error(file, name, "'dtype' is not a string");
   const std::string dtype = e.at("dtype").get<std::string>();
   if (!parse_dtype(dtype, t.dtype))
-    tensor_error(file, name, "dtype " + dtype + " is unsupported (the engine reads F32, F16 and BF16)");
+    tensor_error(file, name, "dtype " + dtype + " is unsupported (not a fixed-width safetensors dtype)");
 
   const auto& shape = e.at("shape");
   if (!shape.is_array()) tensor_error(file, name, "'shape' is not a list");
@@ -102,11 +112,33 @@ const char* to_string(DType d) {
     case DType::F32: return "F32";
     case DType::F16: return "F16";
     case DType::BF16: return "BF16";
+    case DType::F64: return "F64";
+    case DType::F8_E4M3: return "F8_E4M3";
+    case DType::F8_E5M2: return "F8_E5M2";
+    case DType::I64: return "I64";
+    case DType::I32: return "I32";
+    case DType::I16: return "I16";
+    case DType::I8: return "I8";
+    case DType::U64: return "U64";
+    case DType::U32: return "U32";
+    case DType::U16: return "U16";
+    case DType::U8: return "U8";
+    case DType::BOOL: return "BOOL";
   }
   return "?";
 }
 
-std::size_t dtype_bytes(DType d) { return d == DType::F32 ? 4 : 2; }
+std::size_t dtype_bytes(DType d) {
+  switch (d) {
+    case DType::F64: case DType::I64: case DType::U64: return 8;
+    case DType::F32: case DType::I32: case DType::U32: return 4;
+    case DType::F16: case DType::BF16: case DType::I16: case DType::U16: return 2;
+    case DType::F8_E4M3: case DType::F8_E5M2: case DType::I8: case DType::U8: case DType::BOOL: return 1;
+  }
+  return 0;
+}
+
+bool is_readable_float(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 
 std::int64_t TensorInfo::elements() const {
   std::int64_t n = 1;
@@ -255,6 +287,7 @@ std::vector<std::string> Checkpoint::names() const {
 
 std::vector<float> Checkpoint::read_f32(const std::string& name) const {
   const TensorInfo& t = info(name);
+  check_readable(t, "fp32");
   const std::uint8_t* p = index_.at(name).first->data(t);
   const auto n = static_cast<std::size_t>(t.elements());
   std::vector<float> out(n);
@@ -272,12 +305,15 @@ std::vector<float> Checkpoint::read_f32(const std::string& name) const {
     case DType::BF16:
       for (std::size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(load_u16(p + 2 * i));
       break;
+    default:  // check_readable has rejected the rest
+      break;
   }
   return out;
 }
 
 std::vector<std::uint16_t> Checkpoint::read_bf16(const std::string& name) const {
   const TensorInfo& t = info(name);
+  check_readable(t, "bf16");
   const std::uint8_t* p = index_.at(name).first->data(t);
   const auto n = static_cast<std::size_t>(t.elements());
   std::vector<std::uint16_t> out(n);
@@ -290,6 +326,8 @@ std::vector<std::uint16_t> Checkpoint::read_bf16(const std::string& name) const 
       break;
     case DType::F16:  // every fp16 value is exact in fp32, so this rounds once
       for (std::size_t i = 0; i < n; ++i) out[i] = f32_to_bf16(f16_to_f32(load_u16(p + 2 * i)));
+      break;
+    default:  // check_readable has rejected the rest
       break;
   }
   return out;

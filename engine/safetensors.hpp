@@ -2,6 +2,8 @@
 // Safetensors files (8-byte little-endian header length, a JSON header of
 // name -> {dtype, shape, data_offsets}, then the data), single or sharded with
 // model.safetensors.index.json. Files are memory-mapped; nothing is copied until asked.
+// Every tensor of the format's fixed-width dtypes is indexed (an EAGLE-3 draft carries int64 and
+// bool vocabulary maps beside its weights), but only F32, F16 and BF16 convert to floats.
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -11,9 +13,11 @@
 
 namespace specontext {
 
-enum class DType { F32, F16, BF16 };
+enum class DType { F32, F16, BF16, F64, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U64, U32, U16, U8, BOOL };
 const char* to_string(DType d);
 std::size_t dtype_bytes(DType d);
+// Whether read_f32/read_bf16 convert it (F32, F16, BF16).
+bool is_readable_float(DType d);
 
 struct TensorInfo {
   std::string name;
@@ -26,7 +30,7 @@ struct TensorInfo {
 };
 
 // One mapped file. Errors (truncated file, header past the end, offsets outside the data,
-// a dtype we do not read, bytes that do not match the shape) name the file and the tensor.
+// a dtype outside the format, bytes that do not match the shape) name the file and the tensor.
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::filesystem::path& path);
@@ -54,9 +58,10 @@ class Checkpoint {
 
   bool has(const std::string& name) const;
   const TensorInfo& info(const std::string& name) const;  // error naming the tensor and folder if absent
-  // The tensor converted to fp32 (from bf16/fp16/fp32).
+  // The tensor converted to fp32 (from bf16/fp16/fp32; any other dtype is an error naming the
+  // tensor and its file).
   std::vector<float> read_f32(const std::string& name) const;
-  // The tensor converted to bf16 bit patterns (round to nearest even).
+  // The tensor converted to bf16 bit patterns (round to nearest even; the same dtypes as read_f32).
   std::vector<std::uint16_t> read_bf16(const std::string& name) const;
   std::vector<std::string> names() const;
   const std::filesystem::path& dir() const { return dir_; }

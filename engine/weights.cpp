@@ -165,7 +165,8 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt) {
     if (t.shape != e.shape)
       tensor_error(t.file, e.name, "has shape " + shape_string(t.shape) + " but the config " + c.origin + " implies " +
                                        shape_string(e.shape));
-    // Checkpoint only holds F32, F16 and BF16 (SafetensorsFile rejects others), all of which load.
+    if (!is_readable_float(t.dtype))
+      tensor_error(t.file, e.name, std::string("has dtype ") + to_string(t.dtype) + "; weights must be F32, F16 or BF16");
   }
   bool tied_lm_head = false;
   for (const auto& name : ckpt.names()) {
@@ -211,6 +212,8 @@ ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed) {
 }
 
 std::vector<TensorToWrite> to_safetensors(const ModelConfig& c, const ModelWeights& w, DType dtype) {
+  if (!is_readable_float(dtype))
+    throw std::invalid_argument(std::string("to_safetensors: weights are written as F32, F16 or BF16, not ") + to_string(dtype));
   std::vector<TensorToWrite> out;
   for_each_tensor(c, w, [&](const std::string& name, const std::vector<std::int64_t>& shape, const auto& target) {
     const std::vector<float>& v = values(target);
@@ -230,6 +233,7 @@ std::vector<TensorToWrite> to_safetensors(const ModelConfig& c, const ModelWeigh
         case DType::F32: bits = std::bit_cast<std::uint32_t>(x); n = 4; break;
         case DType::F16: bits = f32_to_f16(x); break;
         case DType::BF16: bits = f32_to_bf16(x); break;
+        default: break;  // rejected above
       }
       for (int b = 0; b < n; ++b) *p++ = static_cast<std::uint8_t>(bits >> (8 * b));
     }

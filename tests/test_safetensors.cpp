@@ -236,8 +236,8 @@ TEST(Safetensors, CorruptFilesNameTheFileAndTensor) {
   write_raw(p, R"({"w": {"dtype": "F32", "shape": [2]}})", 8);
   expect_error_naming(open, {p.string(), "'w'", "data_offsets"});
 
-  write_raw(p, R"({"q": {"dtype": "I8", "shape": [8], "data_offsets": [0, 8]}})", 8);
-  expect_error_naming(open, {p.string(), "'q'", "I8", "unsupported"});
+  write_raw(p, R"({"q": {"dtype": "Q4", "shape": [8], "data_offsets": [0, 8]}})", 8);
+  expect_error_naming(open, {p.string(), "'q'", "Q4", "unsupported"});
 
   write_raw(p, R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", 8);  // data truncated
   expect_error_naming(open, {p.string(), "'w'", "past the end"});
@@ -269,6 +269,29 @@ TEST(Safetensors, CorruptFilesNameTheFileAndTensor) {
   fs::create_directories(dir);
   std::ofstream(dir / "model.safetensors", std::ios::binary) << "abc";
   expect_error_naming([&] { Checkpoint::open(dir); }, {(dir / "model.safetensors").string()});
+}
+
+// Integer and bool tensors (an EAGLE-3 draft's vocabulary maps d2t and t2d) open with the file,
+// with their sizes checked; reading one as floats is an error naming the tensor, file and dtype.
+TEST(Safetensors, NonFloatTensorsOpenButDoNotReadAsFloats) {
+  TempDir tmp;
+  const auto dir = tmp.path() / "ckpt";
+  fs::create_directories(dir);
+  const auto file = dir / "model.safetensors";
+  write_safetensors(file, {f32_tensor("w", {2}, {1.0f, 2.0f}), TensorToWrite{"d2t", DType::I64, {3}, std::vector<std::uint8_t>(24)},
+                           TensorToWrite{"t2d", DType::BOOL, {5}, std::vector<std::uint8_t>(5)},
+                           TensorToWrite{"q", DType::I8, {8}, std::vector<std::uint8_t>(8)}});
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  EXPECT_EQ(ckpt.info("d2t").dtype, DType::I64);
+  EXPECT_EQ(ckpt.info("d2t").bytes, 24u);
+  EXPECT_EQ(ckpt.info("t2d").dtype, DType::BOOL);
+  EXPECT_EQ(ckpt.read_f32("w"), (std::vector<float>{1.0f, 2.0f}));
+  expect_error_naming([&] { ckpt.read_f32("d2t"); }, {file.string(), "'d2t'", "I64"});
+  expect_error_naming([&] { ckpt.read_bf16("q"); }, {file.string(), "'q'", "I8"});
+
+  // A size that does not match the dtype is still caught at open.
+  write_raw(file, R"({"d2t": {"dtype": "I64", "shape": [3], "data_offsets": [0, 12]}})", 12);
+  expect_error_naming([&] { Checkpoint::open(dir); }, {file.string(), "'d2t'", "needs 24"});
 }
 
 TEST(Safetensors, WriterRejectsInconsistentTensors) {

@@ -267,6 +267,19 @@ TEST(Weights, WrongShapeNamesTheTensorAndFile) {
                       {(dir / "model.safetensors").string(), "'model.layers.1.self_attn.k_proj.weight'", "[32, 16]", "[16, 32]"});
 }
 
+TEST(Weights, IntegerWeightNamesTheTensorFileAndDtype) {
+  TempDir tmp;
+  const ModelConfig c = config("LlamaForCausalLM");
+  auto tensors = to_safetensors(c, random_weights(c, 1), DType::F32);
+  // Same bytes and shape, read as int32: only the dtype check can catch it.
+  for (auto& t : tensors)
+    if (t.name == "model.norm.weight") t.dtype = DType::I32;
+  const auto dir = save(tmp.path() / "ckpt", tensors);
+  expect_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
+                      {(dir / "model.safetensors").string(), "'model.norm.weight'", "I32"});
+  EXPECT_THROW(to_safetensors(c, random_weights(c, 1), DType::I64), std::invalid_argument);
+}
+
 TEST(Weights, MissingTensorNamesTheTensorAndFolder) {
   TempDir tmp;
   const ModelConfig c = config("LlamaForCausalLM");
