@@ -13,6 +13,7 @@
 #include <string>
 #include <utility>
 
+#include "engine/cpu_ops.hpp"
 #include "engine/rope.hpp"
 #include "sim/config_error.hpp"
 
@@ -20,8 +21,11 @@ namespace specontext {
 
 namespace {
 
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using ConstRowMap = Eigen::Map<const RowMatrix>;
+using cpu::apply_rope;
+using cpu::ConstRowMap;
+using cpu::linear;
+using cpu::rms_norm;
+using cpu::RowMatrix;
 
 std::string layer_name(std::size_t l, const std::string& tensor) { return "model.layers." + std::to_string(l) + "." + tensor; }
 
@@ -48,16 +52,13 @@ void check_config(const ModelConfig& c) {
   const ModelShape& s = c.shape;
   if (s.eagle3_draft) throw ConfigError(c.origin, "draft_vocab_size", "an EAGLE-3 draft is not a target model the engine can run");
   if (s.kv_lora_rank > 0) throw ConfigError(c.origin, "kv_lora_rank", "MLA attention is not supported by the engine");
-  auto positive = [&](long long v, const char* field) {
-    if (v <= 0) throw ConfigError(c.origin, field, "must be positive, got " + std::to_string(v));
-  };
-  positive(s.layers, "num_hidden_layers");
-  positive(s.hidden, "hidden_size");
-  positive(s.q_heads, "num_attention_heads");
-  positive(s.kv_heads, "num_key_value_heads");
-  positive(s.head_dim, "head_dim");
-  positive(s.ffn, "intermediate_size");
-  positive(s.vocab, "vocab_size");
+  require_positive(s.layers, c.origin, "num_hidden_layers");
+  require_positive(s.hidden, c.origin, "hidden_size");
+  require_positive(s.q_heads, c.origin, "num_attention_heads");
+  require_positive(s.kv_heads, c.origin, "num_key_value_heads");
+  require_positive(s.head_dim, c.origin, "head_dim");
+  require_positive(s.ffn, c.origin, "intermediate_size");
+  require_positive(s.vocab, c.origin, "vocab_size");
   if (s.q_heads % s.kv_heads != 0)
     throw ConfigError(c.origin, "num_key_value_heads",
                       std::to_string(s.kv_heads) + " does not divide num_attention_heads " + std::to_string(s.q_heads));
@@ -107,48 +108,6 @@ void check_weights(const ModelConfig& c, const ModelWeights& w) {
     throw std::invalid_argument("CpuBackend: weight lm_head.weight is missing and the config does not tie it to the embeddings");
 }
 
-// y = x W^T (+ b), W row-major [out, in] as PyTorch stores a Linear.
-RowMatrix linear(const RowMatrix& x, const Matrix& w, const std::vector<float>& bias = {}) {
-  const ConstRowMap weight(w.data.data(), w.rows, w.cols);
-  RowMatrix y = x * weight.transpose();
-  if (!bias.empty()) y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(bias.data(), static_cast<Eigen::Index>(bias.size()));
-  return y;
-}
-
-// RMSNorm over each consecutive group of `width` values in every row (width = row for the
-// layer norms, head_dim for Qwen3's per-head q/k norms).
-RowMatrix rms_norm(const RowMatrix& x, const std::vector<float>& weight, double eps) {
-  const Eigen::Index width = static_cast<Eigen::Index>(weight.size());
-  const float eps_f = static_cast<float>(eps);
-  RowMatrix y(x.rows(), x.cols());
-  for (Eigen::Index r = 0; r < x.rows(); ++r) {
-    for (Eigen::Index g = 0; g < x.cols(); g += width) {
-      double sum_squares = 0.0;
-      for (Eigen::Index i = 0; i < width; ++i) sum_squares += static_cast<double>(x(r, g + i)) * x(r, g + i);
-      const float mean_square = static_cast<float>(sum_squares / static_cast<double>(width));
-      const float inv_rms = 1.0f / std::sqrt(mean_square + eps_f);
-      for (Eigen::Index i = 0; i < width; ++i) y(r, g + i) = weight[i] * (x(r, g + i) * inv_rms);
-    }
-  }
-  return y;
-}
-
-// Rotates every head of row r at `position` in place: pairs (i, i + head_dim/2).
-void apply_rope(RowMatrix& x, Eigen::Index r, std::int64_t position, long long head_dim, const std::vector<float>& inv_freq,
-                float attention_factor) {
-  const long long half = head_dim / 2;
-  for (long long i = 0; i < half; ++i) {
-    // transformers forms the angle as a float32 product, then cos/sin of it.
-    const float angle = static_cast<float>(position) * inv_freq[i];
-    const float c = std::cos(angle) * attention_factor, s = std::sin(angle) * attention_factor;
-    for (Eigen::Index g = 0; g < x.cols(); g += head_dim) {
-      const float x1 = x(r, g + i), x2 = x(r, g + i + half);
-      x(r, g + i) = x1 * c - x2 * s;
-      x(r, g + i + half) = x2 * c + x1 * s;
-    }
-  }
-}
-
 }  // namespace
 
 CpuBackend::CpuBackend(const ModelConfig& config, ModelWeights weights, int max_requests, int max_context)
@@ -191,6 +150,7 @@ void CpuBackend::reset(int request) {
   check_request(request, "reset");
   RequestCache& c = caches_[request];
   c.length = 0;
+  c.features.clear();
   for (LayerCache& l : c.layers) {
     l.k.clear();
     l.v.clear();
@@ -212,6 +172,22 @@ const std::vector<float>& CpuBackend::cached_values(int request, int layer) cons
   check_request(request, "cached_values");
   if (layer < 0 || layer >= config_.shape.layers) throw std::invalid_argument("CpuBackend::cached_values: no layer " + std::to_string(layer));
   return caches_[request].layers[layer].v;
+}
+
+void CpuBackend::set_feature_layers(std::vector<int> layers) {
+  for (int l : layers)
+    if (l < 0 || l >= config_.shape.layers)
+      throw std::invalid_argument("CpuBackend::set_feature_layers: layer " + std::to_string(l) + " is outside the model's layers 0.." +
+                                  std::to_string(config_.shape.layers - 1));
+  feature_layers_ = std::move(layers);
+  for (RequestCache& c : caches_) c.features.clear();
+}
+
+std::int64_t CpuBackend::feature_width() const { return static_cast<std::int64_t>(feature_layers_.size()) * config_.shape.hidden; }
+
+const std::vector<float>& CpuBackend::features(int request) const {
+  check_request(request, "features");
+  return caches_[request].features;
 }
 
 std::vector<float> CpuBackend::prefill(int request, const std::vector<int>& tokens) {
@@ -271,8 +247,18 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
   const ConstRowMap embed(weights_.embed.data.data(), weights_.embed.rows, weights_.embed.cols);
   for (Eigen::Index r = 0; r < n; ++r) x.row(r) = embed.row(tokens[r]);
 
+  const std::int64_t feature_width = this->feature_width();
+  for (const Segment& seg : segments) caches_[seg.request].features.assign(seg.rows * feature_width, 0.0f);
+
   for (long long l = 0; l < s.layers; ++l) {
     const LayerWeights& L = weights_.layers[l];
+    for (std::size_t slot = 0; slot < feature_layers_.size(); ++slot) {
+      if (feature_layers_[slot] != l) continue;
+      for (const Segment& seg : segments) {
+        Eigen::Map<RowMatrix> rows(caches_[seg.request].features.data(), seg.rows, feature_width);
+        rows.middleCols(static_cast<Eigen::Index>(slot) * s.hidden, s.hidden) = x.middleRows(seg.first_row, seg.rows);
+      }
+    }
     const RowMatrix h = rms_norm(x, L.input_norm, config_.rms_norm_eps);
     RowMatrix q = linear(h, L.q, L.q_bias);
     RowMatrix k = linear(h, L.k, L.k_bias);
@@ -305,9 +291,7 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
           const long long kv_head = head / group;
           const Eigen::RowVectorXf query = q.row(row).segment(head * hd, hd);
           Eigen::VectorXf scores = (keys.block(0, kv_head * hd, visible, hd) * query.transpose()) * scale;
-          const float max_score = scores.maxCoeff();
-          scores = (scores.array() - max_score).exp();
-          scores /= scores.sum();
+          cpu::softmax_in_place(scores);
           attn.row(row).segment(head * hd, hd) = scores.transpose() * values.block(0, kv_head * hd, visible, hd);
         }
       }

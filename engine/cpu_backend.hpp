@@ -33,6 +33,19 @@ class CpuBackend final : public Backend {
   const std::vector<float>& cached_keys(int request, int layer) const;
   const std::vector<float>& cached_values(int request, int layer) const;
 
+  // Features for an EAGLE-3 draft (engine/retrieval_head.hpp): the residual stream entering each
+  // listed layer (Hugging Face's hidden_states[l], l in [0, layers)), captured for every position a
+  // prefill or decode processes and concatenated in the order given. Empty, the default, captures
+  // nothing and leaves the forward pass as it is. Throws std::invalid_argument for a layer outside
+  // the model.
+  void set_feature_layers(std::vector<int> layers);
+  const std::vector<int>& feature_layers() const { return feature_layers_; }
+  // Values per feature row: feature_layers().size() * hidden.
+  std::int64_t feature_width() const;
+  // Request r's features from its last prefill or decode: [positions that call appended,
+  // feature_width()] row-major (empty when no layers are set).
+  const std::vector<float>& features(int request) const;
+
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
 
@@ -43,6 +56,7 @@ class CpuBackend final : public Backend {
   struct RequestCache {
     std::int64_t length = 0;
     std::vector<LayerCache> layers;
+    std::vector<float> features;  // of the last forward pass that included this request
   };
   // One request's run of new tokens inside a batched forward pass.
   struct Segment {
@@ -64,6 +78,7 @@ class CpuBackend final : public Backend {
   std::vector<float> inv_freq_;
   float attention_factor_;
   std::vector<RequestCache> caches_;
+  std::vector<int> feature_layers_;
 };
 
 }  // namespace specontext

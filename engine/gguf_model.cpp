@@ -18,7 +18,7 @@ namespace {
 
 std::int64_t positive(const GgufFile& f, const std::string& key) {
   const std::int64_t v = f.integer(key);
-  if (v <= 0) throw ConfigError(f.path().string(), key, "must be positive, got " + std::to_string(v));
+  require_positive(v, f.path().string(), key);
   return v;
 }
 

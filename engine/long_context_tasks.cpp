@@ -365,15 +365,12 @@ class TaskBuilder {
 };
 
 void check_options(const TaskOptions& o) {
-  const auto positive = [](long long v, const char* flag) {
-    if (v <= 0) throw ConfigError(flag, "", "must be positive, got " + std::to_string(v));
-  };
-  positive(o.context, "--context");
-  positive(o.trials, "--trials");
-  positive(o.max_new, "--max-new");
-  positive(o.keys, "--keys");
-  positive(o.hops, "--hops");
-  positive(o.generate, "--generate");
+  require_positive(o.context, "--context", "");
+  require_positive(o.trials, "--trials", "");
+  require_positive(o.max_new, "--max-new", "");
+  require_positive(o.keys, "--keys", "");
+  require_positive(o.hops, "--hops", "");
+  require_positive(o.generate, "--generate", "");
   if (o.keys > static_cast<int>(kNames.size()))
     throw ConfigError("--keys", "", "at most " + std::to_string(kNames.size()) + " (distinct names), got " + std::to_string(o.keys));
   if (o.prefix < 0 || o.prefix >= o.context)

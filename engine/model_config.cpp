@@ -87,22 +87,8 @@ std::string folder_name(const std::filesystem::path& dir) {
   return p.filename().string();
 }
 
-}  // namespace
-
-ModelConfig parse_engine_config(const nlohmann::json& j, const std::string& origin) {
-  ModelConfig c;
-  c.origin = origin;
-  c.shape = parse_model_config(j, origin);
-  JsonFields f(j, origin);
-
-  if (!kEngineArchitectures.count(c.shape.architecture))
-    f.fail("architectures", "the engine runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
-                            "Qwen3ForCausalLM, not '" + c.shape.architecture + "'");
-  if (c.shape.kv_lora_rank > 0) f.fail("kv_lora_rank", "MLA (latent KV) is not supported by the engine");
-  if (c.shape.eagle3_draft)
-    f.fail(f.has("draft_vocab_size") ? "draft_vocab_size" : "architectures",
-           "an EAGLE-3 draft is not a target model the engine can run");
-
+// Everything but the architecture checks: the fields that change a layer's output.
+void parse_layer_fields(const JsonFields& f, const std::string& origin, ModelConfig& c) {
   // Fields the simulator may ignore (they do not change sizes) but that change the engine's output.
   if (f.has("hidden_act") && f.string("hidden_act") != "silu")
     f.fail("hidden_act", "the engine's MLP is SwiGLU (silu), not '" + f.string("hidden_act") + "'");
@@ -153,6 +139,34 @@ ModelConfig parse_engine_config(const nlohmann::json& j, const std::string& orig
       c.eos_token_ids.push_back(static_cast<int>(v));
     }
   }
+}
+
+}  // namespace
+
+ModelConfig parse_engine_config(const nlohmann::json& j, const std::string& origin) {
+  ModelConfig c;
+  c.origin = origin;
+  c.shape = parse_model_config(j, origin);
+  JsonFields f(j, origin);
+
+  if (!kEngineArchitectures.count(c.shape.architecture))
+    f.fail("architectures", "the engine runs LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM and "
+                            "Qwen3ForCausalLM, not '" + c.shape.architecture + "'");
+  if (c.shape.kv_lora_rank > 0) f.fail("kv_lora_rank", "MLA (latent KV) is not supported by the engine");
+  if (c.shape.eagle3_draft)
+    f.fail(f.has("draft_vocab_size") ? "draft_vocab_size" : "architectures",
+           "an EAGLE-3 draft is not a target model the engine can run");
+  parse_layer_fields(f, origin, c);
+  return c;
+}
+
+ModelConfig parse_layer_config(const nlohmann::json& j, const std::string& origin) {
+  ModelConfig c;
+  c.origin = origin;
+  c.shape = parse_model_config(j, origin);
+  JsonFields f(j, origin);
+  if (c.shape.kv_lora_rank > 0) f.fail("kv_lora_rank", "MLA (latent KV) is not supported by the engine");
+  parse_layer_fields(f, origin, c);
   return c;
 }
 

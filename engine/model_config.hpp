@@ -37,5 +37,8 @@ struct ModelConfig {
 // (naming the field) and MLA/EAGLE-3 drafts (the engine's target models are standard layers).
 ModelConfig load_engine_config(const std::filesystem::path& dir_or_file);
 ModelConfig parse_engine_config(const nlohmann::json& j, const std::string& origin);
+// The same fields without the architecture checks, for configs whose layers are the engine's
+// but that are not a target model: an EAGLE-3 draft's (engine/eagle3_draft.hpp checks the rest).
+ModelConfig parse_layer_config(const nlohmann::json& j, const std::string& origin);
 
 }  // namespace specontext

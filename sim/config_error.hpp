@@ -12,4 +12,9 @@ class ConfigError : public std::runtime_error {
       : std::runtime_error(origin + (field.empty() ? "" : ": field '" + field + "'") + ": " + what) {}
 };
 
+// The most common check on a count or size from the user.
+inline void require_positive(long long value, const std::string& origin, const std::string& field) {
+  if (value <= 0) throw ConfigError(origin, field, "must be positive, got " + std::to_string(value));
+}
+
 }  // namespace specontext

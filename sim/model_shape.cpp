@@ -24,6 +24,7 @@ const std::set<std::string> kKnownKeys = {
     "mlp_only_layers", "shared_expert_intermediate_size",
     // EAGLE-3 drafts
     "draft_vocab_size", "target_hidden_size", "eagle_config", "modules_to_not_convert",
+    "eagle_aux_hidden_state_layer_ids",
     // RoPE and attention details that do not change sizes
     "rope_scaling", "rope_theta", "rope_parameters", "partial_rotary_factor", "rope_interleave",
     "sliding_window", "use_sliding_window", "max_window_layers", "layer_types",
