@@ -20,6 +20,7 @@
 
 #include "engine/safetensors.hpp"
 #include "sim/config_error.hpp"
+#include "tests/expect_config_error.hpp"
 
 using namespace specontext;
 using nlohmann::json;
@@ -27,19 +28,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using specontext::testing::expect_config_error_naming;
 using specontext::testing::TempDir;
 
-// Asserts a ConfigError whose message holds every one of `parts` (the file, the tensor, ...).
-void expect_error_naming(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError, nothing was thrown";
-  } catch (const ConfigError& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' missing from: " << e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ConfigError, got: " << e.what();
-  }
-}
 
 TensorToWrite f32_tensor(const std::string& name, std::vector<std::int64_t> shape, const std::vector<float>& v) {
   TensorToWrite t{name, DType::F32, std::move(shape), std::vector<std::uint8_t>(v.size() * 4)};
@@ -180,7 +171,7 @@ TEST(Safetensors, ShardedCheckpointWithIndex) {
   EXPECT_EQ(ckpt.read_f32("z"), (std::vector<float>{1.0f, 2.0f}));
   EXPECT_EQ(ckpt.info("z").file, tmp.path() / "model-00002-of-00002.safetensors");
   EXPECT_EQ(ckpt.dir(), tmp.path());
-  expect_error_naming([&] { ckpt.info("w"); }, {tmp.path().string(), "'w'"});
+  expect_config_error_naming([&] { ckpt.info("w"); }, {tmp.path().string(), "'w'"});
 }
 
 TEST(Safetensors, ShardErrorsNameTheShardAndTensor) {
@@ -189,27 +180,27 @@ TEST(Safetensors, ShardErrorsNameTheShardAndTensor) {
   const auto index_path = tmp.path() / "model.safetensors.index.json";
 
   std::ofstream(index_path) << json{{"weight_map", {{"x", "a.safetensors"}, {"y", "b.safetensors"}}}}.dump();
-  expect_error_naming([&] { Checkpoint::open(tmp.path()); }, {index_path.string(), "weight_map", "b.safetensors", "'y'"});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path()); }, {index_path.string(), "weight_map", "b.safetensors", "'y'"});
 
   std::ofstream(index_path) << json{{"weight_map", {{"x", "a.safetensors"}, {"y", "a.safetensors"}}}}.dump();
-  expect_error_naming([&] { Checkpoint::open(tmp.path()); }, {index_path.string(), "a.safetensors", "'y'"});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path()); }, {index_path.string(), "a.safetensors", "'y'"});
 
   std::ofstream(index_path) << json{{"metadata", {}}}.dump();
-  expect_error_naming([&] { Checkpoint::open(tmp.path()); }, {index_path.string(), "weight_map"});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path()); }, {index_path.string(), "weight_map"});
 
   // The same tensor in two shards.
   write_safetensors(tmp.path() / "b.safetensors", {f32_tensor("x", {1}, {2.0f}), f32_tensor("y", {1}, {3.0f})});
   std::ofstream(index_path) << json{{"weight_map", {{"x", "a.safetensors"}, {"y", "b.safetensors"}}}}.dump();
-  expect_error_naming([&] { Checkpoint::open(tmp.path()); }, {"'x'", "a.safetensors", "b.safetensors"});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path()); }, {"'x'", "a.safetensors", "b.safetensors"});
 }
 
 TEST(Safetensors, MissingFolderOrFilesNameThePath) {
   TempDir tmp;
-  expect_error_naming([&] { Checkpoint::open(tmp.path() / "nope"); }, {(tmp.path() / "nope").string()});
-  expect_error_naming([&] { Checkpoint::open(tmp.path()); }, {tmp.path().string(), "model.safetensors"});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path() / "nope"); }, {(tmp.path() / "nope").string()});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path()); }, {tmp.path().string(), "model.safetensors"});
   write_safetensors(tmp.path() / "consolidated.safetensors", {f32_tensor("x", {1}, {1.0f})});
-  expect_error_naming([&] { Checkpoint::open(tmp.path()); }, {tmp.path().string(), "consolidated.safetensors"});
-  expect_error_naming([&] { Checkpoint::open(tmp.path() / "consolidated.safetensors"); }, {"consolidated.safetensors", "not a folder"});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path()); }, {tmp.path().string(), "consolidated.safetensors"});
+  expect_config_error_naming([&] { Checkpoint::open(tmp.path() / "consolidated.safetensors"); }, {"consolidated.safetensors", "not a folder"});
 }
 
 TEST(Safetensors, CorruptFilesNameTheFileAndTensor) {
@@ -218,42 +209,42 @@ TEST(Safetensors, CorruptFilesNameTheFileAndTensor) {
   auto open = [&] { SafetensorsFile f(p); };
 
   std::ofstream(p, std::ios::binary) << "abc";
-  expect_error_naming(open, {p.string(), "shorter than"});
+  expect_config_error_naming(open, {p.string(), "shorter than"});
 
   write_raw(p, "{}", 0, 1000);
-  expect_error_naming(open, {p.string(), "header length 1000"});
+  expect_config_error_naming(open, {p.string(), "header length 1000"});
 
   write_raw(p, "{\"x\": [", 0);
-  expect_error_naming(open, {p.string(), "not valid JSON"});
+  expect_config_error_naming(open, {p.string(), "not valid JSON"});
 
   write_raw(p, "[1, 2]", 0);
-  expect_error_naming(open, {p.string(), "object"});
+  expect_config_error_naming(open, {p.string(), "object"});
 
   write_raw(p, R"({"w": {"shape": [2], "data_offsets": [0, 8]}})", 8);
-  expect_error_naming(open, {p.string(), "'w'", "dtype"});
+  expect_config_error_naming(open, {p.string(), "'w'", "dtype"});
   write_raw(p, R"({"w": {"dtype": "F32", "data_offsets": [0, 8]}})", 8);
-  expect_error_naming(open, {p.string(), "'w'", "shape"});
+  expect_config_error_naming(open, {p.string(), "'w'", "shape"});
   write_raw(p, R"({"w": {"dtype": "F32", "shape": [2]}})", 8);
-  expect_error_naming(open, {p.string(), "'w'", "data_offsets"});
+  expect_config_error_naming(open, {p.string(), "'w'", "data_offsets"});
 
   write_raw(p, R"({"q": {"dtype": "Q4", "shape": [8], "data_offsets": [0, 8]}})", 8);
-  expect_error_naming(open, {p.string(), "'q'", "Q4", "unsupported"});
+  expect_config_error_naming(open, {p.string(), "'q'", "Q4", "unsupported"});
 
   write_raw(p, R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}})", 8);  // data truncated
-  expect_error_naming(open, {p.string(), "'w'", "past the end"});
+  expect_config_error_naming(open, {p.string(), "'w'", "past the end"});
 
   write_raw(p, R"({"w": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 8]}})", 8);  // 3 x 2 != 8
-  expect_error_naming(open, {p.string(), "'w'", "needs 6"});
+  expect_config_error_naming(open, {p.string(), "'w'", "needs 6"});
 
   write_raw(p, R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}})", 8);
-  expect_error_naming(open, {p.string(), "'w'", "data_offsets"});
+  expect_config_error_naming(open, {p.string(), "'w'", "data_offsets"});
 
   write_raw(p, R"({"w": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}})", 8);
-  expect_error_naming(open, {p.string(), "'w'", "shape"});
+  expect_config_error_naming(open, {p.string(), "'w'", "shape"});
 
   // Overflowing shapes are caught, not wrapped around.
   write_raw(p, R"({"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", 0);
-  expect_error_naming(open, {p.string(), "'w'"});
+  expect_config_error_naming(open, {p.string(), "'w'"});
 
   // A valid file with metadata and trailing header padding opens.
   write_raw(p, R"({"__metadata__": {"format": "pt"}, "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})"
@@ -268,7 +259,7 @@ TEST(Safetensors, CorruptFilesNameTheFileAndTensor) {
   const auto dir = tmp.path() / "ckpt";
   fs::create_directories(dir);
   std::ofstream(dir / "model.safetensors", std::ios::binary) << "abc";
-  expect_error_naming([&] { Checkpoint::open(dir); }, {(dir / "model.safetensors").string()});
+  expect_config_error_naming([&] { Checkpoint::open(dir); }, {(dir / "model.safetensors").string()});
 }
 
 // Integer and bool tensors (an EAGLE-3 draft's vocabulary maps d2t and t2d) open with the file,
@@ -286,12 +277,12 @@ TEST(Safetensors, NonFloatTensorsOpenButDoNotReadAsFloats) {
   EXPECT_EQ(ckpt.info("d2t").bytes, 24u);
   EXPECT_EQ(ckpt.info("t2d").dtype, DType::BOOL);
   EXPECT_EQ(ckpt.read_f32("w"), (std::vector<float>{1.0f, 2.0f}));
-  expect_error_naming([&] { ckpt.read_f32("d2t"); }, {file.string(), "'d2t'", "I64"});
-  expect_error_naming([&] { ckpt.read_bf16("q"); }, {file.string(), "'q'", "I8"});
+  expect_config_error_naming([&] { ckpt.read_f32("d2t"); }, {file.string(), "'d2t'", "I64"});
+  expect_config_error_naming([&] { ckpt.read_bf16("q"); }, {file.string(), "'q'", "I8"});
 
   // A size that does not match the dtype is still caught at open.
   write_raw(file, R"({"d2t": {"dtype": "I64", "shape": [3], "data_offsets": [0, 12]}})", 12);
-  expect_error_naming([&] { Checkpoint::open(dir); }, {file.string(), "'d2t'", "needs 24"});
+  expect_config_error_naming([&] { Checkpoint::open(dir); }, {file.string(), "'d2t'", "needs 24"});
 }
 
 TEST(Safetensors, WriterRejectsInconsistentTensors) {

@@ -505,9 +505,10 @@ TEST(TokenizerErrors, UnsupportedNormalizers) {
                       "tokenizer.json", "normalizer.normalizers[1].type");
 }
 
-// A GGUF of the 256 byte tokens and no merges, with the given tokenizer.ggml.pre.
-fs::path byte_gguf(const TempDir& dir, const std::string& pre) {
-  const fs::path f = dir.path() / (pre + ".gguf");
+// A GGUF holding only tokenizer metadata: tokenizer.ggml.model `model`, and with `pre` given, that
+// pre-tokenizer with the 256 byte tokens and no merges.
+fs::path tokenizer_gguf(const TempDir& dir, const std::string& name, const std::string& model, const std::string& pre) {
+  const fs::path f = dir.path() / name;
   std::string b = "GGUF";
   const auto raw = [&](std::uint64_t v, int n) {
     for (int i = 0; i < n; ++i) b.push_back(static_cast<char>(v >> (8 * i)));
@@ -516,17 +517,21 @@ fs::path byte_gguf(const TempDir& dir, const std::string& pre) {
     raw(s.size(), 8);
     b += s;
   };
-  raw(3, 4), raw(0, 8), raw(5, 8);
-  str("general.architecture"), raw(8, 4), str("qwen2");
-  str("tokenizer.ggml.model"), raw(8, 4), str("gpt2");
-  str("tokenizer.ggml.pre"), raw(8, 4), str(pre);
-  str("tokenizer.ggml.tokens"), raw(9, 4), raw(8, 4), raw(256, 8);
-  for (int t = 0; t < 256; ++t) str(byte_to_token_char(static_cast<std::uint8_t>(t)));
-  str("tokenizer.ggml.merges"), raw(9, 4), raw(8, 4), raw(0, 8);
+  raw(3, 4), raw(0, 8), raw(pre.empty() ? 2 : 5, 8);
+  str("general.architecture"), raw(8, 4), str(pre.empty() ? "llama" : "qwen2");
+  str("tokenizer.ggml.model"), raw(8, 4), str(model);
+  if (!pre.empty()) {
+    str("tokenizer.ggml.pre"), raw(8, 4), str(pre);
+    str("tokenizer.ggml.tokens"), raw(9, 4), raw(8, 4), raw(256, 8);
+    for (int t = 0; t < 256; ++t) str(byte_to_token_char(static_cast<std::uint8_t>(t)));
+    str("tokenizer.ggml.merges"), raw(9, 4), raw(8, 4), raw(0, 8);
+  }
   while (b.size() % 32) b.push_back('\0');
   std::ofstream(f, std::ios::binary) << b;
   return f;
 }
+
+fs::path byte_gguf(const TempDir& dir, const std::string& pre) { return tokenizer_gguf(dir, pre + ".gguf", "gpt2", pre); }
 
 // transformers' GGUF loader gives Qwen2 GGUFs Qwen2's NFC normalizer back; others get none.
 TEST(TokenizerGguf, Qwen2PreTokenizerAppliesNfc) {
@@ -546,20 +551,7 @@ TEST(TokenizerErrors, GgufWithoutTokenizer) {
 
 TEST(TokenizerErrors, GgufWithSentencePieceTokenizer) {
   TempDir dir("tokenizer");
-  const fs::path f = dir.path() / "spm.gguf";
-  std::string b = "GGUF";
-  const auto raw = [&](std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) b.push_back(static_cast<char>(v >> (8 * i)));
-  };
-  const auto str = [&](const std::string& s) {
-    raw(s.size(), 8);
-    b += s;
-  };
-  raw(3, 4), raw(0, 8), raw(2, 8);
-  str("general.architecture"), raw(8, 4), str("llama");
-  str("tokenizer.ggml.model"), raw(8, 4), str("llama");
-  while (b.size() % 32) b.push_back('\0');
-  std::ofstream(f, std::ios::binary) << b;
+  const fs::path f = tokenizer_gguf(dir, "spm.gguf", "llama", "");
   expect_config_error([&] { Tokenizer::from_gguf(GgufFile(f)); }, "spm.gguf", "tokenizer.ggml.model");
   expect_config_error([&] { Tokenizer::load(f); }, "spm.gguf", "tokenizer.ggml.model");
 }

@@ -21,6 +21,7 @@
 #include "engine/safetensors.hpp"
 #include "engine/weights.hpp"
 #include "sim/config_error.hpp"
+#include "tests/expect_config_error.hpp"
 
 using namespace specontext;
 using nlohmann::json;
@@ -30,18 +31,9 @@ namespace {
 
 const fs::path kModels = fs::path(SPECONTEXT_CONFIGS_DIR) / "models";
 
+using specontext::testing::expect_config_error_naming;
 using specontext::testing::TempDir;
 
-void expect_error_naming(const std::function<void()>& f, const std::vector<std::string>& parts) {
-  try {
-    f();
-    ADD_FAILURE() << "expected a ConfigError, nothing was thrown";
-  } catch (const ConfigError& e) {
-    for (const auto& p : parts) EXPECT_NE(std::string(e.what()).find(p), std::string::npos) << "'" << p << "' missing from: " << e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected a ConfigError, got: " << e.what();
-  }
-}
 
 // Tiny configs of each supported kind: GQA Llama, Qwen2 with QKV bias, Qwen3 with q/k norms and
 // a head_dim that is not hidden/heads, and tied embeddings.
@@ -263,7 +255,7 @@ TEST(Weights, WrongShapeNamesTheTensorAndFile) {
   for (auto& t : tensors)
     if (t.name == "model.layers.1.self_attn.k_proj.weight") std::swap(t.shape[0], t.shape[1]);
   const auto dir = save(tmp.path() / "ckpt", tensors);
-  expect_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
+  expect_config_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
                       {(dir / "model.safetensors").string(), "'model.layers.1.self_attn.k_proj.weight'", "[32, 16]", "[16, 32]"});
 }
 
@@ -275,7 +267,7 @@ TEST(Weights, IntegerWeightNamesTheTensorFileAndDtype) {
   for (auto& t : tensors)
     if (t.name == "model.norm.weight") t.dtype = DType::I32;
   const auto dir = save(tmp.path() / "ckpt", tensors);
-  expect_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
+  expect_config_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
                       {(dir / "model.safetensors").string(), "'model.norm.weight'", "I32"});
   EXPECT_THROW(to_safetensors(c, random_weights(c, 1), DType::I64), std::invalid_argument);
 }
@@ -286,18 +278,18 @@ TEST(Weights, MissingTensorNamesTheTensorAndFolder) {
   auto tensors = to_safetensors(c, random_weights(c, 1), DType::BF16);
   std::erase_if(tensors, [](const auto& t) { return t.name == "model.layers.0.mlp.up_proj.weight"; });
   const auto dir = save(tmp.path() / "ckpt", tensors);
-  expect_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
+  expect_config_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
                       {dir.string(), "'model.layers.0.mlp.up_proj.weight'", "missing", c.origin});
 
   // A Qwen2 config over Llama weights: the config implies biases the checkpoint lacks.
   const ModelConfig qwen2 = config("Qwen2ForCausalLM");
   const auto llama_dir = save(tmp.path() / "llama", to_safetensors(c, random_weights(c, 1), DType::F32));
-  expect_error_naming([&] { load_weights(qwen2, Checkpoint::open(llama_dir)); },
+  expect_config_error_naming([&] { load_weights(qwen2, Checkpoint::open(llama_dir)); },
                       {llama_dir.string(), "'model.layers.0.self_attn.q_proj.bias'", "missing"});
   // An untied config over tied weights: the LM head is missing.
   const ModelConfig tied = config("LlamaForCausalLM", true);
   const auto tied_dir = save(tmp.path() / "tied", to_safetensors(tied, random_weights(tied, 1), DType::F32));
-  expect_error_naming([&] { load_weights(c, Checkpoint::open(tied_dir)); }, {tied_dir.string(), "'lm_head.weight'", "tie_word_embeddings"});
+  expect_config_error_naming([&] { load_weights(c, Checkpoint::open(tied_dir)); }, {tied_dir.string(), "'lm_head.weight'", "tie_word_embeddings"});
 }
 
 TEST(Weights, UnknownExtraTensorNamesTheTensorAndFile) {
@@ -308,13 +300,13 @@ TEST(Weights, UnknownExtraTensorNamesTheTensorAndFile) {
   extra.name = "model.layers.2.input_layernorm.weight";
   tensors.push_back(extra);
   const auto dir = save(tmp.path() / "ckpt", tensors);
-  expect_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
+  expect_config_error_naming([&] { load_weights(c, Checkpoint::open(dir)); },
                       {(dir / "model.safetensors").string(), "'model.layers.2.input_layernorm.weight'", "not implied"});
 
   // Llama config over Qwen2 weights: the biases are extra.
   const ModelConfig qwen2 = config("Qwen2ForCausalLM");
   const auto qwen2_dir = save(tmp.path() / "qwen2", to_safetensors(qwen2, random_weights(qwen2, 1), DType::F32));
-  expect_error_naming([&] { load_weights(c, Checkpoint::open(qwen2_dir)); }, {"_proj.bias'", "not implied"});
+  expect_config_error_naming([&] { load_weights(c, Checkpoint::open(qwen2_dir)); }, {"_proj.bias'", "not implied"});
 }
 
 TEST(Weights, TiedCheckpointMayCarryItsEmbeddingAsLmHead) {
@@ -335,7 +327,7 @@ TEST(Weights, TiedCheckpointMayCarryItsEmbeddingAsLmHead) {
   // A different LM head contradicts tie_word_embeddings.
   tensors[tensors.size() - 2].bytes[0] ^= 1;
   const auto bad = save(tmp.path() / "different", tensors);
-  expect_error_naming([&] { load_weights(c, Checkpoint::open(bad)); },
+  expect_config_error_naming([&] { load_weights(c, Checkpoint::open(bad)); },
                       {(bad / "model.safetensors").string(), "'lm_head.weight'", "tie_word_embeddings"});
 }
 
