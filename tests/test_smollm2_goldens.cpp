@@ -3,6 +3,9 @@
 // logits, and greedy decoding gives its tokens. Skips when the set-up step has not fetched the GGUF.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <iostream>
+
 #include "engine/cpu_backend.hpp"
 #include "engine/generator.hpp"
 #include "engine/gguf.hpp"
@@ -17,8 +20,8 @@ using testing::compare_to_stored;
 using testing::load_smollm2_goldens;
 using testing::smollm2_gguf;
 
-// fp32 against fp32 through 30 layers in a different summation order: measured worst difference
-// 0.0005 on logits of magnitude ~20 (transformers on CPU and on the H200).
+// fp32 against fp32 through 30 layers in a different summation order: the worst difference measured
+// against the H200's references is 1.3e-4 (logits of magnitude ~20); the bound leaves 40x room.
 constexpr double kMaxLogitDiff = 5e-3;
 
 class SmolLM2Goldens : public ::testing::Test {
@@ -40,6 +43,7 @@ TEST_F(SmolLM2Goldens, CpuLogitsAndGreedyTokensMatchTransformers) {
   CpuBackend cpu(config, gguf_weights(config, file), 1, 2048);
   const auto goldens = load_smollm2_goldens();
   const auto vocab = static_cast<std::size_t>(config.shape.vocab);
+  double worst = 0;
   for (const auto& p : goldens.prompts) {
     // The stored positions are the prompt's last ones: prefill up to them, then all logits of the rest.
     cpu.reset(0);
@@ -49,6 +53,7 @@ TEST_F(SmolLM2Goldens, CpuLogitsAndGreedyTokensMatchTransformers) {
     for (std::size_t k = 0; k < p.positions.size(); ++k) {
       const auto a = compare_to_stored(tail.data() + (static_cast<std::size_t>(p.positions[k]) - first) * vocab, vocab,
                                        p.logits[k], goldens.stride);
+      worst = std::max(worst, a.max_abs_diff);
       EXPECT_LE(a.max_abs_diff, kMaxLogitDiff) << p.ids.size() << "-token prompt, position " << p.positions[k];
       EXPECT_TRUE(a.same_argmax) << p.ids.size() << "-token prompt, position " << p.positions[k];
     }
@@ -58,6 +63,7 @@ TEST_F(SmolLM2Goldens, CpuLogitsAndGreedyTokensMatchTransformers) {
     o.stop_at_eos = false;
     EXPECT_EQ(generate(cpu, {p.ids}, o).tokens[0], p.greedy) << p.ids.size() << "-token prompt";
   }
+  std::cout << "[ measured ] CPU max |logit - transformers| = " << worst << "\n";
 }
 
 }  // namespace
