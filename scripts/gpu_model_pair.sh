@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What runs on the GPU machine for the model pair (SmolLM2 + our EAGLE-3 draft), in the stages the
 # device's limits impose (64 MiB of tree per call, 10 minutes per command, ignored files kept while
-# the machine stays warm). The 98 MB GGUF travels as three parts (carry/gguf.part00..02, made by
-# `split -n 3 -d`), the corpus as carry/corpus.tar.xz, the wheels as models/wheels/.
+# the machine stays warm). The 98 MB GGUF travels as four parts (carry/gguf.part00..03, made by
+# `split -n 4 -d`: with the committed draft the tree is ~35 MB), the corpus as carry/corpus.tar.xz, the wheels as models/wheels/.
 #
 #   scripts/gpu_model_pair.sh build    wheels into build-h200/pyextra, corpus unpacked, engine built
 #   scripts/gpu_model_pair.sh gpu-tests   the GPU tests that need no GGUF
@@ -31,7 +31,7 @@ case "${1:-}" in
     ;;
   goldens)
     mkdir -p "$(dirname "$GGUF")" "$STASH"
-    cat carry/gguf.part00 carry/gguf.part01 carry/gguf.part02 > "$GGUF"
+    cat carry/gguf.part0* > "$GGUF"
     echo "$SHA256  $GGUF" | sha256sum -c -
     python3 tests/fixtures/smollm2/make_smollm2_goldens.py --device cuda 2>&1 | grep -v 'Converting\|Loading weights'
     cp tests/fixtures/smollm2/expected.json "$STASH/" && cp tests/fixtures/smollm2/expected.json "$OUT/"
