@@ -22,8 +22,11 @@ using testing::load_smollm2_goldens;
 using testing::smollm2_gguf;
 
 // bf16 rounding of the dequantised weights and of the activations between kernels moves SmolLM2's
-// logits (magnitude ~20) by up to a few tenths; a margin above this is one bf16 cannot flip.
-constexpr double kMaxLogitDiff = 0.5;
+// logits (magnitude ~20): the worst difference measured on the H200 over all stored logits is 0.46,
+// so the bound is 1.0. Greedy steps are compared while transformers' top-2 margin exceeds 0.5 (on
+// the H200 all 16 tokens of every prompt matched, including the steps past that point).
+constexpr double kMaxLogitDiff = 1.0;
+constexpr double kSafeMargin = 0.5;
 
 TEST(SmolLM2GoldensCuda, LogitsAndGreedyTokensMatchTransformers) {
   SPECONTEXT_REQUIRE_GPU();
@@ -44,10 +47,10 @@ TEST(SmolLM2GoldensCuda, LogitsAndGreedyTokensMatchTransformers) {
     worst = std::max(worst, a.max_abs_diff);
     EXPECT_LE(a.max_abs_diff, kMaxLogitDiff) << p.ids.size() << "-token prompt";
     const double margin = p.logits.back().top_logits[0] - p.logits.back().top_logits[1];
-    if (margin > kMaxLogitDiff) EXPECT_TRUE(a.same_argmax) << p.ids.size() << "-token prompt";
+    if (margin > kSafeMargin) EXPECT_TRUE(a.same_argmax) << p.ids.size() << "-token prompt";
 
     std::size_t safe = 0;  // greedy steps before the first one bf16 may flip
-    while (safe < p.greedy.size() && p.greedy_margins[safe] > kMaxLogitDiff) ++safe;
+    while (safe < p.greedy.size() && p.greedy_margins[safe] > kSafeMargin) ++safe;
     gpu.reset(0);
     GenerateOptions g;
     g.max_new = static_cast<int>(p.greedy.size());
