@@ -6,7 +6,13 @@
 // engine/task_dump.hpp. For fidelity it is written after the dense reference has been generated,
 // so the file holds it; for the other tasks, before the evaluation starts.
 //
-// --json prints {"task", "policy", "budget" (null for full), "context", "model", "backend", "seed",
+// --policy full|streaming|oracle|specontext|specontext-batch with --budget B (engine/selection_policy.hpp)
+// runs the decode steps under that KV selection on --backend cpu (engine/policy_backend.hpp; prefill
+// stays dense); specontext* need the distilled LM (--dlm DIR, an EAGLE-3 draft folder). The CUDA
+// backend runs full only. Fidelity's dense reference is always the dense model.
+//
+// --json prints {"task", "policy", "budget" (null for full), "overlap_rate" (mean over decode steps of
+//   adjacent steps' selection overlap, paper Fig. 6b; null for full), "context", "model", "backend", "seed",
 //   "max_new", "heldout", "metric", and by task:
 //     answer tasks  "accuracy": fraction correct, "correct": count,
 //     perplexity    "perplexity": {"mean", "median", "min", "max"} over trials, "pooled_perplexity"
@@ -22,6 +28,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -30,7 +37,12 @@
 #include "cli/model_loading.hpp"
 #include "engine/evaluator.hpp"
 #include "engine/heldout_corpus.hpp"
+#include "engine/cpu_backend.hpp"
+#include "engine/eagle3_draft.hpp"
 #include "engine/long_context_tasks.hpp"
+#include "engine/policy_backend.hpp"
+#include "engine/retrieval_head.hpp"
+#include "engine/selection_policy.hpp"
 #include "engine/task_dump.hpp"
 #include "engine/tokenizer.hpp"
 #include "sim/config_error.hpp"
@@ -55,13 +67,23 @@ struct EvalFlags {
   CLI::Option *dlm_option = nullptr, *budget_option = nullptr;
 };
 
-// Only the dense path exists: the sparse policies, their KV budget and the distilled LM behind the
-// retrieval head come with the SpeContext path (engine part 2).
-void check_policy(const EvalFlags& f) {
-  const std::string later = " arrives with the SpeContext path (engine part 2); only --policy full (dense attention) runs today";
-  if (f.policy != "full") throw ConfigError("--policy", "", "'" + f.policy + "'" + later);
-  if (f.dlm_option->count() > 0) throw ConfigError("--dlm", "", "the distilled LM (retrieval head)" + later);
-  if (f.budget_option->count() > 0) throw ConfigError("--budget", "", "a KV budget" + later);
+// The policy with its budget and distilled LM; sparse policies run on the CPU reference only so far.
+SelectionPolicy check_policy(const EvalFlags& f) {
+  const SelectionPolicy p = parse_selection_policy(f.policy, "--policy");
+  if (p != SelectionPolicy::Full && f.backend == "cuda")
+    throw ConfigError("--policy", "", "'" + f.policy +
+                                          "' on --backend cuda: the CUDA sparse path arrives with the SpeContext CUDA path (engine part 2); "
+                                          "use --backend cpu, or --policy full");
+  if (p == SelectionPolicy::Full && f.budget_option->count() > 0)
+    throw ConfigError("--budget", "", "policy full attends to every position; a KV budget needs a sparse --policy");
+  if (p != SelectionPolicy::Full && f.budget_option->count() == 0)
+    throw ConfigError("--budget", "", "policy " + f.policy + " needs a KV budget (--budget B)");
+  if (p != SelectionPolicy::Full && f.budget <= 0) throw ConfigError("--budget", "", "must be positive, got " + std::to_string(f.budget));
+  if (needs_retrieval_head(p) && f.dlm_option->count() == 0)
+    throw ConfigError("--dlm", "", "policy " + f.policy + " needs the distilled LM of the retrieval head (--dlm DIR)");
+  if (!needs_retrieval_head(p) && f.dlm_option->count() > 0)
+    throw ConfigError("--dlm", "", "the distilled LM is used by policies specontext and specontext-batch only, not " + f.policy);
+  return p;
 }
 
 std::function<void(int, int)> progress_line(bool enabled, const std::string& what) {
@@ -140,7 +162,7 @@ void print_table(const EvalFlags& f, const std::vector<TaskInstance>& instances,
               << fixed(s.max, 3) << "; pooled " << fixed(r.pooled_perplexity, 3) << " (mean NLL " << fixed(r.mean_nll, 4) << " nats)\n";
   } else {
     std::cout << "agreement mean " << fixed(s.mean, 4) << ", median " << fixed(s.median, 4) << ", min " << fixed(s.min, 4) << ", max " << fixed(s.max, 4)
-              << " (policy full against the dense reference: 1 by construction)\n";
+              << (f.policy == "full" ? " (policy full against the dense reference: 1 by construction)" : " (against the dense reference)") << "\n";
   }
   const EvalTiming& tm = r.timing;
   std::cout << "prefill " << fixed(tm.prefill_s, 2) << " s (" << tm.prefill_tokens << " tokens, "
@@ -150,7 +172,7 @@ void print_table(const EvalFlags& f, const std::vector<TaskInstance>& instances,
 
 void run(EvalFlags& f) {
   const auto t0 = Clock::now();
-  check_policy(f);
+  const SelectionPolicy policy = check_policy(f);
   TaskOptions& o = f.tasks;
   o.kind = parse_task_kind(f.task, "TASK");
   if (f.batch <= 0) throw ConfigError("--batch", "", "must be positive");
@@ -178,6 +200,17 @@ void run(EvalFlags& f) {
   const auto t_load = Clock::now();
   const BackendSpec spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
   const std::unique_ptr<Backend> backend = make_backend(spec, config);
+  // Sparse policies: the CPU reference under a PolicyBackend (with the retrieval head for specontext*).
+  std::unique_ptr<RetrievalHeadCpu> head;
+  std::unique_ptr<PolicyBackend> sparse;
+  if (policy != SelectionPolicy::Full) {
+    auto* cpu = dynamic_cast<CpuBackend*>(backend.get());
+    if (!cpu) throw ConfigError("--policy", "", "sparse policies run on --backend cpu only");
+    if (needs_retrieval_head(policy))
+      head = std::make_unique<RetrievalHeadCpu>(load_eagle3_draft(f.dlm, config), &cpu->weights().embed, spec.requests, o.context);
+    sparse = std::make_unique<PolicyBackend>(*cpu, policy, f.budget, head.get());
+  }
+  Backend& evaluated = sparse ? static_cast<Backend&>(*sparse) : *backend;
   const double load_s = seconds_since(t_load);
 
   EvalOptions eval;
@@ -186,17 +219,23 @@ void run(EvalFlags& f) {
   EvalTiming reference;
   if (o.kind == TaskKind::Fidelity) {
     eval.progress = progress_line(f.progress, "dense reference");
-    reference = make_fidelity_references(*backend, instances, eval);  // policy full is the dense model
+    reference = make_fidelity_references(*backend, instances, eval);  // the dense model, whatever the policy
     dump();
   }
   eval.progress = progress_line(f.progress, "evaluated");
-  const EvalResult r = evaluate(*backend, o.kind, instances, &tokenizer, eval);
+  const EvalResult r = evaluate(evaluated, o.kind, instances, &tokenizer, eval);
+  const std::optional<double> overlap = sparse ? sparse->overlap_rate() : std::nullopt;
 
   if (!f.json) {
     print_table(f, instances, r);
+    if (sparse)
+      std::cout << "budget " << f.budget << ", overlap of adjacent steps' selections "
+                << (overlap ? fixed(*overlap, 4) : std::string("n/a (fewer than two decode steps)")) << "\n";
     return;
   }
-  nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.policy}, {"budget", nullptr}, {"context", o.context},
+  nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.policy},
+                      {"budget", sparse ? nlohmann::json(f.budget) : nlohmann::json(nullptr)},
+                      {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)}, {"context", o.context},
                       {"model", f.model}, {"backend", f.backend}, {"seed", o.seed}, {"max_new", o.max_new},
                       {"heldout", f.heldout}, {"metric", metric_name(o.kind)}};
   if (is_answer_task(o.kind)) {
@@ -227,9 +266,9 @@ void add_eval_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "long-context tasks from held-out text (passkey, multikey, vartrack, perplexity, fidelity), scored on a backend");
   cmd->add_option("task", f->task, "passkey, multikey, vartrack, perplexity or fidelity")->required();
   cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors + tokenizer.json) or a llama.cpp .gguf file")->required();
-  f->dlm_option = cmd->add_option("--dlm", f->dlm, "the distilled LM for the retrieval head (engine part 2)");
-  cmd->add_option("--policy", f->policy, "KV selection policy; only full (dense) runs today")->capture_default_str();
-  f->budget_option = cmd->add_option("--budget", f->budget, "KV tokens a sparse policy keeps (engine part 2)");
+  f->dlm_option = cmd->add_option("--dlm", f->dlm, "the distilled LM (EAGLE-3 draft folder) of the retrieval head; policies specontext*");
+  cmd->add_option("--policy", f->policy, "KV selection policy: full, streaming, oracle, specontext or specontext-batch (sparse ones: --backend cpu)")->capture_default_str();
+  f->budget_option = cmd->add_option("--budget", f->budget, "KV positions a sparse policy keeps per KV head (the entering token is always attended)");
   cmd->add_option("--context", f->tasks.context, "N: tokens of each trial, prompt + generated (or forced)")->required();
   cmd->add_option("--trials", f->tasks.trials, "task instances")->capture_default_str();
   cmd->add_option("--seed", f->tasks.seed, "seed of the instances (keys, depths, documents, offsets)")->capture_default_str();

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <set>
 #include <stdexcept>
@@ -211,16 +212,34 @@ std::vector<float> CpuBackend::prefill_all_logits(int request, const std::vector
 }
 
 std::vector<float> CpuBackend::decode(const std::vector<int>& requests, const std::vector<int>& tokens) {
+  return decode_step(requests, tokens, nullptr, "decode");
+}
+
+std::vector<float> CpuBackend::decode_sparse(const std::vector<int>& requests, const std::vector<int>& tokens,
+                                             const std::vector<SparseAttention>& attention) {
+  if (attention.size() != requests.size())
+    throw std::invalid_argument("CpuBackend::decode_sparse: " + std::to_string(requests.size()) + " requests but " +
+                                std::to_string(attention.size()) + " attention entries");
+  return decode_step(requests, tokens, &attention, "decode_sparse");
+}
+
+// One decode step for the listed requests, dense or (with `sparse`) over each request's selection;
+// every input is checked before anything is appended to a cache.
+std::vector<float> CpuBackend::decode_step(const std::vector<int>& requests, const std::vector<int>& tokens,
+                                           const std::vector<SparseAttention>* sparse, const char* name) {
+  const std::string what = std::string("CpuBackend::") + name;
   if (requests.size() != tokens.size())
-    throw std::invalid_argument("CpuBackend::decode: " + std::to_string(requests.size()) + " requests but " + std::to_string(tokens.size()) +
-                                " tokens");
+    throw std::invalid_argument(what + ": " + std::to_string(requests.size()) + " requests but " + std::to_string(tokens.size()) + " tokens");
   std::set<int> seen;
   for (int r : requests) {
-    check_request(r, "decode");
-    if (!seen.insert(r).second) throw std::invalid_argument("CpuBackend::decode: request " + std::to_string(r) + " appears twice in one step");
-    check_room(r, 1, "decode");
+    check_request(r, name);
+    if (!seen.insert(r).second) throw std::invalid_argument(what + ": request " + std::to_string(r) + " appears twice in one step");
+    check_room(r, 1, name);
   }
-  check_tokens(tokens, "decode");
+  check_tokens(tokens, name);
+  if (sparse) {
+    for (std::size_t i = 0; i < requests.size(); ++i) check_sparse_attention(requests[i], (*sparse)[i]);
+  }
   if (requests.empty()) return {};
   std::vector<Segment> segments;
   std::vector<std::int64_t> rows;
@@ -228,11 +247,28 @@ std::vector<float> CpuBackend::decode(const std::vector<int>& requests, const st
     segments.push_back(Segment{requests[i], static_cast<std::int64_t>(i), 1});
     rows.push_back(static_cast<std::int64_t>(i));
   }
-  return forward(segments, tokens, rows);
+  return forward(segments, tokens, rows, sparse);
+}
+
+void CpuBackend::check_sparse_attention(int request, const SparseAttention& a) const {
+  if (a.oracle_budget < 0) throw std::invalid_argument("CpuBackend::decode_sparse: a negative oracle budget");
+  if (!a.selection) return;
+  if (a.oracle_budget > 0) throw std::invalid_argument("CpuBackend::decode_sparse: both a selection and an oracle budget");
+  const TokenSelection& sel = *a.selection;
+  const std::int64_t t = caches_[request].length;
+  if (sel.kv_heads != config_.shape.kv_heads || sel.count < 0 || static_cast<std::int64_t>(sel.indices.size()) != sel.kv_heads * sel.count)
+    throw std::invalid_argument("CpuBackend::decode_sparse: request " + std::to_string(request) + "'s selection has " +
+                                std::to_string(sel.kv_heads) + " heads x " + std::to_string(sel.count) + " (" +
+                                std::to_string(sel.indices.size()) + " indices), the model has " + std::to_string(config_.shape.kv_heads) +
+                                " KV heads");
+  for (std::int32_t idx : sel.indices)
+    if (idx < 0 || idx > t)
+      throw std::invalid_argument("CpuBackend::decode_sparse: request " + std::to_string(request) + " selects position " +
+                                  std::to_string(idx) + ", outside 0.." + std::to_string(t));
 }
 
 std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, const std::vector<int>& tokens,
-                                       const std::vector<std::int64_t>& output_rows) {
+                                       const std::vector<std::int64_t>& output_rows, const std::vector<SparseAttention>* sparse) {
   const ModelShape& s = config_.shape;
   const long long hd = s.head_dim, q_dim = s.q_heads * hd, kv_dim = s.kv_heads * hd, group = s.q_heads / s.kv_heads;
   const Eigen::Index n = static_cast<Eigen::Index>(tokens.size());
@@ -273,7 +309,8 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
     }
 
     RowMatrix attn(n, q_dim);
-    for (const Segment& seg : segments) {
+    for (std::size_t si = 0; si < segments.size(); ++si) {
+      const Segment& seg = segments[si];
       LayerCache& cache = caches_[seg.request].layers[l];
       const std::int64_t before = caches_[seg.request].length;
       const std::int64_t total = before + seg.rows;
@@ -284,6 +321,48 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
         Eigen::Map<Eigen::RowVectorXf>(cache.v.data() + (before + t) * kv_dim, kv_dim) = v.row(seg.first_row + t);
       }
       const ConstRowMap keys(cache.k.data(), total, kv_dim), values(cache.v.data(), total, kv_dim);
+      const SparseAttention* sp = sparse ? &(*sparse)[si] : nullptr;
+      if (sp && (sp->selection || sp->oracle_budget > 0)) {
+        // A sparse decode step (one row): the dense scores with the unselected positions masked to
+        // -inf before the softmax, so that a selection of every position is decode()'s arithmetic.
+        const Eigen::Index row = seg.first_row;
+        const Eigen::Index visible = total;
+        std::vector<Eigen::VectorXf> scores(static_cast<std::size_t>(s.q_heads));
+        for (long long head = 0; head < s.q_heads; ++head) {
+          const Eigen::RowVectorXf query = q.row(row).segment(head * hd, hd);
+          scores[head] = (keys.block(0, (head / group) * hd, visible, hd) * query.transpose()) * scale;
+        }
+        std::vector<std::uint8_t> keep(static_cast<std::size_t>(s.kv_heads * visible), 0);
+        if (sp->selection) {
+          for (long long g = 0; g < s.kv_heads; ++g)
+            for (std::int32_t idx : sp->selection->head(static_cast<int>(g))) keep[g * visible + idx] = 1;
+        } else {
+          std::vector<float> mean(static_cast<std::size_t>(s.kv_heads * visible), 0.0f);
+          for (long long head = 0; head < s.q_heads; ++head) {
+            Eigen::VectorXf p = scores[head];
+            cpu::softmax_in_place(p);
+            Eigen::Map<Eigen::VectorXf>(mean.data() + (head / group) * visible, visible) += p / static_cast<float>(group);
+          }
+          for (long long g = 0; g < s.kv_heads; ++g) mean[g * visible + visible - 1] = std::numeric_limits<float>::infinity();
+          TokenSelection chosen = select_top_b(mean, static_cast<int>(s.kv_heads), visible, sp->oracle_budget, SelectionLevel::Head);
+          for (long long g = 0; g < s.kv_heads; ++g)
+            for (std::int32_t idx : chosen.head(static_cast<int>(g))) keep[g * visible + idx] = 1;
+          if (sp->oracle_selections) {
+            sp->oracle_selections->resize(static_cast<std::size_t>(s.layers));
+            (*sp->oracle_selections)[l] = std::move(chosen);
+          }
+        }
+        for (long long g = 0; g < s.kv_heads; ++g) keep[g * visible + visible - 1] = 1;  // the token itself
+        for (long long head = 0; head < s.q_heads; ++head) {
+          const long long kv_head = head / group;
+          Eigen::VectorXf& sc = scores[head];
+          for (Eigen::Index i = 0; i < visible; ++i)
+            if (!keep[kv_head * visible + i]) sc[i] = -std::numeric_limits<float>::infinity();
+          cpu::softmax_in_place(sc);
+          attn.row(row).segment(head * hd, hd) = sc.transpose() * values.block(0, kv_head * hd, visible, hd);
+        }
+        continue;
+      }
       for (std::int64_t t = 0; t < seg.rows; ++t) {
         const Eigen::Index row = seg.first_row + t;
         const Eigen::Index visible = before + t + 1;  // causal: itself and everything before

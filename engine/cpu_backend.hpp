@@ -1,5 +1,6 @@
 #pragma once
-// The CPU reference backend: fp32 everywhere, full (dense) attention, Hugging Face semantics
+// The CPU reference backend: fp32 everywhere, full (dense) attention (and a sparse decode step that
+// reads selected positions only, decode_sparse), Hugging Face semantics
 // (Llama, Mistral, Qwen2 QKV bias, Qwen3 q/k norms; MHA, GQA, MQA). Every other backend and
 // kernel is checked against it, so it favours plain, obviously correct code over speed.
 #include <cstdint>
@@ -7,9 +8,25 @@
 
 #include "engine/backend.hpp"
 #include "engine/model_config.hpp"
+#include "engine/token_selection.hpp"
 #include "engine/weights.hpp"
 
 namespace specontext {
+
+// How one request of a sparse decode step (CpuBackend::decode_sparse) reads its cache. Positions are
+// the request's 0..t, with t = length(request) the position of the token entering this step; t itself
+// is always attended, listed or not. Prefill is always dense (as in the paper).
+struct SparseAttention {
+  // One set per KV head shared by every layer (SpeContext's selection): indices in 0..t, ascending,
+  // kv_heads rows. nullptr (and no oracle): dense attention, the same arithmetic as decode().
+  const TokenSelection* selection = nullptr;
+  // The oracle instead, when > 0: at every layer and KV head, the top-`oracle_budget` positions by this
+  // step's own dense attention (softmax of each query head, mean over the group's query heads; t
+  // counted as the best), then attention over those only.
+  std::int64_t oracle_budget = 0;
+  // Receives the oracle's selection of each layer ([layers]), when not null.
+  std::vector<TokenSelection>* oracle_selections = nullptr;
+};
 
 class CpuBackend final : public Backend {
  public:
@@ -24,6 +41,13 @@ class CpuBackend final : public Backend {
   std::vector<float> prefill(int request, const std::vector<int>& tokens) override;
   std::vector<float> decode(const std::vector<int>& requests, const std::vector<int>& tokens) override;
   std::int64_t length(int request) const override;
+
+  // decode() whose attention reads, per request and KV head, only the positions `attention[i]` selects
+  // for requests[i] (SparseAttention above); a selection that lists every position 0..t-1 gives
+  // exactly decode()'s logits. Throws std::invalid_argument for a selection of the wrong shape or an
+  // index outside 0..t.
+  std::vector<float> decode_sparse(const std::vector<int>& requests, const std::vector<int>& tokens,
+                                   const std::vector<SparseAttention>& attention);
 
   // Like prefill, but returns the logits of every new position: [tokens.size() * vocab].
   std::vector<float> prefill_all_logits(int request, const std::vector<int>& tokens);
@@ -67,10 +91,14 @@ class CpuBackend final : public Backend {
   void check_request(int request, const char* where) const;
   void check_tokens(const std::vector<int>& tokens, const char* where) const;
   void check_room(int request, std::int64_t added, const char* where) const;
+  void check_sparse_attention(int request, const SparseAttention& attention) const;
+  std::vector<float> decode_step(const std::vector<int>& requests, const std::vector<int>& tokens,
+                                 const std::vector<SparseAttention>* sparse, const char* name);
   // Runs the model over the segments' tokens (rows of `tokens` in segment order), appending to
   // each request's cache; returns logits for the rows listed in `output_rows`.
+  // `sparse`, when given, holds one entry per segment (decode segments of one row only).
   std::vector<float> forward(const std::vector<Segment>& segments, const std::vector<int>& tokens,
-                             const std::vector<std::int64_t>& output_rows);
+                             const std::vector<std::int64_t>& output_rows, const std::vector<SparseAttention>* sparse = nullptr);
 
   ModelConfig config_;
   ModelWeights weights_;

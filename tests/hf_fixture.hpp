@@ -4,6 +4,7 @@
 // tests/fixtures/make_fixtures.py on the H200).
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,32 @@ inline HfFixture load_hf_fixture(const std::string& name) {
   f.logits = e.at("logits").get<std::vector<std::vector<std::vector<float>>>>();
   f.greedy = e.at("greedy").get<std::vector<std::vector<int>>>();
   return f;
+}
+
+// The llama-gqa fixture's config and weights, loaded once per test binary (tests that only need a
+// small real model, not its expected numbers).
+struct TinyModel {
+  ModelConfig config;
+  ModelWeights weights;
+};
+
+inline const TinyModel& tiny_llama_gqa() {
+  static const TinyModel m = [] {
+    const auto dir = hf_fixture_dir("llama-gqa");
+    TinyModel t;
+    t.config = load_engine_config(dir);
+    t.weights = load_weights(t.config, Checkpoint::open(dir));
+    return t;
+  }();
+  return m;
+}
+
+// n token ids below llama-gqa's vocabulary (512), seeded.
+inline std::vector<int> random_tokens(std::uint32_t seed, int n) {
+  std::mt19937 rng(seed);
+  std::vector<int> t(static_cast<std::size_t>(n));
+  for (int& x : t) x = static_cast<int>(rng() % 512);
+  return t;
 }
 
 }  // namespace specontext::testing

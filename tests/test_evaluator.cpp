@@ -23,28 +23,9 @@ namespace {
 
 using testing::TempDir;
 
-struct TinyModel {
-  ModelConfig config;
-  ModelWeights weights;
-};
+using testing::random_tokens;
 
-const TinyModel& tiny() {
-  static const TinyModel m = [] {
-    const auto dir = testing::hf_fixture_dir("llama-gqa");
-    TinyModel t;
-    t.config = load_engine_config(dir);
-    t.weights = load_weights(t.config, Checkpoint::open(dir));
-    return t;
-  }();
-  return m;
-}
-
-std::vector<int> random_tokens(std::uint32_t seed, int n) {
-  std::mt19937 rng(seed);
-  std::vector<int> t(static_cast<std::size_t>(n));
-  for (int& x : t) x = static_cast<int>(rng() % 512);
-  return t;
-}
+const testing::TinyModel& tiny() { return testing::tiny_llama_gqa(); }
 
 TaskInstance window(int trial, const std::vector<int>& tokens, std::size_t prefix) {
   TaskInstance inst;
