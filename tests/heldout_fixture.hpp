@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "engine/heldout_corpus.hpp"
+#include "engine/long_context_tasks.hpp"
 #include "engine/tokenizer.hpp"
 
 namespace specontext::testing {
@@ -23,6 +25,15 @@ inline const std::filesystem::path& committed_heldout_dir() {
 
 // Sentences of 4..12 words (a few with "Mr." inside, a few in quotes); as wrapped lines of at most
 // 70 characters in paragraphs of 3..6 sentences, or one numbered verse per line.
+// Passkey instances over the committed held-out documents (the SmolLM2 end-to-end tests' input).
+inline std::vector<TaskInstance> committed_passkey_instances(const Tokenizer& tok, std::int64_t context, int trials) {
+  TaskOptions o;
+  o.kind = TaskKind::Passkey;
+  o.context = context;
+  o.trials = trials;
+  return build_tasks(o, HeldoutCorpus::load(committed_heldout_dir()), tok);
+}
+
 inline std::string synthetic_prose(std::uint32_t seed, int sentences, bool verses) {
   static const char* const words[] = {"river", "house", "letter", "garden", "morning", "walked", "spoke",  "quiet", "family", "window",
                                       "road",  "said",  "never",  "before", "little",  "should", "friend", "came",  "often",  "evening"};

@@ -72,11 +72,12 @@ inline LogitAgreement compare_to_stored(const float* row, std::size_t vocab, con
   for (std::size_t i = 0; i < want.stride_logits.size(); ++i) {
     a.max_abs_diff = std::max(a.max_abs_diff, std::abs(double(row[i * stride]) - want.stride_logits[i]));
   }
-  const double peak = *std::max_element(row, row + vocab);
+  const float* argmax = std::max_element(row, row + vocab);
+  const double peak = *argmax;
   double sum = 0;
   for (std::size_t v = 0; v < vocab; ++v) sum += std::exp(double(row[v]) - peak);
   a.max_abs_diff = std::max(a.max_abs_diff, std::abs(peak + std::log(sum) - want.logsumexp));
-  a.same_argmax = static_cast<int>(std::max_element(row, row + vocab) - row) == want.top_ids[0];
+  a.same_argmax = static_cast<int>(argmax - row) == want.top_ids[0];
   return a;
 }
 

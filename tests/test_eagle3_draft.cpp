@@ -17,6 +17,7 @@
 #include "tests/expect_config_error.hpp"
 #include "tests/temp_dir.hpp"
 #include "tests/tiny_eagle3.hpp"
+#include "tests/smollm2_model.hpp"
 
 namespace specontext {
 namespace {
@@ -240,7 +241,7 @@ TEST(Eagle3Draft, BadFoldersSayWhatIsWrong) {
 
 // The project's draft of SmolLM2 (committed): bf16 with int64/bool vocabulary maps beside the weights.
 TEST(Eagle3Draft, LoadsTheSmolLM2Draft) {
-  const fs::path dir = fs::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-eagle3";
+  const fs::path dir = testing::smollm2_draft_dir();
   // SmolLM2-135M-Instruct's shape (what gguf_engine_config reads from its GGUF), without needing the GGUF.
   const ModelConfig target = testing::tiny_target({{"hidden_size", 576}, {"intermediate_size", 1536}, {"num_attention_heads", 9},
                                                    {"num_key_value_heads", 3}, {"num_hidden_layers", 30}, {"vocab_size", 49152},

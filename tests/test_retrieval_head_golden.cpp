@@ -41,7 +41,7 @@ constexpr double kMaxProbDiff = 1e-4;    // softmax probabilities, absolute
 // (a near-tie the two computations may order either way).
 constexpr double kTieGap = 1e-5;
 
-fs::path draft_dir() { return fs::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-eagle3"; }
+fs::path draft_dir() { return testing::smollm2_draft_dir(); }
 
 json load_fixture() {
   std::ifstream in(fs::path(SPECONTEXT_FIXTURES_DIR) / "smollm2-retrieval" / "expected.json");

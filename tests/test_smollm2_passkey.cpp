@@ -24,17 +24,13 @@ TEST(SmolLM2Passkey, FindsThePassKeyAtContext512) {
   const GgufFile file(kSmolLM2);
   const ModelConfig config = gguf_engine_config(file);
   const Tokenizer tok = Tokenizer::from_gguf(file);
-  TaskOptions o;
-  o.kind = TaskKind::Passkey;
-  o.context = 512;
-  o.trials = 2;
-  const std::vector<TaskInstance> instances = build_tasks(o, HeldoutCorpus::load(testing::committed_heldout_dir()), tok);
+  const std::vector<TaskInstance> instances = testing::committed_passkey_instances(tok, 512, 2);
 
   CpuBackend cpu(config, gguf_weights(config, file), 2, 512);
   EvalOptions e;
-  e.max_new = o.max_new;
+  e.max_new = TaskOptions{}.max_new;
   e.eos_token_ids = config.eos_token_ids;
-  const EvalResult r = evaluate(cpu, o.kind, instances, &tok, e);
+  const EvalResult r = evaluate(cpu, TaskKind::Passkey, instances, &tok, e);
   for (std::size_t i = 0; i < r.trials.size(); ++i)
     EXPECT_TRUE(r.trials[i].correct) << "depth " << instances[i].needles[0].depth << ": expected " << instances[i].answer << ", got \""
                                      << r.trials[i].output_text << "\"";

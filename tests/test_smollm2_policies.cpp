@@ -26,25 +26,21 @@ namespace fs = std::filesystem;
 
 TEST(SmolLM2Policies, SpeContextRunsAPasskeyTrialAndReportsItsOverlap) {
   const fs::path gguf = testing::smollm2_gguf();
-  const fs::path draft_dir = fs::path(SPECONTEXT_FIXTURES_DIR) / ".." / ".." / "models" / "smollm2-eagle3";
+  const fs::path draft_dir = testing::smollm2_draft_dir();
   if (!fs::exists(gguf)) GTEST_SKIP() << "no " << gguf << " (scripts/fetch_smollm2.sh fetches it)";
   if (!fs::exists(draft_dir) || !fs::exists(testing::committed_heldout_dir())) GTEST_SKIP() << "no draft or held-out text";
   const GgufFile file(gguf);
   const ModelConfig config = gguf_engine_config(file);
   const Tokenizer tok = Tokenizer::from_gguf(file);
-  TaskOptions o;
-  o.kind = TaskKind::Passkey;
-  o.context = 512;
-  o.trials = 1;
-  const std::vector<TaskInstance> instances = build_tasks(o, HeldoutCorpus::load(testing::committed_heldout_dir()), tok);
+  const std::vector<TaskInstance> instances = testing::committed_passkey_instances(tok, 512, 1);
 
   CpuBackend cpu(config, gguf_weights(config, file), 1, 512);
   RetrievalHeadCpu head(load_eagle3_draft(draft_dir, config), &cpu.weights().embed, 1, 512);
   PolicyBackend sparse(cpu, SelectionPolicy::SpeContext, 128, &head);
   EvalOptions e;
-  e.max_new = o.max_new;
+  e.max_new = TaskOptions{}.max_new;
   e.eos_token_ids = config.eos_token_ids;
-  const EvalResult r = evaluate(sparse, o.kind, instances, &tok, e);
+  const EvalResult r = evaluate(sparse, TaskKind::Passkey, instances, &tok, e);
   ASSERT_EQ(r.trials.size(), 1u);
   EXPECT_FALSE(r.trials[0].output.empty());
   ASSERT_TRUE(sparse.overlap_rate().has_value());

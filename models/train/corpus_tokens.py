@@ -52,10 +52,11 @@ def sample_windows(stream, length, count, generator):
     return torch.stack([torch.from_numpy(stream[s:s + length].astype(np.int64)) for s in starts.tolist()])
 
 
-def document_windows(tokenizer, docs, length, max_windows):
-    """Evaluation windows: the first `length` tokens of each held-out document that has that many."""
+def document_windows(documents_ids, length, max_windows):
+    """Evaluation windows: the first `length` tokens of each document (token id lists, from
+    tokenize_documents) that has that many."""
     out = []
-    for ids in tokenize_documents(tokenizer, docs):
+    for ids in documents_ids:
         if len(ids) >= length:
             out.append(torch.tensor(ids[:length], dtype=torch.int64))
         if len(out) == max_windows:

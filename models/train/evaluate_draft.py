@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus_tokens import document_windows, read_documents  # noqa: E402
+from corpus_tokens import document_windows, read_documents, tokenize_documents  # noqa: E402
 from eagle3_draft import causal_softmax_rows, load_draft  # noqa: E402
 from teacher import layer_attention_rows, load_teacher, teacher_forward  # noqa: E402
 
@@ -120,13 +120,14 @@ def mass_captured(draft, teacher, windows, aux_ids, queries, budgets, device):
     return out
 
 
-def evaluate(draft, teacher, tokenizer, aux_ids, device, heldout_docs=None):
-    docs = heldout_docs if heldout_docs is not None else read_documents("heldout")
+def evaluate(draft, teacher, tokenizer, aux_ids, device, heldout_ids=None):
+    """heldout_ids: the held-out documents as token id lists (tokenized here when not given)."""
+    if heldout_ids is None:
+        heldout_ids = tokenize_documents(tokenizer, read_documents("heldout"))
     t0 = time.time()
-    result = {"agreement_2k": top1_agreement(draft, teacher, document_windows(tokenizer, docs, 2048, 24),
-                                             aux_ids, device)}
+    result = {"agreement_2k": top1_agreement(draft, teacher, document_windows(heldout_ids, 2048, 24), aux_ids, device)}
     for length, count in ((2048, 12), (8192, 6)):
-        w = document_windows(tokenizer, docs, length, count)
+        w = document_windows(heldout_ids, length, count)
         result[f"attention_mass_{length}"] = {
             "windows": len(w), "queries_per_window": 8,
             "budgets": mass_captured(draft, teacher, w, aux_ids, 8, [b for b in BUDGETS if b < length], device),

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from corpus_tokens import CORPUS, document_windows, read_documents, sample_windows, token_stream  # noqa: E402
+from corpus_tokens import (  # noqa: E402
+    CORPUS, document_windows, read_documents, sample_windows, token_stream, tokenize_documents)
 from eagle3_draft import Eagle3Draft, default_aux_layer_ids, draft_config, parameter_bytes, save_draft  # noqa: E402
 from evaluate_draft import evaluate  # noqa: E402
 from teacher import load_teacher, teacher_forward  # noqa: E402
@@ -103,8 +104,8 @@ def main():
     draft = draft.to(device)
     draft_ids = torch.as_tensor(draft_vocab_ids, device=device)
     optimizer = torch.optim.AdamW(draft.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    heldout_docs = read_documents("heldout", args.corpus)
-    val_windows = document_windows(tokenizer, heldout_docs, args.short_len, 4).to(device)
+    heldout_ids = tokenize_documents(tokenizer, read_documents("heldout", args.corpus))  # once, for both uses
+    val_windows = document_windows(heldout_ids, args.short_len, 4).to(device)
     print(f"setup {time.time() - t_start:.1f} s: {len(stream):,} training tokens, draft vocabulary covers "
           f"{covered:.2%} of them, draft {parameter_bytes(draft) / 2**20:.1f} MiB in bf16", flush=True)
 
@@ -165,7 +166,7 @@ def main():
     print(f"trained {steps_done} steps ({tokens_seen:,} tokens) in {train_seconds:.0f} s, stopped by {stopped_by}",
           flush=True)
     if not args.no_eval:
-        metrics = evaluate(draft, teacher, tokenizer, aux_ids, device, heldout_docs)
+        metrics = evaluate(draft, teacher, tokenizer, aux_ids, device, heldout_ids)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps(metrics, indent=2), flush=True)
     print(f"total {time.time() - t_start:.0f} s", flush=True)
