@@ -7,9 +7,9 @@
 // so the file holds it; for the other tasks, before the evaluation starts.
 //
 // --policy full|streaming|oracle|specontext|specontext-batch with --budget B (engine/selection_policy.hpp)
-// runs the decode steps under that KV selection on --backend cpu (engine/policy_backend.hpp; prefill
-// stays dense); specontext* need the distilled LM (--dlm DIR, an EAGLE-3 draft folder). The CUDA
-// backend runs full only. Fidelity's dense reference is always the dense model.
+// runs the decode steps under that KV selection (--backend cpu: engine/policy_backend.hpp; --backend
+// cuda: engine/cuda_sparse_decode.cuh); prefill stays dense; specontext* need the distilled LM (--dlm
+// DIR, an EAGLE-3 draft folder). Fidelity's dense reference is always the dense model.
 //
 // --json prints {"task", "policy", "budget" (null for full), "overlap_rate" (mean over decode steps of
 //   adjacent steps' selection overlap, paper Fig. 6b; null for full), "context", "model", "backend", "seed",
@@ -70,10 +70,6 @@ struct EvalFlags {
 // The policy with its budget and distilled LM; sparse policies run on the CPU reference only so far.
 SelectionPolicy check_policy(const EvalFlags& f) {
   const SelectionPolicy p = parse_selection_policy(f.policy, "--policy");
-  if (p != SelectionPolicy::Full && f.backend == "cuda")
-    throw ConfigError("--policy", "", "'" + f.policy +
-                                          "' on --backend cuda: the CUDA sparse path arrives with the SpeContext CUDA path (engine part 2); "
-                                          "use --backend cpu, or --policy full");
   if (p == SelectionPolicy::Full && f.budget_option->count() > 0)
     throw ConfigError("--budget", "", "policy full attends to every position; a KV budget needs a sparse --policy");
   if (p != SelectionPolicy::Full && f.budget_option->count() == 0)
@@ -198,19 +194,32 @@ void run(EvalFlags& f) {
   if (o.kind != TaskKind::Fidelity) dump();
 
   const auto t_load = Clock::now();
-  const BackendSpec spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
-  const std::unique_ptr<Backend> backend = make_backend(spec, config);
-  // Sparse policies: the CPU reference under a PolicyBackend (with the retrieval head for specontext*).
+  const BackendSpec dense_spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
+  // Sparse policies: on the CPU, the reference under a PolicyBackend (with the retrieval head for
+  // specontext*); on CUDA, the backend's own sparse decode. `backend` stays dense where the fidelity
+  // task needs the dense model's references.
+  std::optional<Eagle3Draft> draft;
+  if (needs_retrieval_head(policy)) draft = load_eagle3_draft(f.dlm, config);
+  std::unique_ptr<Backend> backend, cuda_sparse;
   std::unique_ptr<RetrievalHeadCpu> head;
-  std::unique_ptr<PolicyBackend> sparse;
-  if (policy != SelectionPolicy::Full) {
-    auto* cpu = dynamic_cast<CpuBackend*>(backend.get());
-    if (!cpu) throw ConfigError("--policy", "", "sparse policies run on --backend cpu only");
-    if (needs_retrieval_head(policy))
-      head = std::make_unique<RetrievalHeadCpu>(load_eagle3_draft(f.dlm, config), &cpu->weights().embed, spec.requests, o.context);
-    sparse = std::make_unique<PolicyBackend>(*cpu, policy, f.budget, head.get());
+  std::unique_ptr<PolicyBackend> cpu_sparse;
+  if (policy != SelectionPolicy::Full && f.backend == "cuda") {
+    BackendSpec spec = dense_spec;
+    spec.policy = policy;
+    spec.budget = f.budget;
+    spec.draft = draft ? &*draft : nullptr;
+    spec.track_selections = true;
+    cuda_sparse = make_backend(spec, config);
+    if (o.kind == TaskKind::Fidelity) backend = make_backend(dense_spec, config);
+  } else {
+    backend = make_backend(dense_spec, config);
   }
-  Backend& evaluated = sparse ? static_cast<Backend&>(*sparse) : *backend;
+  if (policy != SelectionPolicy::Full && f.backend == "cpu") {
+    auto* cpu = dynamic_cast<CpuBackend*>(backend.get());
+    if (draft) head = std::make_unique<RetrievalHeadCpu>(std::move(*draft), &cpu->weights().embed, dense_spec.requests, o.context);
+    cpu_sparse = std::make_unique<PolicyBackend>(*cpu, policy, f.budget, head.get());
+  }
+  Backend& evaluated = cpu_sparse ? static_cast<Backend&>(*cpu_sparse) : cuda_sparse ? *cuda_sparse : *backend;
   const double load_s = seconds_since(t_load);
 
   EvalOptions eval;
@@ -224,7 +233,8 @@ void run(EvalFlags& f) {
   }
   eval.progress = progress_line(f.progress, "evaluated");
   const EvalResult r = evaluate(evaluated, o.kind, instances, &tokenizer, eval);
-  const std::optional<double> overlap = sparse ? sparse->overlap_rate() : std::nullopt;
+  const std::optional<double> overlap = evaluated.overlap_rate();
+  const bool sparse = policy != SelectionPolicy::Full;
 
   if (!f.json) {
     print_table(f, instances, r);
@@ -267,7 +277,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("task", f->task, "passkey, multikey, vartrack, perplexity or fidelity")->required();
   cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors + tokenizer.json) or a llama.cpp .gguf file")->required();
   f->dlm_option = cmd->add_option("--dlm", f->dlm, "the distilled LM (EAGLE-3 draft folder) of the retrieval head; policies specontext*");
-  cmd->add_option("--policy", f->policy, "KV selection policy: full, streaming, oracle, specontext or specontext-batch (sparse ones: --backend cpu)")->capture_default_str();
+  cmd->add_option("--policy", f->policy, "KV selection policy: full, streaming, oracle, specontext or specontext-batch")->capture_default_str();
   f->budget_option = cmd->add_option("--budget", f->budget, "KV positions a sparse policy keeps per KV head (the entering token is always attended)");
   cmd->add_option("--context", f->tasks.context, "N: tokens of each trial, prompt + generated (or forced)")->required();
   cmd->add_option("--trials", f->tasks.trials, "task instances")->capture_default_str();

@@ -26,6 +26,7 @@ void check_model_context(const ModelConfig& config, std::int64_t context, const 
 
 std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& config) {
   if (s.backend == "cpu") {
+    if (s.policy != SelectionPolicy::Full) throw std::logic_error("make_backend: the CPU reference runs sparse policies through PolicyBackend");
     ModelWeights w = s.random_weights ? random_weights(config, s.seed) : load_model_weights(s.model, config);
     return std::make_unique<CpuBackend>(config, std::move(w), s.requests, static_cast<int>(s.context));
   }
@@ -34,6 +35,10 @@ std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& c
   o.max_requests = s.requests;
   o.max_context = s.context;
   o.cuda_graph = s.cuda_graph;
+  o.policy = s.policy;
+  o.budget = s.budget;
+  o.draft = s.draft;
+  o.track_selections = s.track_selections;
   if (s.random_weights) return std::make_unique<CudaBackend>(config, s.seed, o);
   return std::make_unique<CudaBackend>(config, load_model_weights(s.model, config), o);
 #else

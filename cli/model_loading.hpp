@@ -6,7 +6,9 @@
 #include <string>
 
 #include "engine/backend.hpp"
+#include "engine/eagle3_draft.hpp"
 #include "engine/model_config.hpp"
+#include "engine/selection_policy.hpp"
 #include "engine/weights.hpp"
 
 namespace specontext::cli {
@@ -19,6 +21,12 @@ struct BackendSpec {
   bool random_weights = false;  // seeded random weights at the config's shape instead of the checkpoint's
   std::uint64_t seed = 0;
   bool cuda_graph = true;
+  // --backend cuda only: the decode steps' KV selection (the CPU reference runs sparse policies
+  // through engine/policy_backend.hpp instead).
+  SelectionPolicy policy = SelectionPolicy::Full;
+  std::int64_t budget = 0;
+  const Eagle3Draft* draft = nullptr;  // specontext*: must outlive the call
+  bool track_selections = false;
 };
 
 ModelConfig load_model_config(const std::string& model);

@@ -2,6 +2,7 @@
 // What the decode loop needs of a backend: requests with their own KV caches, a prefill per
 // request, and one decode step for a batch of requests (each at its own length).
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace specontext {
@@ -31,6 +32,9 @@ class Backend {
                                          const SamplingParams& sampling, std::int64_t step);
   // Tokens cached for request r.
   virtual std::int64_t length(int request) const = 0;
+  // Under a sparse KV policy, the mean overlap of adjacent decode steps' selections so far
+  // (engine/overlap_meter.hpp); nullopt for dense decoding or before two steps.
+  virtual std::optional<double> overlap_rate() const { return std::nullopt; }
 };
 
 }  // namespace specontext

@@ -11,7 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "engine/cuda_device_array.cuh"
+#include "engine/cuda_gemm.cuh"
+#include "engine/cuda_sparse_decode.cuh"
 #include "engine/nvtx.hpp"
+#include "engine/overlap_meter.hpp"
 #include "engine/rope.hpp"
 #include "engine/sampling.hpp"
 #include "kernels/add_bias.cuh"
@@ -24,57 +28,11 @@
 #include "kernels/prefill_attention.cuh"
 #include "kernels/rope_kv_append.cuh"
 #include "kernels/sample.cuh"
-#include "kernels/small_gemm.cuh"
 #include "kernels/swiglu.cuh"
 #include "sim/config_error.hpp"
 
 namespace specontext {
 namespace {
-
-#define SPECONTEXT_CUBLAS_CHECK(call)                                                                              \
-  do {                                                                                                              \
-    cublasStatus_t st_ = (call);                                                                                    \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                               \
-      throw std::runtime_error(std::string("cuBLAS error ") + cublasGetStatusString(st_) + " in " + #call + " at " + \
-                               __FILE__ + ":" + std::to_string(__LINE__));                                           \
-  } while (0)
-
-using bf16_bits = std::uint16_t;
-
-// One device allocation, freed with its owner.
-template <class T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  std::size_t count = 0;
-  DeviceArray() = default;
-  explicit DeviceArray(std::size_t n) : count(n) {
-    if (n) SPECONTEXT_CUDA_CHECK(cudaMalloc(&ptr, n * sizeof(T)));
-  }
-  DeviceArray(DeviceArray&& o) noexcept : ptr(o.ptr), count(o.count) { o.ptr = nullptr; o.count = 0; }
-  DeviceArray& operator=(DeviceArray&& o) noexcept {
-    std::swap(ptr, o.ptr);
-    std::swap(count, o.count);
-    return *this;
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  ~DeviceArray() { cudaFree(ptr); }
-  void upload(const std::vector<T>& host) {
-    if (host.size() != count) throw std::logic_error("DeviceArray::upload: size mismatch");
-    SPECONTEXT_CUDA_CHECK(cudaMemcpy(ptr, host.data(), count * sizeof(T), cudaMemcpyHostToDevice));
-  }
-};
-
-std::vector<bf16_bits> to_bf16(const std::vector<float>& v) {
-  std::vector<bf16_bits> out(v.size());
-  for (std::size_t i = 0; i < v.size(); ++i) out[i] = f32_to_bf16(v[i]);
-  return out;
-}
-
-DeviceArray<bf16_bits> upload_bf16(const std::vector<float>& host) {
-  DeviceArray<bf16_bits> d(host.size());
-  d.upload(to_bf16(host));
-  return d;
-}
 
 // Row-concatenation of matrices with the same column count ([rows_a + rows_b, cols]).
 std::vector<float> stack_rows(std::initializer_list<const Matrix*> parts) {
@@ -96,6 +54,19 @@ struct LayerDevice {
 
 }  // namespace
 
+CudaSparseShape sparse_shape(const ModelConfig& c, const CudaBackendOptions& o) {
+  CudaSparseShape s;
+  s.max_requests = o.max_requests;
+  s.q_heads = static_cast<int>(c.shape.q_heads);
+  s.kv_heads = static_cast<int>(c.shape.kv_heads);
+  s.head_dim = static_cast<int>(c.shape.head_dim);
+  s.layers = static_cast<int>(c.shape.layers);
+  s.max_context = o.max_context;
+  s.max_rows = std::max<std::int64_t>(o.max_requests, o.prefill_chunk);
+  s.hidden = c.shape.hidden;
+  return s;
+}
+
 struct CudaBackend::Impl {
   ModelConfig config;
   CudaBackendOptions options;
@@ -104,6 +75,7 @@ struct CudaBackend::Impl {
 
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
+  CudaGemm gemm;  // on `stream`, through `cublas`
   DeviceArray<std::uint8_t> cublas_workspace;
 
   DeviceArray<bf16_bits> embed, final_norm, lm_head;  // lm_head empty when tied
@@ -122,7 +94,10 @@ struct CudaBackend::Impl {
   std::vector<std::int64_t> lengths_host;
   std::map<int, cudaGraphExec_t> decode_graphs;  // by batch size
 
-  Impl(const ModelConfig& c, const CudaBackendOptions& o) : config(c), options(o) {
+  std::unique_ptr<CudaSparseDecode> sparse;  // a sparse policy's selection, else null (dense)
+  OverlapMeter overlap;
+
+  Impl(const ModelConfig& c, const CudaBackendOptions& o) : config(c), options(o), overlap(o.max_requests) {
     const ModelShape& m = c.shape;
     hidden = m.hidden;
     head_dim = m.head_dim;
@@ -150,7 +125,8 @@ struct CudaBackend::Impl {
       throw ConfigError("--requests/--max-context", "",
                         "the plan does not fit in GPU memory: weights " + std::to_string(plan.weights / 1e9) + " GB + KV cache " +
                             std::to_string(plan.kv_cache / 1e9) + " GB + activations and workspaces " +
-                            std::to_string((plan.activations + plan.workspace) / 1e9) + " GB > " + std::to_string(limit / 1e9) +
+                            std::to_string((plan.activations + plan.workspace) / 1e9) + " GB + sparse selection " +
+                            std::to_string(plan.sparse / 1e9) + " GB > " + std::to_string(limit / 1e9) +
                             " GB available");
   }
 
@@ -158,6 +134,7 @@ struct CudaBackend::Impl {
     SPECONTEXT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     SPECONTEXT_CUBLAS_CHECK(cublasCreate(&cublas));
     SPECONTEXT_CUBLAS_CHECK(cublasSetStream(cublas, stream));
+    gemm = CudaGemm{cublas, stream};
     // A fixed workspace so that cuBLAS allocates nothing while a CUDA graph is captured.
     cublas_workspace = DeviceArray<std::uint8_t>(32u << 20);
     SPECONTEXT_CUBLAS_CHECK(cublasSetWorkspace(cublas, cublas_workspace.ptr, cublas_workspace.count));
@@ -187,30 +164,8 @@ struct CudaBackend::Impl {
       L.k_cache = DeviceArray<bf16_bits>(cache);
       L.v_cache = DeviceArray<bf16_bits>(cache);
     }
-  }
-
-  // Y[T, out] = X[T, in] W[out, in]^T, row-major, bf16 inputs, fp32 accumulation. Up to 8 rows
-  // (decode of few requests) our streaming kernel, which reads W at a higher rate than cuBLAS's
-  // split-K GEMV paths; more rows go to cuBLAS.
-  void gemm(const bf16_bits* X, std::int64_t T, std::int64_t in, const bf16_bits* W, std::int64_t out, void* Y, cudaDataType y_type) {
-    if (T <= 8 && in % 8 == 0) {
-      kernels::SmallGemmParams p;
-      p.x = X;
-      p.w = W;
-      if (y_type == CUDA_R_32F) p.y_f32 = static_cast<float*>(Y);
-      else p.y_bf16 = static_cast<bf16_bits*>(Y);
-      p.tokens = T;
-      p.out = out;
-      p.in = in;
-      p.x_stride = in;
-      p.y_stride = out;
-      kernels::launch_small_gemm(p, stream);
-      return;
-    }
-    const float alpha = 1.0f, beta = 0.0f;
-    SPECONTEXT_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(T), static_cast<int>(in),
-                                         &alpha, W, CUDA_R_16BF, static_cast<int>(in), X, CUDA_R_16BF, static_cast<int>(in), &beta, Y,
-                                         y_type, static_cast<int>(out), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (options.policy != SelectionPolicy::Full)
+      sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm);
   }
 
   const bf16_bits* output_matrix() const { return lm_head.ptr ? lm_head.ptr : embed.ptr; }
@@ -241,6 +196,7 @@ CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendO
   p.workspace = static_cast<double>(kernels::decode_attention_workspace_bytes(o.max_requests, static_cast<int>(m.q_heads),
                                                                               static_cast<int>(m.head_dim), static_cast<int>(o.max_context))) +
                 (32u << 20);
+  p.sparse = CudaSparseDecode::device_bytes(o.policy, o.budget, o.draft ? &o.draft->config : nullptr, sparse_shape(c, o));
   return p;
 }
 
@@ -254,6 +210,12 @@ static void check_options(const ModelConfig& c, const CudaBackendOptions& o) {
   if (o.max_context > 0x7fffffff) throw ConfigError("--max-context", "", "must fit in 32 bits");
   const long long d = c.shape.head_dim;
   if (d != 32 && d != 64 && d != 128) throw ConfigError(c.origin, "head_dim", "the CUDA kernels support head_dim 32, 64 and 128, not " + std::to_string(d));
+  if (o.policy != SelectionPolicy::Full && o.budget < 1)
+    throw ConfigError("--budget", "", std::string("policy ") + to_string(o.policy) + " needs a budget of at least 1");
+  if (needs_retrieval_head(o.policy) && o.draft == nullptr)
+    throw ConfigError("--dlm", "", std::string("policy ") + to_string(o.policy) + " needs the distilled LM of the retrieval head");
+  if (!needs_retrieval_head(o.policy) && o.draft != nullptr)
+    throw ConfigError("--dlm", "", std::string("the distilled LM is used by policies specontext and specontext-batch only, not ") + to_string(o.policy));
 }
 
 CudaBackend::CudaBackend(const ModelConfig& config, const ModelWeights& w, const CudaBackendOptions& options)
@@ -335,6 +297,12 @@ std::int64_t CudaBackend::length(int request) const {
 void CudaBackend::reset(int request) {
   require_request(request, impl_->options.max_requests, "reset");
   impl_->lengths_host[static_cast<std::size_t>(request)] = 0;
+  impl_->overlap.reset(request);
+}
+std::optional<double> CudaBackend::overlap_rate() const { return impl_->overlap.rate(); }
+const std::vector<TokenSelection>& CudaBackend::last_selections(int request) const {
+  require_request(request, impl_->options.max_requests, "last_selections");
+  return impl_->overlap.last(request);
 }
 double CudaBackend::streamed_weight_bytes() const { return impl_->config.shape.streamed_weight_bytes(); }
 double CudaBackend::kv_bytes_per_token() const {
@@ -367,7 +335,7 @@ namespace {
 // layer; `attention` issues the layer's attention from the QKV buffer into attn_out. Leaves the
 // final-normed hidden states of all rows in x_bf16.
 template <class Attention>
-void forward_layers(CudaBackend::Impl& I, std::int64_t rows, Attention&& attention) {
+void forward_layers(CudaBackend::Impl& I, std::int64_t rows, bool prefill, Attention&& attention) {
   const ModelShape& m = I.config.shape;
   const float eps = static_cast<float>(I.config.rms_norm_eps);
   kernels::launch_embedding({I.proj_out.ptr, I.embed.ptr, I.ids.ptr, rows, I.hidden, I.vocab}, I.stream);
@@ -377,6 +345,7 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, Attention&& attenti
     LayerDevice& L = I.layers[l];
     // residual += previous delta (the embedding for layer 0, the MLP output after); normed input
     kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, L.input_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
+    if (I.sparse) I.sparse->export_features(static_cast<int>(l), I.residual.ptr, I.slots.ptr, rows, prefill, I.stream);
     {
       NvtxRange range("attention");
       I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wqkv.ptr, I.qkv_dim, I.qkv.ptr, CUDA_R_16BF);
@@ -390,7 +359,7 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, Attention&& attenti
                                       m.q_heads, m.kv_heads, I.head_dim, request_stride, I.options.max_context * I.head_dim,
                                       I.attention_factor},
                                      I.stream);
-      attention(L, request_stride);
+      attention(static_cast<int>(l), L, request_stride);
       I.gemm(I.attn_out.ptr, rows, I.q_dim, L.wo.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
     }
     {
@@ -427,7 +396,8 @@ void set_attention_io(Params& a, const CudaBackend::Impl& I, const LayerDevice& 
 
 // The decode step of `rows` requests: everything between the uploaded inputs and the logits.
 void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
-  forward_layers(I, rows, [&](LayerDevice& L, std::int64_t request_stride) {
+  if (I.sparse) I.sparse->select_before_forward(I.ids.ptr, I.slots.ptr, I.lengths.ptr, rows, I.stream);
+  forward_layers(I, rows, false, [&](int layer, LayerDevice& L, std::int64_t request_stride) {
     kernels::DecodeAttentionParams a;
     set_attention_io(a, I, L, request_stride);
     a.lengths = I.lengths.ptr;
@@ -435,7 +405,8 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
     a.workspace_bytes = I.attention_workspace.count;
     a.requests = rows;
     a.max_length = max_length;
-    kernels::launch_decode_attention(a, I.stream);
+    if (I.sparse) I.sparse->attend(layer, a, I.stream);
+    else kernels::launch_decode_attention(a, I.stream);
   });
   I.gemm(I.x_bf16.ptr, rows, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
 }
@@ -463,13 +434,15 @@ std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tok
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.ids.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, I.stream));
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.slots.ptr, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice, I.stream));
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
-    forward_layers(I, rows, [&](LayerDevice& L, std::int64_t request_stride) {
+    if (I.sparse) I.sparse->stage_prefill(positions, I.stream);
+    forward_layers(I, rows, true, [&](int, LayerDevice& L, std::int64_t request_stride) {
       kernels::PrefillAttentionParams a;
       set_attention_io(a, I, L, request_stride);
       a.positions = I.positions.ptr;
       a.tokens = static_cast<int>(rows);
       kernels::launch_prefill_attention(a, I.stream);
     });
+    if (I.sparse) I.sparse->after_prefill_chunk(len, I.ids.ptr, I.slots.ptr, rows, I.stream);
     len += rows;
     if (end == tokens.size())  // logits of the last position only
       I.gemm(I.x_bf16.ptr + (rows - 1) * I.hidden, 1, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
@@ -509,6 +482,7 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.slots.ptr, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice, I.stream));
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.lengths.ptr, lengths.data(), lengths.size() * 4, cudaMemcpyHostToDevice, I.stream));
+  if (I.sparse) I.sparse->stage_decode(positions, I.stream);
   if (!I.options.cuda_graph) {
     int max_length = 0;
     for (int l : lengths) max_length = std::max(max_length, l);
@@ -534,6 +508,10 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
     SPECONTEXT_CUDA_CHECK(cudaGraphLaunch(it->second, I.stream));
   }
   for (std::size_t i = 0; i < requests.size(); ++i) ++I.lengths_host[static_cast<std::size_t>(requests[i])];
+  if (I.sparse && I.options.track_selections) {
+    std::vector<std::vector<TokenSelection>> now = I.sparse->download_selections(rows, positions, I.stream);
+    for (std::size_t i = 0; i < requests.size(); ++i) I.overlap.record(requests[i], std::move(now[i]));
+  }
 }
 
 }  // namespace

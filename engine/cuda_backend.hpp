@@ -8,7 +8,9 @@
 #include <string>
 
 #include "engine/backend.hpp"
+#include "engine/eagle3_draft.hpp"
 #include "engine/model_config.hpp"
+#include "engine/selection_policy.hpp"
 #include "engine/weights.hpp"
 
 namespace specontext {
@@ -19,11 +21,17 @@ struct CudaBackendOptions {
   bool cuda_graph = true;           // capture and replay the decode step
   std::int64_t prefill_chunk = 1024;  // prompt tokens per prefill pass
   double memory_limit_bytes = 0;    // 0: what the device has free
+  // The decode steps' KV selection (engine/cuda_sparse_decode.cuh); prefill stays dense.
+  SelectionPolicy policy = SelectionPolicy::Full;
+  std::int64_t budget = 0;             // positions per KV head for a sparse policy (t is always added)
+  const Eagle3Draft* draft = nullptr;  // specontext*: the retrieval head's draft (copied to the GPU)
+  bool track_selections = false;       // download each step's selections for overlap_rate() (a sync per step)
 };
 
 struct CudaMemoryPlan {
   double weights = 0, kv_cache = 0, activations = 0, workspace = 0;
-  double total() const { return weights + kv_cache + activations + workspace; }
+  double sparse = 0;  // selection buffers and the retrieval head
+  double total() const { return weights + kv_cache + activations + workspace + sparse; }
 };
 
 class CudaBackend final : public Backend {
@@ -43,6 +51,10 @@ class CudaBackend final : public Backend {
   std::vector<int> decode_sample(const std::vector<int>& requests, const std::vector<int>& tokens, const SamplingParams& sampling,
                                  std::int64_t step) override;
   std::int64_t length(int request) const override;
+  // With track_selections, the overlap of adjacent steps' selections (engine/overlap_meter.hpp).
+  std::optional<double> overlap_rate() const override;
+  // With track_selections, request r's selections of its last decode step (one, or one per layer for the oracle).
+  const std::vector<TokenSelection>& last_selections(int request) const;
 
   // Benchmarks: request r's context becomes `length` tokens of random K and V in every layer.
   void fill_random_context(int request, std::int64_t length, std::uint64_t seed);

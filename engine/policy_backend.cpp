@@ -6,7 +6,7 @@
 namespace specontext {
 
 PolicyBackend::PolicyBackend(CpuBackend& llm, SelectionPolicy policy, std::int64_t budget, RetrievalHeadCpu* head)
-    : llm_(llm), policy_(policy), budget_(budget), head_(head) {
+    : llm_(llm), policy_(policy), budget_(budget), head_(head), overlap_(static_cast<int>(llm.max_requests())) {
   if (needs_retrieval_head(policy) && !head)
     throw std::invalid_argument(std::string("PolicyBackend: policy ") + to_string(policy) + " needs the retrieval head");
   if (!needs_retrieval_head(policy) && head)
@@ -21,10 +21,13 @@ PolicyBackend::PolicyBackend(CpuBackend& llm, SelectionPolicy policy, std::int64
   requests_.resize(static_cast<std::size_t>(llm.max_requests()));
 }
 
+PolicyBackend::~PolicyBackend() = default;
+
 void PolicyBackend::reset(int request) {
   llm_.reset(request);
   if (head_) head_->reset(request);
   requests_[static_cast<std::size_t>(request)] = RequestState{};
+  overlap_.reset(request);
 }
 
 std::vector<float> PolicyBackend::prefill(int request, const std::vector<int>& tokens) {
@@ -72,14 +75,8 @@ std::vector<float> PolicyBackend::decode(const std::vector<int>& requests, const
   }
   std::vector<float> logits = llm_.decode_sparse(requests, tokens, attention);
   for (std::size_t i = 0; i < requests.size(); ++i) {
+    overlap_.record(requests[i], std::move(now[i]));
     RequestState& st = requests_.at(static_cast<std::size_t>(requests[i]));
-    if (!st.last.empty() && st.last.size() == now[i].size()) {
-      double sum = 0;
-      for (std::size_t k = 0; k < now[i].size(); ++k) sum += selection_overlap(now[i][k], st.last[k]);
-      overlap_sum_ += sum / static_cast<double>(now[i].size());
-      ++overlap_samples_;
-    }
-    st.last = std::move(now[i]);
     if (head_) {
       const std::vector<float>& f = llm_.features(requests[i]);
       st.features.assign(f.end() - llm_.feature_width(), f.end());
@@ -88,11 +85,6 @@ std::vector<float> PolicyBackend::decode(const std::vector<int>& requests, const
   return logits;
 }
 
-std::optional<double> PolicyBackend::overlap_rate() const {
-  if (overlap_samples_ == 0) return std::nullopt;
-  return overlap_sum_ / static_cast<double>(overlap_samples_);
-}
-
-const std::vector<TokenSelection>& PolicyBackend::last_selections(int request) const { return requests_.at(static_cast<std::size_t>(request)).last; }
+const std::vector<TokenSelection>& PolicyBackend::last_selections(int request) const { return overlap_.last(request); }
 
 }  // namespace specontext

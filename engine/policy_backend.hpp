@@ -9,15 +9,14 @@
 //   specontext  the retrieval head's decode for the entering token, fed the LLM's feature row of the
 //               previous position (the wiring of tests/test_retrieval_head_golden.cpp), then its
 //               head-level (specontext) or batch-level (specontext-batch) top-B, shared by every layer.
-// It also measures the overlap of adjacent steps' selections (paper Fig. 6b): per request, from its
-// second decode step on, |S_t ∩ S_{t-1}| / |S_t| averaged over the KV heads (and, for the oracle, over
-// the layers), then the mean over every such step of every request.
+// It also measures the overlap of adjacent steps' selections (engine/overlap_meter.hpp).
 #include <cstdint>
 #include <optional>
 #include <vector>
 
 #include "engine/backend.hpp"
 #include "engine/cpu_backend.hpp"
+#include "engine/overlap_meter.hpp"
 #include "engine/retrieval_head.hpp"
 #include "engine/selection_policy.hpp"
 
@@ -29,6 +28,7 @@ class PolicyBackend final : public Backend {
   // layers become the LLM's feature layers here; the others take none. Throws std::invalid_argument
   // for a missing head, a head given to another policy, or a budget < 1 for a sparse policy.
   PolicyBackend(CpuBackend& llm, SelectionPolicy policy, std::int64_t budget, RetrievalHeadCpu* head = nullptr);
+  ~PolicyBackend() override;
 
   std::int64_t vocab() const override { return llm_.vocab(); }
   std::int64_t max_requests() const override { return llm_.max_requests(); }
@@ -42,16 +42,15 @@ class PolicyBackend final : public Backend {
   SelectionPolicy policy() const { return policy_; }
   std::int64_t budget() const { return budget_; }
   // The mean overlap of adjacent steps' selections so far; nullopt before any (policy full: never).
-  std::optional<double> overlap_rate() const;
-  std::int64_t overlap_samples() const { return overlap_samples_; }
-  void clear_overlap() { overlap_sum_ = 0, overlap_samples_ = 0; }
+  std::optional<double> overlap_rate() const override { return overlap_.rate(); }
+  std::int64_t overlap_samples() const { return overlap_.samples(); }
+  void clear_overlap() { overlap_.clear(); }
   // Request r's selections of its last decode step: one (streaming, specontext*) or one per layer
   // (oracle); empty for full or before a decode step.
   const std::vector<TokenSelection>& last_selections(int request) const;
 
  private:
   struct RequestState {
-    std::vector<TokenSelection> last;  // the last decode step's selections
     std::vector<float> features;       // the LLM's feature row of the last position (retrieval head)
   };
 
@@ -60,8 +59,7 @@ class PolicyBackend final : public Backend {
   std::int64_t budget_;
   RetrievalHeadCpu* head_;
   std::vector<RequestState> requests_;
-  double overlap_sum_ = 0;
-  std::int64_t overlap_samples_ = 0;
+  OverlapMeter overlap_;
 };
 
 }  // namespace specontext

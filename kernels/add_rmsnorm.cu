@@ -46,7 +46,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(AddRmsNormParams 
   const std::int64_t t = blockIdx.x;
   float* res = p.residual + t * p.hidden;
   const std::uint16_t* delta = p.delta ? p.delta + t * p.hidden : nullptr;
-  std::uint16_t* out = p.out + t * p.hidden;
+  std::uint16_t* out = p.out + t * (p.out_stride > 0 ? p.out_stride : p.hidden);
 
   // Pass 1: the add, written back, and the sum of squares. Pass 2 re-reads what this same
   // thread wrote (L1/L2), so the row never has to fit in registers.
@@ -104,7 +104,9 @@ void launch_add_rmsnorm(const AddRmsNormParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return;
   if (p.hidden <= 0) throw std::invalid_argument("launch_add_rmsnorm: hidden must be positive, got " + std::to_string(p.hidden));
   if (p.residual == nullptr || p.weight == nullptr || p.out == nullptr) throw std::invalid_argument("launch_add_rmsnorm: null pointer");
-  const bool vec = p.hidden % 8 == 0 && aligned16(p.residual) && aligned16(p.weight) && aligned16(p.out) &&
+  if (p.out_stride != 0 && p.out_stride < p.hidden)
+    throw std::invalid_argument("launch_add_rmsnorm: out_stride " + std::to_string(p.out_stride) + " is shorter than a row");
+  const bool vec = p.hidden % 8 == 0 && p.out_stride % 8 == 0 && aligned16(p.residual) && aligned16(p.weight) && aligned16(p.out) &&
                    (p.delta == nullptr || aligned16(p.delta));
   const unsigned blocks = static_cast<unsigned>(p.tokens);
   if (vec)

@@ -15,10 +15,11 @@ struct AddRmsNormParams {
   float* residual = nullptr;              // fp32 [tokens, hidden], rows contiguous; updated in place
   const std::uint16_t* delta = nullptr;   // bf16 [tokens, hidden] or nullptr (no add)
   const std::uint16_t* weight = nullptr;  // bf16 [hidden]
-  std::uint16_t* out = nullptr;           // bf16 [tokens, hidden]
+  std::uint16_t* out = nullptr;           // bf16 [tokens, out_stride]: row t at out + t * out_stride
   std::int64_t tokens = 0;
   std::int64_t hidden = 0;  // 1 .. 16384 (any size works; the register budget assumes <= 16384)
   float eps = 1e-6f;
+  std::int64_t out_stride = 0;  // elements between output rows; 0: hidden (a wider one writes into a concatenation)
 };
 
 void launch_add_rmsnorm(const AddRmsNormParams& p, cudaStream_t stream);

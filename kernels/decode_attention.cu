@@ -38,6 +38,15 @@ namespace {
 //   problems get few chunks of at least kMinChunk keys, and a single chunk skips the merge. The
 //   workspace bound does not depend on that choice (at most ~kTargetRequestChunks + requests
 //   rows per query head).
+// - Sparse mode (an index list per request and KV head) is the same kernel with the SparseKeys
+//   policy instead of DenseKeys: a tile holds kTileKeys consecutive *list entries*, so only the
+//   source address of each 16-byte piece changes (row list[key] instead of row key). Lane l
+//   loads the row of entry l % kTileKeys of a tile one loop iteration before the tile is issued
+//   (the load's latency hides behind a tile of work instead of stalling the issue), and issue()
+//   takes each piece's row from the lane holding it with a shuffle: one index register per lane,
+//   one global load per key per lane group. Those copies carry no L2::256B prefetch: rows are
+//   scattered, and with 64- or 128-byte rows (head_dim 32, 64) the prefetch would pull unlisted
+//   neighbours from HBM; a whole row is in one warp's request anyway.
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kChunkQuantum = 64;            // keys; chunk lengths are multiples of it
@@ -67,11 +76,17 @@ int chunk_cap(int requests, int max_context) {
   return std::max(1, std::min(by_length, by_requests));
 }
 
+// kPrefetch: with the L2::256B hint (consecutive rows), else without (scattered rows).
+template <bool kPrefetch = true>
 __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
   const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
   // src-size 0 writes 16 zero bytes and reads nothing (keys past the length may hold NaN).
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0)
-               : "memory");
+  if constexpr (kPrefetch)
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0)
+                 : "memory");
+  else
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0)
+                 : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // 2^x as the hardware gives it (MUFU.EX2, subnormal results flushed to zero): exp2f adds a
@@ -94,18 +109,75 @@ __device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
   f[4] = bf16_lo(v.z), f[5] = bf16_hi(v.z), f[6] = bf16_lo(v.w), f[7] = bf16_hi(v.w);
 }
 
-__device__ __forceinline__ int clamp_length(const DecodeAttentionParams& p, int r) {
-  const int len = p.lengths[r];
+// What the kernels take by value: DecodeAttentionParams as it was before the sparse fields, same
+// fields in the same order. Passing the public struct itself (176 bytes since) made NVVM lower the
+// by-value parameter differently (+4 registers on the group-4 kernels, +10 on the merge); with
+// this copy the dense kernels compile exactly as before. The sparse fields travel in SparseKeys.
+struct KernelParams {
+  const std::uint16_t* q;
+  std::int64_t q_row_stride;
+  const std::uint16_t* k_cache;
+  const std::uint16_t* v_cache;
+  std::int64_t kv_request_stride;
+  std::int64_t kv_head_stride;
+  const std::int32_t* slots;
+  const std::int32_t* lengths;
+  std::uint16_t* out;
+  std::int64_t out_row_stride;
+  float* workspace;
+  std::size_t workspace_bytes;
+  int requests;
+  int q_heads;
+  int kv_heads;
+  int head_dim;
+  int max_context;
+  int max_length;
+  float scale;
+};
+static_assert(sizeof(KernelParams) == 128, "the dense kernels' parameter as before the sparse mode");
+
+KernelParams kernel_params(const DecodeAttentionParams& p) {
+  return {p.q,         p.q_row_stride, p.k_cache, p.v_cache,  p.kv_request_stride, p.kv_head_stride, p.slots,
+          p.lengths,   p.out,          p.out_row_stride,      p.workspace,         p.workspace_bytes, p.requests,
+          p.q_heads,   p.kv_heads,     p.head_dim,            p.max_context,       p.max_length,      p.scale};
+}
+
+// Key-source policies (the split and merge kernels are templates on them). Key k of (request r,
+// KV head g) is cache row k, of lengths[r] keys (dense), or cache row list(r, g)[k], of
+// count(r, g) keys (sparse).
+struct DenseKeys {
+  static constexpr bool kSparse = false;
+  __device__ __forceinline__ int count(const KernelParams& p, int r, int) const { return p.lengths[r]; }
+};
+struct SparseKeys {
+  static constexpr bool kSparse = true;
+  const std::int32_t* indices;
+  std::int64_t index_request_stride, index_head_stride;
+  const std::int32_t* counts;
+  std::int64_t count_request_stride, count_head_stride;
+  __device__ __forceinline__ int count(const KernelParams&, int r, int g) const {
+    return counts[r * count_request_stride + g * count_head_stride];
+  }
+  __device__ __forceinline__ const std::int32_t* list(int r, int g) const {
+    return indices + r * index_request_stride + g * index_head_stride;
+  }
+};
+
+// Keys of (request r, KV head kvh), clamped to [0, max_context].
+template <class Keys>
+__device__ __forceinline__ int clamp_length(const KernelParams& p, const Keys& keys, int r, int kvh) {
+  const int len = keys.count(p, r, kvh);
   return len < 0 ? 0 : (len > p.max_context ? p.max_context : len);
 }
 
 // Grid: x = chunk, y = kv_head * head_batches + batch, z = request; dynamic shared memory
 // SplitConfig<kMaxGroup>::kSmemBytes. Writes, per query head of the batch, the chunk's max (log2
 // units), sum and unnormalised accumulator to the workspace, or the normalised output directly
-// when the launch has a single chunk.
-template <int kHeadDim, int kMaxGroup>
+// when the launch has a single chunk. Keys: DenseKeys or SparseKeys (which cache rows are keys).
+template <int kHeadDim, int kMaxGroup, class Keys>
 __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
-    decode_split_kernel(DecodeAttentionParams p, int group, int head_batches, int chunk, int nchunks) {
+    decode_split_kernel(KernelParams p, Keys keys, int group, int head_batches, int chunk, int nchunks) {
+  constexpr bool kSparse = Keys::kSparse;
   using Cfg = SplitConfig<kMaxGroup>;
   constexpr int kStages = Cfg::kStages;
   constexpr int kDims = 8;                                   // dims of a key per lane
@@ -125,7 +197,7 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
   const int h0 = kvh * group + (blockIdx.y % head_batches) * kMaxGroup;
   const int nh = min(kMaxGroup, kvh * group + group - h0);
   const int c = blockIdx.x;
-  const int len = clamp_length(p, r);
+  const int len = clamp_length(p, keys, r, kvh);
   const int key0 = c * chunk;
   const int key1 = min(key0 + chunk, len);
   const bool direct = nchunks == 1;
@@ -153,35 +225,69 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
   std::uint16_t* ring = reinterpret_cast<std::uint16_t*>(smem + warp * Cfg::kWarpBytes);  // stage s: K, V
   const int ntiles = (key1 - key0 + kTileKeys - 1) / kTileKeys;
   const int my_tiles = warp < ntiles ? (ntiles - warp + kWarps - 1) / kWarps : 0;
-  auto issue = [&](int j) {
+  // Sparse: this lane's row of warp tile j, the row of its key lane % kTileKeys (0 past key1,
+  // where the list may end). Its first use is the next loop iteration's issue.
+  const std::int32_t* list = nullptr;
+  if constexpr (kSparse) list = keys.list(r, kvh);
+  auto tile_row = [&](int j) {
+    const int key = key0 + (j * kWarps + warp) * kTileKeys + lane % kTileKeys;
+    return key < key1 ? __ldg(list + key) : 0;
+  };
+  // rows (sparse only): tile_row(j) of this lane. Piece i of a lane is dims d0 .. d0 + 7 of tile
+  // key gw + i * kGroupsPerWarp, whose row lane gw + i * kGroupsPerWarp holds.
+  auto issue = [&](int j, int rows) {
     const int tkey0 = key0 + (j * kWarps + warp) * kTileKeys;
-    const std::uint16_t* kt = kg + static_cast<std::int64_t>(tkey0) * kHeadDim;  // tiles are contiguous
-    const std::uint16_t* vt = vg + static_cast<std::int64_t>(tkey0) * kHeadDim;
-    std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
-    if (tkey0 + kTileKeys <= key1) {  // every tile but a chunk's last: no masking (uniform branch)
+    if constexpr (kSparse) {
+      // Rows outside [0, max_context) are clamped into it: no read outside the cache row.
+      rows = static_cast<int>(min(static_cast<unsigned>(rows), static_cast<unsigned>(p.max_context - 1)));
+      std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
+      const std::uint16_t* kt = kg + d0;  // this lane's dims of row 0
+      const std::uint16_t* vt = vg + d0;
+      const bool full = tkey0 + kTileKeys <= key1;  // uniform
 #pragma unroll
       for (int i = 0; i < kPiecesPerLane; ++i) {
-        const int e = lane + 32 * i;  // 16-byte piece of the tile
-        cp_async16(sk + e * 8, kt + e * 8, true);
-        cp_async16(sk + kTileElems + e * 8, vt + e * 8, true);
+        const int e = lane + 32 * i;  // 16-byte piece of the tile: tile key e / kLanes, dims d0 ..
+        const std::int64_t at = static_cast<std::int64_t>(__shfl_sync(0xffffffffu, rows, e / kLanes)) * kHeadDim;
+        const bool valid = full || tkey0 + e / kLanes < key1;
+        cp_async16<false>(sk + e * 8, valid ? kt + at : kg, valid);
+        cp_async16<false>(sk + kTileElems + e * 8, valid ? vt + at : vg, valid);
       }
     } else {
+      const std::uint16_t* kt = kg + static_cast<std::int64_t>(tkey0) * kHeadDim;  // tiles are contiguous
+      const std::uint16_t* vt = vg + static_cast<std::int64_t>(tkey0) * kHeadDim;
+      std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
+      if (tkey0 + kTileKeys <= key1) {  // every tile but a chunk's last: no masking (uniform branch)
 #pragma unroll
-      for (int i = 0; i < kPiecesPerLane; ++i) {
-        const int e = lane + 32 * i;
-        const bool valid = tkey0 + e / kLanes < key1;
-        cp_async16(sk + e * 8, valid ? kt + e * 8 : kg, valid);
-        cp_async16(sk + kTileElems + e * 8, valid ? vt + e * 8 : vg, valid);
+        for (int i = 0; i < kPiecesPerLane; ++i) {
+          const int e = lane + 32 * i;  // 16-byte piece of the tile
+          cp_async16(sk + e * 8, kt + e * 8, true);
+          cp_async16(sk + kTileElems + e * 8, vt + e * 8, true);
+        }
+      } else {
+#pragma unroll
+        for (int i = 0; i < kPiecesPerLane; ++i) {
+          const int e = lane + 32 * i;
+          const bool valid = tkey0 + e / kLanes < key1;
+          cp_async16(sk + e * 8, valid ? kt + e * 8 : kg, valid);
+          cp_async16(sk + kTileElems + e * 8, valid ? vt + e * 8 : vg, valid);
+        }
       }
     }
   };
   // Fill the ring first (one commit group per tile, empty ones included, so the count of
   // pending groups in the loop is fixed) and only then load q: its latency overlaps the copies.
+  // Sparse: the rows of the first kStages tiles are loaded together before any issue.
+  int rows[kStages] = {};
+  if constexpr (kSparse) {
+#pragma unroll
+    for (int s = 0; s < kStages; ++s) rows[s] = tile_row(s);
+  }
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < my_tiles) issue(s);
+    if (s < my_tiles) issue(s, rows[s]);
     cp_async_commit();
   }
+  int next_rows = rows[kStages - 1];  // sparse: tile_row of the next tile to issue
 
   const float qscale = p.scale * kLog2e;
   float q[kMaxGroup][kDims];
@@ -211,7 +317,8 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
   // are masked (their tile rows are zeros).
   for (int j = 0; j < my_tiles; ++j) {
     __syncwarp();  // every lane is done with the stage tile j + kStages - 1 overwrites (j - 1's)
-    if (j + kStages - 1 < my_tiles) issue(j + kStages - 1);
+    if (j + kStages - 1 < my_tiles) issue(j + kStages - 1, next_rows);
+    if constexpr (kSparse) next_rows = tile_row(j + kStages);  // used one iteration later
     cp_async_commit();
     cp_async_wait<kStages - 1>();  // this lane's copies of tile j have landed
     __syncwarp();                  // and everybody's are visible
@@ -351,11 +458,16 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
 // out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c. The chunks are split over
 // kMergeThreads / (head_dim / 4) slices that each read whole 16-byte pieces of their rows, so
 // many rows are in flight at once (a serial walk over the chunks was latency-bound: ~8 us).
-__global__ void __launch_bounds__(kMergeThreads) decode_merge_kernel(DecodeAttentionParams p, int chunk, int nchunks) {
+// The key count of query head h's (request, KV head) says how many chunks are valid.
+template <class Keys>
+__global__ void __launch_bounds__(kMergeThreads)
+    decode_merge_kernel(KernelParams p, Keys keys, int chunk, int nchunks) {
   const int h = blockIdx.x, r = blockIdx.y;
   const int hd = p.head_dim;
   const int tid = threadIdx.x, lane = tid % 32;
-  const int len = clamp_length(p, r);
+  int kvh = 0;
+  if constexpr (Keys::kSparse) kvh = h / (p.q_heads / p.kv_heads);
+  const int len = clamp_length(p, keys, r, kvh);
   const int n = min((len + chunk - 1) / chunk, nchunks);
   std::uint16_t* out = p.out + r * p.out_row_stride + static_cast<std::int64_t>(h) * hd;
   if (n == 0) {
@@ -427,7 +539,7 @@ int multiprocessors() {
 }
 
 // More than 48 KB of dynamic shared memory must be allowed per kernel and device, once.
-template <int kHeadDim, int kMaxGroup>
+template <int kHeadDim, int kMaxGroup, class Keys>
 void allow_split_smem() {
   constexpr int kCachedDevices = 64;
   static std::atomic<bool> done[kCachedDevices] = {};
@@ -435,33 +547,47 @@ void allow_split_smem() {
   SPECONTEXT_CUDA_CHECK(cudaGetDevice(&dev));
   const bool cache = dev >= 0 && dev < kCachedDevices;
   if (cache && done[dev].load(std::memory_order_acquire)) return;
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup>,
+  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup, Keys>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              SplitConfig<kMaxGroup>::kSmemBytes));
   // K/V bypass L1 (cp.async.cg), so all of the unified L1 may be shared memory.
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup>,
+  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup, Keys>,
                                              cudaFuncAttributePreferredSharedMemoryCarveout,
                                              cudaSharedmemCarveoutMaxShared));
   if (cache) done[dev].store(true, std::memory_order_release);
 }
 
-template <int kHeadDim, int kMaxGroup>
-void launch_split(const DecodeAttentionParams& p, int group, int head_batches, int chunk, int nchunks,
+template <int kHeadDim, int kMaxGroup, class Keys>
+void launch_split(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
                   cudaStream_t stream) {
-  allow_split_smem<kHeadDim, kMaxGroup>();
+  allow_split_smem<kHeadDim, kMaxGroup, Keys>();
   const dim3 grid(nchunks, p.kv_heads * head_batches, p.requests);
-  decode_split_kernel<kHeadDim, kMaxGroup>
-      <<<grid, kThreads, SplitConfig<kMaxGroup>::kSmemBytes, stream>>>(p, group, head_batches, chunk, nchunks);
+  decode_split_kernel<kHeadDim, kMaxGroup, Keys>
+      <<<grid, kThreads, SplitConfig<kMaxGroup>::kSmemBytes, stream>>>(p, keys, group, head_batches, chunk, nchunks);
   SPECONTEXT_CUDA_CHECK_LAUNCH();
 }
 
-template <int kHeadDim>
-void launch_split(const DecodeAttentionParams& p, int group, int max_group, int head_batches, int chunk, int nchunks,
-                  cudaStream_t stream) {
+template <int kHeadDim, class Keys>
+void launch_split(const KernelParams& p, const Keys& keys, int group, int max_group, int head_batches, int chunk,
+                  int nchunks, cudaStream_t stream) {
   if (max_group == 4)
-    launch_split<kHeadDim, 4>(p, group, head_batches, chunk, nchunks, stream);
+    launch_split<kHeadDim, 4>(p, keys, group, head_batches, chunk, nchunks, stream);
   else
-    launch_split<kHeadDim, 8>(p, group, head_batches, chunk, nchunks, stream);
+    launch_split<kHeadDim, 8>(p, keys, group, head_batches, chunk, nchunks, stream);
+}
+
+template <class Keys>
+void launch_kernels(const KernelParams& p, const Keys& keys, int group, int max_group, int head_batches, int chunk,
+                    int nchunks, cudaStream_t stream) {
+  switch (p.head_dim) {
+    case 32: launch_split<32>(p, keys, group, max_group, head_batches, chunk, nchunks, stream); break;
+    case 64: launch_split<64>(p, keys, group, max_group, head_batches, chunk, nchunks, stream); break;
+    default: launch_split<128>(p, keys, group, max_group, head_batches, chunk, nchunks, stream); break;
+  }
+  if (nchunks > 1) {
+    decode_merge_kernel<<<dim3(p.q_heads, p.requests), kMergeThreads, 0, stream>>>(p, keys, chunk, nchunks);
+    SPECONTEXT_CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace
@@ -477,7 +603,17 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
   check_attention_layout("decode_attention", p);
   DECODE_REQUIRE(p.requests <= 65535, "requests must be <= 65535, got " + std::to_string(p.requests));
   DECODE_REQUIRE(p.max_length >= 0, "max_length must be >= 0 (0: max_context)");
-  DECODE_REQUIRE(p.lengths != nullptr, "a tensor pointer is null");
+  const bool sparse = p.indices != nullptr;
+  if (sparse) {
+    DECODE_REQUIRE(p.index_counts != nullptr, "index_counts is null (sparse mode: indices is set)");
+    DECODE_REQUIRE(p.index_request_stride >= 0 && p.index_head_stride >= 0,
+                   "index_request_stride and index_head_stride must be >= 0");
+    DECODE_REQUIRE(p.count_request_stride >= 0 && p.count_head_stride >= 0,
+                   "count_request_stride and count_head_stride must be >= 0");
+  } else {
+    DECODE_REQUIRE(p.index_counts == nullptr, "index_counts is set but indices is null");
+    DECODE_REQUIRE(p.lengths != nullptr, "a tensor pointer is null (lengths)");
+  }
   const std::int64_t hd = p.head_dim;
 
   const int group = p.q_heads / p.kv_heads;
@@ -504,14 +640,13 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
                                            std::to_string(need) + " needed; see decode_attention_workspace_bytes)");
   }
 
-  switch (p.head_dim) {
-    case 32: launch_split<32>(p, group, max_group, head_batches, chunk, nchunks, stream); break;
-    case 64: launch_split<64>(p, group, max_group, head_batches, chunk, nchunks, stream); break;
-    default: launch_split<128>(p, group, max_group, head_batches, chunk, nchunks, stream); break;
-  }
-  if (nchunks > 1) {
-    decode_merge_kernel<<<dim3(p.q_heads, p.requests), kMergeThreads, 0, stream>>>(p, chunk, nchunks);
-    SPECONTEXT_CUDA_CHECK_LAUNCH();
+  const KernelParams kp = kernel_params(p);
+  if (sparse) {
+    const SparseKeys keys{p.indices,      p.index_request_stride, p.index_head_stride,
+                          p.index_counts, p.count_request_stride, p.count_head_stride};
+    launch_kernels(kp, keys, group, max_group, head_batches, chunk, nchunks, stream);
+  } else {
+    launch_kernels(kp, DenseKeys{}, group, max_group, head_batches, chunk, nchunks, stream);
   }
 }
 

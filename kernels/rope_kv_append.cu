@@ -33,6 +33,7 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendPa
 
   std::uint16_t* row = p.qkv + t * p.row_stride;
   const std::int64_t slot = p.slots[t];
+  const std::int64_t cache_row = p.cache_row >= 0 ? p.cache_row : pos;
   const std::int64_t rope_heads = p.q_heads + p.kv_heads;
   const std::int64_t pairs = rope_heads * half;
   for (std::int64_t j = threadIdx.x; j < pairs; j += kThreads) {
@@ -46,16 +47,17 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendPa
     x[i + half] = y2;
     if (h >= p.q_heads) {
       std::uint16_t* k = p.k_cache + slot * p.cache_request_stride + (h - p.q_heads) * p.cache_head_stride +
-                         static_cast<std::int64_t>(pos) * p.head_dim;
+                         cache_row * p.head_dim;
       k[i] = y1;
       k[i + half] = y2;
     }
   }
+  if (p.v_cache == nullptr) return;
   const std::uint16_t* v_row = row + rope_heads * p.head_dim;
   const std::int64_t v_elems = p.kv_heads * p.head_dim;
   for (std::int64_t j = threadIdx.x; j < v_elems; j += kThreads) {
     const std::int64_t h = j / p.head_dim, d = j % p.head_dim;
-    p.v_cache[slot * p.cache_request_stride + h * p.cache_head_stride + static_cast<std::int64_t>(pos) * p.head_dim + d] = v_row[j];
+    p.v_cache[slot * p.cache_request_stride + h * p.cache_head_stride + cache_row * p.head_dim + d] = v_row[j];
   }
 }
 
@@ -67,10 +69,11 @@ void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream) {
   if (p.head_dim <= 0 || p.head_dim % 2 != 0 || p.head_dim / 2 > kMaxHalf)
     throw std::invalid_argument("launch_rope_kv_append: head_dim must be even and <= 512, got " + std::to_string(p.head_dim));
   if (p.q_heads < 0 || p.kv_heads <= 0) throw std::invalid_argument("launch_rope_kv_append: bad head counts");
-  if (p.row_stride < (p.q_heads + 2 * p.kv_heads) * p.head_dim) throw std::invalid_argument("launch_rope_kv_append: row_stride too small");
+  const std::int64_t v_heads = p.v_cache ? p.kv_heads : 0;
+  if (p.row_stride < (p.q_heads + p.kv_heads + v_heads) * p.head_dim) throw std::invalid_argument("launch_rope_kv_append: row_stride too small");
   if (p.cache_head_stride < p.head_dim || p.cache_request_stride < p.kv_heads * p.cache_head_stride)
     throw std::invalid_argument("launch_rope_kv_append: cache strides too small");
-  if (p.qkv == nullptr || p.k_cache == nullptr || p.v_cache == nullptr || p.inv_freq == nullptr || p.positions == nullptr || p.slots == nullptr)
+  if (p.qkv == nullptr || p.k_cache == nullptr || p.inv_freq == nullptr || p.positions == nullptr || p.slots == nullptr)
     throw std::invalid_argument("launch_rope_kv_append: null pointer");
   rope_kv_append_kernel<<<static_cast<unsigned>(p.tokens), kThreads, 0, stream>>>(p);
   SPECONTEXT_CUDA_CHECK_LAUNCH();

@@ -36,11 +36,31 @@ std::vector<float> decode_attention(const DecodeAttentionParams& p) {
   const std::int64_t width = static_cast<std::int64_t>(p.q_heads) * p.head_dim;
   std::vector<float> out(static_cast<std::size_t>(p.requests * width), 0.0f);
   const int group = p.q_heads / p.kv_heads;
+  const std::int64_t hd = p.head_dim;
+  std::vector<std::uint16_t> k_rows, v_rows;  // sparse: the listed rows of one (request, KV head)
   for (int i = 0; i < p.requests; ++i) {
-    for (int h = 0; h < p.q_heads; ++h) {
-      const std::int64_t cache = p.slots[i] * p.kv_request_stride + (h / group) * p.kv_head_stride;
-      attend_one(p.q + i * p.q_row_stride + static_cast<std::int64_t>(h) * p.head_dim, p.k_cache + cache, p.v_cache + cache,
-                 p.lengths[i], p.head_dim, p.scale, out.data() + i * width + static_cast<std::int64_t>(h) * p.head_dim);
+    for (int g = 0; g < p.kv_heads; ++g) {
+      const std::int64_t cache = p.slots[i] * p.kv_request_stride + g * p.kv_head_stride;
+      const std::uint16_t* k = p.k_cache + cache;
+      const std::uint16_t* v = p.v_cache + cache;
+      int length = 0;
+      if (p.indices == nullptr) {
+        length = p.lengths[i];
+      } else {
+        length = std::max(0, p.index_counts[i * p.count_request_stride + g * p.count_head_stride]);
+        const std::int32_t* list = p.indices + i * p.index_request_stride + g * p.index_head_stride;
+        k_rows.resize(static_cast<std::size_t>(length * hd));
+        v_rows.resize(k_rows.size());
+        for (std::int64_t j = 0; j < length; ++j) {
+          std::copy_n(k + list[j] * hd, hd, k_rows.begin() + j * hd);
+          std::copy_n(v + list[j] * hd, hd, v_rows.begin() + j * hd);
+        }
+        k = k_rows.data();
+        v = v_rows.data();
+      }
+      for (int h = g * group; h < (g + 1) * group; ++h)
+        attend_one(p.q + i * p.q_row_stride + static_cast<std::int64_t>(h) * p.head_dim, k, v, length, p.head_dim, p.scale,
+                   out.data() + i * width + static_cast<std::int64_t>(h) * p.head_dim);
     }
   }
   return out;

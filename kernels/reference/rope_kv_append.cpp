@@ -25,7 +25,7 @@ void rope_kv_append(std::vector<std::uint16_t>& qkv, std::vector<std::uint16_t>&
   std::vector<float> x(static_cast<std::size_t>(s.head_dim));
   for (std::int64_t t = 0; t < s.tokens; ++t) {
     std::uint16_t* row = qkv.data() + t * s.row_stride;
-    const std::int64_t cache_base = static_cast<std::int64_t>(slots[t]) * s.cache_request_stride + static_cast<std::int64_t>(positions[t]) * s.head_dim;
+    const std::int64_t cache_base = static_cast<std::int64_t>(slots[t]) * s.cache_request_stride + static_cast<std::int64_t>(s.cache_row >= 0 ? s.cache_row : positions[t]) * s.head_dim;
     for (std::int64_t h = 0; h < s.q_heads + s.kv_heads; ++h) {
       std::uint16_t* head = row + h * s.head_dim;
       for (std::int64_t i = 0; i < s.head_dim; ++i) x[i] = bf16_to_float(head[i]);
@@ -33,6 +33,7 @@ void rope_kv_append(std::vector<std::uint16_t>& qkv, std::vector<std::uint16_t>&
       if (h >= s.q_heads)
         for (std::int64_t i = 0; i < s.head_dim; ++i) k_cache[cache_base + (h - s.q_heads) * s.cache_head_stride + i] = head[i];
     }
+    if (v_cache.empty()) continue;
     const std::uint16_t* v = row + (s.q_heads + s.kv_heads) * s.head_dim;
     for (std::int64_t h = 0; h < s.kv_heads; ++h)
       for (std::int64_t i = 0; i < s.head_dim; ++i) v_cache[cache_base + h * s.cache_head_stride + i] = v[h * s.head_dim + i];

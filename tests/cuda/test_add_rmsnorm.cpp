@@ -52,6 +52,39 @@ TEST(AddRmsNorm, MatchesTheReference) {
   }
 }
 
+// The retrieval head writes two norms side by side into one [tokens, 2 * hidden] input: a row
+// stride wider than the row leaves the other half untouched.
+TEST(AddRmsNorm, WritesIntoAWiderRowStride) {
+  SPECONTEXT_REQUIRE_GPU();
+  for (std::int64_t hidden : {576, 100}) {
+    const std::int64_t tokens = 5, stride = 2 * hidden;
+    const std::size_t n = static_cast<std::size_t>(tokens * hidden);
+    auto residual = random_f32(n, 6, 1.0f);
+    const auto weight = random_bf16(static_cast<std::size_t>(hidden), 7, 1.0f, 0.2f);
+    const std::uint16_t kUntouched = 0x7e7e;
+    DeviceBuffer<float> d_res(residual);
+    DeviceBuffer<std::uint16_t> d_weight(weight), d_out(std::vector<std::uint16_t>(static_cast<std::size_t>(tokens * stride), kUntouched));
+    kernels::AddRmsNormParams p;
+    p.residual = d_res.get();
+    p.weight = d_weight.get();
+    p.out = d_out.get() + hidden;  // the right half
+    p.tokens = tokens;
+    p.hidden = hidden;
+    p.out_stride = stride;
+    kernels::launch_add_rmsnorm(p, nullptr);
+    SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
+    const auto want = ref::add_rmsnorm(residual, {}, weight, tokens, hidden, p.eps);
+    const auto got = d_out.download();
+    std::vector<std::uint16_t> right(n);
+    for (std::int64_t t = 0; t < tokens; ++t)
+      for (std::int64_t i = 0; i < hidden; ++i) {
+        ASSERT_EQ(got[t * stride + i], kUntouched) << "left half of row " << t;
+        right[t * hidden + i] = got[t * stride + hidden + i];
+      }
+    EXPECT_LT(testing::normalised_mse(testing::to_float(right), testing::to_float(want)), 1e-5) << "hidden " << hidden;
+  }
+}
+
 }  // namespace
 
 TEST(AddRmsNormReference, ByHandOnAFourVector) {

@@ -1,0 +1,28 @@
+#pragma once
+// The engine's projections: Y[T, out] = X[T, in] W[out, in]^T, row-major, bf16 inputs, fp32
+// accumulation, Y in bf16 or fp32. Up to 8 rows (decode of few requests) our streaming kernel, which
+// reads W at a higher rate than cuBLAS's split-K GEMV paths; more rows go to cuBLAS. Capturable in a
+// CUDA graph (cuBLAS gets a fixed workspace).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace specontext {
+
+struct CudaGemm {
+  cublasHandle_t cublas = nullptr;
+  cudaStream_t stream = nullptr;
+  void operator()(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* W, std::int64_t out, void* Y,
+                  cudaDataType y_type) const;
+};
+
+}  // namespace specontext
+
+#define SPECONTEXT_CUBLAS_CHECK(call)                                                                              \
+  do {                                                                                                              \
+    cublasStatus_t st_ = (call);                                                                                    \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                               \
+      throw std::runtime_error(std::string("cuBLAS error ") + cublasGetStatusString(st_) + " in " + #call + " at " + \
+                               __FILE__ + ":" + std::to_string(__LINE__));                                           \
+  } while (0)

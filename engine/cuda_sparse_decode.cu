@@ -1,0 +1,273 @@
+#include "engine/cuda_sparse_decode.cuh"
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/attention_scores.cuh"
+#include "kernels/copy_rows.cuh"
+#include "kernels/top_b_select.cuh"
+#include "sim/config_error.hpp"
+
+namespace specontext {
+namespace {
+
+bool batch_level(SelectionPolicy p) { return p == SelectionPolicy::Streaming || p == SelectionPolicy::SpeContextBatch; }
+bool uses_scores(SelectionPolicy p) { return p == SelectionPolicy::Oracle || needs_retrieval_head(p); }
+
+}  // namespace
+
+int CudaSparseDecode::list_heads() const { return batch_level(policy_) ? 1 : shape_.kv_heads; }
+
+std::int32_t* CudaSparseDecode::lists_of_layer(int layer) const {
+  const std::size_t per_layer = static_cast<std::size_t>(shape_.max_requests) * list_heads() * static_cast<std::size_t>(list_stride());
+  return lists_.ptr + (policy_ == SelectionPolicy::Oracle ? static_cast<std::size_t>(layer) * per_layer : 0);
+}
+
+std::int32_t* CudaSparseDecode::counts_of_layer(int layer) const {
+  const std::size_t per_layer = static_cast<std::size_t>(shape_.max_requests) * list_heads();
+  return counts_.ptr + (policy_ == SelectionPolicy::Oracle ? static_cast<std::size_t>(layer) * per_layer : 0);
+}
+
+double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budget, const Eagle3DraftConfig* draft, const CudaSparseShape& s) {
+  if (policy == SelectionPolicy::Full) return 0;
+  const double heads = batch_level(policy) ? 1.0 : static_cast<double>(s.kv_heads);
+  const double list_layers = policy == SelectionPolicy::Oracle ? static_cast<double>(s.layers) : 1.0;
+  double bytes = 4.0 * list_layers * s.max_requests * heads * static_cast<double>(std::min(budget, s.max_context) + 2) + 4.0 * static_cast<double>(s.max_rows);
+  if (uses_scores(policy)) bytes += 4.0 * s.max_requests * heads * static_cast<double>(s.max_context + 1);
+  if (policy == SelectionPolicy::Oracle)
+    bytes += static_cast<double>(kernels::attention_scores_workspace_bytes(s.max_requests, s.q_heads, static_cast<int>(s.max_context)));
+  if (draft) {
+    const double fw = static_cast<double>(draft->aux_layers.size()) * static_cast<double>(draft->target_hidden);
+    bytes += 2.0 * fw * static_cast<double>(s.max_requests + s.max_rows + 1);
+    bytes += RetrievalHeadCuda::device_bytes(*draft, false, s.max_requests, s.max_context, std::max<std::int64_t>(s.max_rows, s.max_requests));
+  }
+  return bytes;
+}
+
+CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
+                                   const CudaSparseShape& shape, CudaGemm gemm)
+    : policy_(policy), budget_(std::min(budget, shape.max_context)), shape_(shape) {
+  if (policy == SelectionPolicy::Full) throw std::invalid_argument("CudaSparseDecode: policy full needs no sparse decode");
+  if (budget < 1) throw ConfigError("--budget", "", "must be at least 1, got " + std::to_string(budget));
+  if (needs_retrieval_head(policy) != (draft != nullptr))
+    throw std::invalid_argument(std::string("CudaSparseDecode: policy ") + to_string(policy) +
+                                (draft ? " takes no distilled LM" : " needs the distilled LM (--dlm)"));
+  const auto requests = static_cast<std::size_t>(shape.max_requests);
+  const auto heads = static_cast<std::size_t>(list_heads());
+  const std::size_t list_layers = policy == SelectionPolicy::Oracle ? static_cast<std::size_t>(shape.layers) : 1;
+  lists_ = DeviceArray<std::int32_t>(list_layers * requests * heads * static_cast<std::size_t>(list_stride()));
+  counts_ = DeviceArray<std::int32_t>(list_layers * requests * heads);
+  key_positions_ = DeviceArray<std::int32_t>(static_cast<std::size_t>(std::max<std::int64_t>(shape.max_rows, shape.max_requests)));
+  if (uses_scores(policy)) scores_ = DeviceArray<float>(requests * heads * static_cast<std::size_t>(shape.max_context + 1));
+  if (policy == SelectionPolicy::Oracle)
+    oracle_workspace_ = DeviceArray<std::uint8_t>(
+        kernels::attention_scores_workspace_bytes(shape.max_requests, shape.q_heads, static_cast<int>(shape.max_context)));
+  if (draft) {
+    aux_layers_ = draft->config.aux_layers;
+    head_ = std::make_unique<RetrievalHeadCuda>(*draft, target_embed, shape.max_requests, shape.max_context,
+                                                std::max<std::int64_t>(shape.max_rows, shape.max_requests), gemm);
+    feature_width_ = head_->feature_width();
+    if (feature_width_ != static_cast<std::int64_t>(aux_layers_.size()) * shape.hidden)
+      throw std::invalid_argument("CudaSparseDecode: the draft reads " + std::to_string(feature_width_) + " feature values, the LLM's " +
+                                  std::to_string(aux_layers_.size()) + " aux layers give " + std::to_string(aux_layers_.size() * shape.hidden));
+    if (head_->kv_heads() != shape.kv_heads) throw std::invalid_argument("CudaSparseDecode: the draft's KV heads differ from the LLM's");
+    features_by_slot_ = DeviceArray<bf16_bits>(requests * static_cast<std::size_t>(feature_width_));
+    chunk_features_ = DeviceArray<bf16_bits>(static_cast<std::size_t>(std::max<std::int64_t>(shape.max_rows, shape.max_requests) + 1) *
+                                             static_cast<std::size_t>(feature_width_));
+  }
+}
+
+CudaSparseDecode::~CudaSparseDecode() = default;
+
+void CudaSparseDecode::stage_decode(const std::vector<std::int32_t>& positions, cudaStream_t stream) {
+  stage_prefill(positions, stream);
+  if (policy_ != SelectionPolicy::Streaming) return;
+  // Sinks and recent window: the same for every head, so computed here and uploaded with the inputs.
+  const std::size_t stride = static_cast<std::size_t>(list_stride());
+  host_lists_.assign(positions.size() * stride, 0);
+  host_counts_.assign(positions.size(), 0);
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    const std::int32_t t = positions[i];
+    TokenSelection s = streaming_selection(1, static_cast<std::int64_t>(t) + 1, budget_);
+    if (s.indices.empty() || s.indices.back() != t) s.indices.push_back(t);  // the entering token is always attended
+    std::copy(s.indices.begin(), s.indices.end(), host_lists_.begin() + static_cast<std::ptrdiff_t>(i * stride));
+    host_counts_[i] = static_cast<std::int32_t>(s.indices.size());
+  }
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(lists_.ptr, host_lists_.data(), host_lists_.size() * 4, cudaMemcpyHostToDevice, stream));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(counts_.ptr, host_counts_.data(), host_counts_.size() * 4, cudaMemcpyHostToDevice, stream));
+}
+
+void CudaSparseDecode::stage_prefill(const std::vector<std::int32_t>& positions, cudaStream_t stream) {
+  if (!head_) return;
+  if (positions.size() > key_positions_.count) throw std::invalid_argument("CudaSparseDecode: more rows than staged for");
+  host_keys_.resize(positions.size());
+  for (std::size_t i = 0; i < positions.size(); ++i) host_keys_[i] = positions[i] - 1;  // draft key j stands for LLM position j + 1
+  // From pageable memory the call returns once the source is staged, so the vector may be reused.
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(key_positions_.ptr, host_keys_.data(), host_keys_.size() * 4, cudaMemcpyHostToDevice, stream));
+}
+
+void CudaSparseDecode::export_features(int layer, const float* residual, const std::int32_t* slots, std::int64_t rows, bool prefill,
+                                       cudaStream_t stream) {
+  if (!head_) return;
+  for (std::size_t k = 0; k < aux_layers_.size(); ++k) {
+    if (aux_layers_[k] != layer) continue;
+    kernels::CopyRowsParams c;
+    c.src = residual;
+    c.src_f32 = true;
+    c.src_stride = shape_.hidden;
+    c.cols = shape_.hidden;
+    c.rows = rows;
+    c.dst_stride = feature_width_;
+    const std::int64_t column = static_cast<std::int64_t>(k) * shape_.hidden;
+    if (prefill) {
+      c.dst = chunk_features_.ptr + feature_width_ + column;  // rows 1..rows: row 0 is the position before the chunk
+    } else {
+      c.dst = features_by_slot_.ptr + column;
+      c.dst_rows = slots;
+    }
+    kernels::launch_copy_rows(c, stream);
+  }
+}
+
+void CudaSparseDecode::select_before_forward(const std::int32_t* ids, const std::int32_t* slots, const std::int32_t* lengths, int rows,
+                                             cudaStream_t stream) {
+  if (!head_) return;
+  // The features of each request's previous position, gathered into batch order.
+  kernels::CopyRowsParams g;
+  g.src = features_by_slot_.ptr;
+  g.src_f32 = false;
+  g.src_stride = feature_width_;
+  g.src_rows = slots;
+  g.dst = chunk_features_.ptr;
+  g.dst_stride = feature_width_;
+  g.rows = rows;
+  g.cols = feature_width_;
+  kernels::launch_copy_rows(g, stream);
+  head_->project(ids, chunk_features_.ptr, feature_width_, key_positions_.ptr, slots, rows, stream);
+  const std::int64_t score_stride = shape_.max_context + 1;
+  head_->scores(slots, lengths, rows, static_cast<int>(shape_.max_context), batch_level(policy_), scores_.ptr, score_stride, stream);
+  kernels::TopBSelectParams t;
+  t.scores = scores_.ptr;
+  t.score_stride = score_stride;
+  t.lengths = lengths;
+  t.rows = rows * list_heads();
+  t.rows_per_request = list_heads();
+  t.max_positions = static_cast<int>(shape_.max_context);
+  t.budget = static_cast<int>(budget_);
+  t.ensure_last = true;
+  t.indices = lists_of_layer(0);
+  t.index_stride = list_stride();
+  t.counts = counts_of_layer(0);
+  kernels::launch_top_b_select(t, stream);
+}
+
+void CudaSparseDecode::after_prefill_chunk(std::int64_t first_position, const std::int32_t* ids, const std::int32_t* slots, std::int64_t rows,
+                                           cudaStream_t stream) {
+  if (!head_ || rows <= 0) return;
+  kernels::CopyRowsParams c;
+  c.src_f32 = false;
+  c.src_stride = feature_width_;
+  c.dst_stride = feature_width_;
+  c.rows = 1;
+  c.cols = feature_width_;
+  if (first_position > 0) {  // row 0: the features of the position before the chunk
+    c.src = features_by_slot_.ptr;
+    c.src_rows = slots;
+    c.dst = chunk_features_.ptr;
+    kernels::launch_copy_rows(c, stream);
+  }
+  // Position 0 has no key (it pairs with no earlier features): the chunk that starts the prompt skips it.
+  const std::int64_t skip = first_position == 0 ? 1 : 0;
+  head_->project(ids + skip, chunk_features_.ptr + skip * feature_width_, feature_width_, key_positions_.ptr + skip, slots + skip, rows - skip,
+                 stream);
+  // The chunk's last features pair with the next token (the next chunk's first or the first decode step's).
+  c.src = chunk_features_.ptr + rows * feature_width_;
+  c.src_rows = nullptr;
+  c.dst = features_by_slot_.ptr;
+  c.dst_rows = slots;
+  kernels::launch_copy_rows(c, stream);
+}
+
+void CudaSparseDecode::attend(int layer, kernels::DecodeAttentionParams a, cudaStream_t stream) {
+  if (policy_ == SelectionPolicy::Oracle) {
+    // The LLM's own top-B at this layer: softmax per query head, mean over the group, t pinned.
+    kernels::AttentionScoresParams s;
+    s.q = a.q;
+    s.q_row_stride = a.q_row_stride;
+    s.k_cache = a.k_cache;
+    s.kv_request_stride = a.kv_request_stride;
+    s.kv_head_stride = a.kv_head_stride;
+    s.slots = a.slots;
+    s.lengths = a.lengths;
+    s.requests = a.requests;
+    s.q_heads = a.q_heads;
+    s.kv_heads = a.kv_heads;
+    s.head_dim = a.head_dim;
+    s.max_context = a.max_context;
+    s.max_length = a.max_length;
+    s.scale = a.scale;
+    s.reduce = kernels::AttentionScoresParams::Reduce::Mean;
+    s.out = scores_.ptr;
+    s.out_stride = shape_.max_context + 1;
+    s.pin_last = true;
+    s.workspace = reinterpret_cast<float*>(oracle_workspace_.ptr);
+    s.workspace_bytes = oracle_workspace_.count;
+    kernels::launch_attention_scores(s, stream);
+    kernels::TopBSelectParams t;
+    t.scores = scores_.ptr;
+    t.score_stride = s.out_stride;
+    t.lengths = a.lengths;
+    t.rows = a.requests * list_heads();
+    t.rows_per_request = list_heads();
+    t.max_positions = static_cast<int>(shape_.max_context);
+    t.budget = static_cast<int>(budget_);
+    t.ensure_last = true;
+    t.indices = lists_of_layer(layer);
+    t.index_stride = list_stride();
+    t.counts = counts_of_layer(layer);
+    kernels::launch_top_b_select(t, stream);
+  }
+  const int heads = list_heads();
+  a.indices = lists_of_layer(layer);
+  a.index_request_stride = heads * list_stride();
+  a.index_head_stride = heads == 1 ? 0 : list_stride();
+  a.index_counts = counts_of_layer(layer);
+  a.count_request_stride = heads;
+  a.count_head_stride = heads == 1 ? 0 : 1;
+  a.max_length = static_cast<int>(std::min<std::int64_t>(list_stride(), shape_.max_context));
+  kernels::launch_decode_attention(a, stream);
+}
+
+std::vector<std::vector<TokenSelection>> CudaSparseDecode::download_selections(int rows, const std::vector<std::int32_t>& positions,
+                                                                               cudaStream_t stream) const {
+  const int layers = policy_ == SelectionPolicy::Oracle ? shape_.layers : 1;
+  const int heads = list_heads();
+  const std::size_t stride = static_cast<std::size_t>(list_stride());
+  std::vector<std::vector<TokenSelection>> out(static_cast<std::size_t>(rows));
+  std::vector<std::int32_t> lists(static_cast<std::size_t>(rows) * heads * stride), counts(static_cast<std::size_t>(rows) * heads);
+  for (int l = 0; l < layers; ++l) {
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(lists.data(), lists_of_layer(l), lists.size() * 4, cudaMemcpyDeviceToHost, stream));
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), counts_of_layer(l), counts.size() * 4, cudaMemcpyDeviceToHost, stream));
+    SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    for (int i = 0; i < rows; ++i) {
+      const std::int64_t t = positions.at(static_cast<std::size_t>(i));
+      const std::int64_t chosen = std::min<std::int64_t>(budget_, t + 1);  // the policy's own top-B, before t was appended
+      TokenSelection s;
+      s.kv_heads = shape_.kv_heads;
+      s.count = chosen;
+      for (int g = 0; g < shape_.kv_heads; ++g) {
+        const std::size_t row = static_cast<std::size_t>(i) * heads + (heads == 1 ? 0 : g);
+        if (counts[row] < chosen || counts[row] > chosen + 1)
+          throw std::logic_error("CudaSparseDecode: row " + std::to_string(i) + " head " + std::to_string(g) + " lists " +
+                                 std::to_string(counts[row]) + " positions, expected " + std::to_string(chosen) + " or one more");
+        s.indices.insert(s.indices.end(), lists.begin() + static_cast<std::ptrdiff_t>(row * stride),
+                         lists.begin() + static_cast<std::ptrdiff_t>(row * stride + chosen));
+      }
+      out[static_cast<std::size_t>(i)].push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
+}  // namespace specontext

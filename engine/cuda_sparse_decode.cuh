@@ -1,0 +1,104 @@
+#pragma once
+// The CUDA backend's sparse decode step (PAPER.md §1, §3; DESIGN.md "One decode step"): which KV
+// positions each request and KV head attends to, chosen on the device by a selection policy
+// (engine/selection_policy.hpp) and handed to decode attention as index lists, inside the step's
+// CUDA graph. The CPU reference of the same semantics is CpuBackend::decode_sparse under a
+// PolicyBackend.
+//
+// Every list is a set of LLM positions in 0..t (t the position of the token entering the step) that
+// always contains t: the policy's top-B, plus t when the policy did not choose it (the kernels'
+// ensure_last), exactly the set CpuBackend::decode_sparse attends. Lists are [rows][heads][budget + 1]
+// int32 with a count per (row, head); batch-level policies (streaming, specontext-batch) write one
+// list per row that every KV head reads (head stride 0).
+//   full              dense attention (no lists);
+//   streaming         sinks + recent window, computed on the host and uploaded before the step;
+//   oracle            per layer, attention_scores over the LLM's own keys (mean over the group, t
+//                     pinned) then top_b_select: the upper bound;
+//   specontext(-batch) the retrieval head (engine/retrieval_head_cuda.cuh) before the forward:
+//                     its scores per KV head (or over all heads), then top_b_select, shared by
+//                     every layer.
+// The retrieval head reads the LLM's features (the residual streams entering the draft's aux layers):
+// the forward exports them here, by request slot in decode and by chunk row in prefill.
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "engine/cuda_device_array.cuh"
+#include "engine/cuda_gemm.cuh"
+#include "engine/eagle3_draft.hpp"
+#include "engine/retrieval_head_cuda.cuh"
+#include "engine/selection_policy.hpp"
+#include "kernels/decode_attention.cuh"
+
+namespace specontext {
+
+struct CudaSparseShape {
+  int max_requests = 0, q_heads = 0, kv_heads = 0, head_dim = 0, layers = 0;
+  std::int64_t max_context = 0, max_rows = 0, hidden = 0;
+};
+
+class CudaSparseDecode {
+ public:
+  // `draft` for specontext*: its weights go to the device; `target_embed` (device) serves a draft
+  // without an embedding. Throws ConfigError / std::invalid_argument for a bad budget or a missing draft.
+  CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
+                   const CudaSparseShape& shape, CudaGemm gemm);
+  ~CudaSparseDecode();
+
+  SelectionPolicy policy() const { return policy_; }
+  std::int64_t budget() const { return budget_; }  // the budget asked for, capped at max_context (all positions)
+  // Device bytes the sparse path adds for these sizes (selection buffers, the head), for memory plans.
+  static double device_bytes(SelectionPolicy policy, std::int64_t budget, const Eagle3DraftConfig* draft, const CudaSparseShape& shape);
+
+  // Host side, before a decode step is launched (outside the graph): the step's per-row inputs that
+  // the device does not derive itself. positions[i] = t of row i.
+  void stage_decode(const std::vector<std::int32_t>& positions, cudaStream_t stream);
+  // The same for a prefill chunk of one request: positions of its rows.
+  void stage_prefill(const std::vector<std::int32_t>& positions, cudaStream_t stream);
+
+  // In the forward, after the residual entering `layer` is complete: stores its rows when `layer` is
+  // one of the draft's aux layers (by slot in decode, by row in prefill).
+  void export_features(int layer, const float* residual, const std::int32_t* slots, std::int64_t rows, bool prefill, cudaStream_t stream);
+  // Decode, before the forward: the retrieval head's key and query, its scores and the lists
+  // (specontext*); nothing for the other policies.
+  void select_before_forward(const std::int32_t* ids, const std::int32_t* slots, const std::int32_t* lengths, int rows,
+                             cudaStream_t stream);
+  // Prefill, after the forward of a chunk of one request starting at `first_position` (its ids and
+  // slots in the device arrays): the retrieval head's keys of those positions.
+  void after_prefill_chunk(std::int64_t first_position, const std::int32_t* ids, const std::int32_t* slots, std::int64_t rows,
+                           cudaStream_t stream);
+  // Decode attention of `layer`: `a` carries the dense parameters of the layer (q, caches, lengths,
+  // output, workspace); the lists of the policy are attached (computed here for the oracle) and the
+  // kernel is launched. Policy full launches `a` as it is.
+  void attend(int layer, kernels::DecodeAttentionParams a, cudaStream_t stream);
+
+  // After a step: the lists of rows 0..rows-1 as selections of the policy's top-B (the appended t
+  // removed), one per request or, for the oracle, one per layer. Synchronises `stream`.
+  std::vector<std::vector<TokenSelection>> download_selections(int rows, const std::vector<std::int32_t>& positions, cudaStream_t stream) const;
+
+ private:
+  int list_heads() const;  // KV heads with a list of their own (1 for batch-level policies)
+  std::int64_t list_stride() const { return budget_ + 1; }
+  std::int32_t* lists_of_layer(int layer) const;
+  std::int32_t* counts_of_layer(int layer) const;
+
+  SelectionPolicy policy_;
+  std::int64_t budget_;
+  CudaSparseShape shape_;
+  std::unique_ptr<RetrievalHeadCuda> head_;
+  std::vector<int> aux_layers_;
+  std::int64_t feature_width_ = 0;
+
+  DeviceArray<float> scores_;            // [max_rows][heads][max_context + 1]
+  DeviceArray<std::int32_t> lists_;      // [list layers][max_rows][heads][budget + 1]
+  DeviceArray<std::int32_t> counts_;     // [list layers][max_rows][heads]
+  DeviceArray<std::int32_t> key_positions_;  // [max_rows]: the head's key index of each row (position - 1)
+  DeviceArray<bf16_bits> features_by_slot_;  // [max_requests, feature_width]: the last position's features
+  DeviceArray<bf16_bits> chunk_features_;    // [max_rows + 1, feature_width]: row 0 the position before the chunk
+  DeviceArray<std::uint8_t> oracle_workspace_;
+  std::vector<std::int32_t> host_keys_, host_lists_, host_counts_;  // staging of uploads
+};
+
+}  // namespace specontext

@@ -1,0 +1,223 @@
+// The CUDA backend's sparse decode (engine/cuda_sparse_decode.cuh) against the CPU reference of the
+// same policies (PolicyBackend over CpuBackend::decode_sparse), teacher-forced step by step on the
+// llama-gqa fixture with a seeded random EAGLE-3 draft of it, and on SmolLM2 with its trained draft:
+//   - streaming's lists are computed the same way on both sides: equal sets, logits at bf16 distance;
+//   - oracle and specontext rank in bf16 on the GPU and in fp32 on the CPU, so their sets may differ
+//     at near-ties: we require most of each set to agree (Jaccard; a misaligned head or lost features
+//     would agree about as much as random sets, B/S), and the GPU's logits to equal, at bf16 distance,
+//     the CPU reference's decode_sparse over the GPU's own sets (a mirror backend);
+//   - a budget covering the whole context gives the dense CUDA backend's logits exactly.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <memory>
+
+#include "engine/cpu_backend.hpp"
+#include "engine/cuda_backend.hpp"
+#include "engine/eagle3_draft.hpp"
+#include "engine/gguf.hpp"
+#include "engine/gguf_model.hpp"
+#include "engine/policy_backend.hpp"
+#include "engine/retrieval_head.hpp"
+#include "tests/cuda/gpu_test.hpp"
+#include "tests/heldout_fixture.hpp"
+#include "tests/hf_fixture.hpp"
+#include "tests/smollm2_model.hpp"
+#include "tests/tiny_eagle3.hpp"
+
+namespace specontext {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::random_tokens;
+
+const testing::TinyModel& gqa() { return testing::tiny_llama_gqa(); }
+
+// A seeded random draft of llama-gqa (8 query / 2 KV heads of 32, 2 layers): 4 query heads of 32 over
+// the target's 2 KV heads, reading the residual streams entering layers 0, 1 and 1.
+Eagle3Draft gqa_draft() {
+  const nlohmann::json j = {{"architectures", {"LlamaForCausalLMEagle3"}}, {"hidden_size", 128}, {"intermediate_size", 256},
+                            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32}, {"num_hidden_layers", 1},
+                            {"vocab_size", 512}, {"draft_vocab_size", 64}, {"target_hidden_size", 128}, {"rms_norm_eps", 1e-5},
+                            {"rope_theta", 10000.0}, {"max_position_embeddings", 8192},
+                            {"eagle_aux_hidden_state_layer_ids", {0, 1, 1}}};
+  Eagle3Draft d;
+  d.config = parse_eagle3_draft_config(j, "gqa-draft/config.json", gqa().config);
+  d.weights = testing::random_draft_weights(d.config, 7);
+  // Larger q/k weights give peaked attention, so the top-B is decided by clear margins, as a trained
+  // draft's mostly is.
+  for (float& x : d.weights.q.data) x *= 4.0f;
+  for (float& x : d.weights.k.data) x *= 4.0f;
+  return d;
+}
+
+double jaccard(std::span<const std::int32_t> a, std::span<const std::int32_t> b) {
+  std::vector<std::int32_t> both;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+  const double uni = static_cast<double>(a.size() + b.size() - both.size());
+  return uni > 0 ? static_cast<double>(both.size()) / uni : 1.0;
+}
+
+struct StepComparison {
+  double worst_logit_nmse = 0, worst_jaccard = 1, mean_jaccard = 0;
+  int compared = 0;
+};
+
+// Prefills the backends with the same prompts and feeds them the same tokens for `steps` decode steps
+// (teacher forcing: the CPU policy's greedy choice), comparing each step's selections with the CPU
+// policy's and the GPU's logits with the mirror's decode_sparse over the GPU's sets (or, without a
+// mirror, with the CPU policy's logits).
+StepComparison compare_steps(PolicyBackend& cpu, CpuBackend* mirror, CudaBackend& gpu, const std::vector<std::vector<int>>& prompts, int steps,
+                             int vocab) {
+  StepComparison c;
+  std::vector<int> requests, tokens;
+  for (std::size_t r = 0; r < prompts.size(); ++r) {
+    const std::vector<float> a = cpu.prefill(static_cast<int>(r), prompts[r]);
+    gpu.prefill(static_cast<int>(r), prompts[r]);
+    if (mirror) mirror->prefill(static_cast<int>(r), prompts[r]);
+    requests.push_back(static_cast<int>(r));
+    tokens.push_back(static_cast<int>(std::max_element(a.begin(), a.end()) - a.begin()));
+  }
+  double jsum = 0;
+  for (int s = 0; s < steps; ++s) {
+    const std::vector<float> policy_logits = cpu.decode(requests, tokens), got = gpu.decode(requests, tokens);
+    std::vector<float> want = policy_logits;
+    if (mirror) {
+      std::vector<SparseAttention> att(requests.size());
+      for (std::size_t i = 0; i < requests.size(); ++i) att[i].selection = &gpu.last_selections(requests[i]).at(0);
+      want = mirror->decode_sparse(requests, tokens, att);
+    }
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const auto row = [&](const std::vector<float>& v) {
+        return std::vector<float>(v.begin() + static_cast<std::ptrdiff_t>(i * vocab), v.begin() + static_cast<std::ptrdiff_t>((i + 1) * vocab));
+      };
+      const std::vector<float> w = row(want), g = row(got), p = row(policy_logits);
+      c.worst_logit_nmse = std::max(c.worst_logit_nmse, testing::normalised_mse(g, w));
+      tokens[i] = static_cast<int>(std::max_element(p.begin(), p.end()) - p.begin());
+      const auto& ws = cpu.last_selections(requests[i]);
+      const auto& gs = gpu.last_selections(requests[i]);
+      EXPECT_EQ(gs.size(), ws.size()) << "step " << s;
+      for (std::size_t k = 0; k < std::min(ws.size(), gs.size()); ++k) {
+        EXPECT_EQ(gs[k].count, ws[k].count) << "step " << s;
+        for (int h = 0; h < ws[k].kv_heads; ++h) {
+          const double j = jaccard(gs[k].head(h), ws[k].head(h));
+          c.worst_jaccard = std::min(c.worst_jaccard, j);
+          jsum += j;
+          ++c.compared;
+        }
+      }
+    }
+  }
+  c.mean_jaccard = c.compared ? jsum / c.compared : 1.0;
+  return c;
+}
+
+CudaBackendOptions sparse_options(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, int requests, std::int64_t context,
+                                  bool graph = true) {
+  CudaBackendOptions o;
+  o.max_requests = requests;
+  o.max_context = context;
+  o.cuda_graph = graph;
+  o.prefill_chunk = 128;  // the prompts go through several chunks: the head's keys cross chunk borders
+  o.policy = policy;
+  o.budget = budget;
+  o.draft = draft;
+  o.track_selections = true;
+  return o;
+}
+
+class GqaPolicies : public ::testing::TestWithParam<SelectionPolicy> {};
+
+TEST_P(GqaPolicies, CudaSparseDecodeFollowsTheCpuReference) {
+  SPECONTEXT_REQUIRE_GPU();
+  const SelectionPolicy policy = GetParam();
+  const Eagle3Draft draft = gqa_draft();
+  const bool head = needs_retrieval_head(policy);
+  CpuBackend cpu(gqa().config, gqa().weights, 2, 1024);
+  std::unique_ptr<RetrievalHeadCpu> cpu_head;
+  if (head) cpu_head = std::make_unique<RetrievalHeadCpu>(draft, &cpu.weights().embed, 2, 1024);
+  PolicyBackend cpu_sparse(cpu, policy, 64, cpu_head.get());
+  CpuBackend mirror(gqa().config, gqa().weights, 2, 1024);
+  CudaBackend gpu(gqa().config, gqa().weights, sparse_options(policy, 64, head ? &draft : nullptr, 2, 1024));
+  const StepComparison c = compare_steps(cpu_sparse, policy == SelectionPolicy::Oracle ? nullptr : &mirror, gpu,
+                                         {random_tokens(11, 300), random_tokens(12, 190)}, 12, static_cast<int>(gqa().config.shape.vocab));
+  RecordProperty("worst_logit_nmse", std::to_string(c.worst_logit_nmse));
+  RecordProperty("mean_jaccard", std::to_string(c.mean_jaccard));
+  std::cout << to_string(policy) << ": worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean " << c.mean_jaccard
+            << " worst " << c.worst_jaccard << " over " << c.compared << " sets\n";
+  EXPECT_LT(c.worst_logit_nmse, 1e-3);
+  if (policy == SelectionPolicy::Streaming) EXPECT_EQ(c.worst_jaccard, 1.0);
+  // Random sets of 64 of ~250 positions would give ~0.15.
+  EXPECT_GE(c.mean_jaccard, 0.85);
+  EXPECT_GE(c.worst_jaccard, 0.6);
+  ASSERT_TRUE(gpu.overlap_rate().has_value());
+  EXPECT_NEAR(*gpu.overlap_rate(), *cpu_sparse.overlap_rate(), 0.1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, GqaPolicies,
+                         ::testing::Values(SelectionPolicy::Streaming, SelectionPolicy::Oracle, SelectionPolicy::SpeContext,
+                                           SelectionPolicy::SpeContextBatch),
+                         [](const auto& info) {
+                           std::string n = to_string(info.param);
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+// B >= S: every position is listed, so the sparse step is the dense step, bit for bit (graph and not).
+TEST(CudaSparseDecode, ABudgetCoveringTheContextIsDenseExactly) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  const std::vector<std::vector<int>> prompts = {random_tokens(21, 200), random_tokens(22, 77)};
+  for (bool graph : {true, false}) {
+    CudaBackendOptions dense_options = sparse_options(SelectionPolicy::Full, 0, nullptr, 2, 512, graph);
+    CudaBackend dense(gqa().config, gqa().weights, dense_options);
+    for (SelectionPolicy policy : {SelectionPolicy::Streaming, SelectionPolicy::Oracle, SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch}) {
+      CudaBackend sparse(gqa().config, gqa().weights,
+                         sparse_options(policy, 4096, needs_retrieval_head(policy) ? &draft : nullptr, 2, 512, graph));
+      for (int r = 0; r < 2; ++r) {
+        dense.reset(r);
+        EXPECT_EQ(sparse.prefill(r, prompts[r]), dense.prefill(r, prompts[r]));
+      }
+      const std::vector<int> next = random_tokens(23, 10);
+      for (int s = 0; s < 5; ++s) {
+        const std::vector<int> tokens = {next[2 * s], next[2 * s + 1]};
+        ASSERT_EQ(sparse.decode({0, 1}, tokens), dense.decode({0, 1}, tokens)) << to_string(policy) << " step " << s << " graph " << graph;
+      }
+    }
+  }
+}
+
+// The trained pair: SmolLM2-135M-Instruct and models/smollm2-eagle3, a 2K passkey prompt, B = 256.
+TEST(CudaSparseDecode, SmolLM2SpeContextFollowsTheCpuReference) {
+  SPECONTEXT_REQUIRE_GPU();
+  const fs::path gguf = testing::smollm2_gguf();
+  if (!fs::exists(gguf)) GTEST_SKIP() << "no " << gguf << " (scripts/fetch_smollm2.sh fetches it)";
+  if (!fs::exists(testing::committed_heldout_dir())) GTEST_SKIP() << "no held-out text";
+  const GgufFile file(gguf);
+  const ModelConfig config = gguf_engine_config(file);
+  const Tokenizer tok = Tokenizer::from_gguf(file);
+  const std::vector<TaskInstance> instances = testing::committed_passkey_instances(tok, 2048, 1);
+  const Eagle3Draft draft = load_eagle3_draft(testing::smollm2_draft_dir(), config);
+  const ModelWeights weights = gguf_weights(config, file);
+  for (SelectionPolicy policy : {SelectionPolicy::SpeContext, SelectionPolicy::Oracle}) {
+    const bool head = needs_retrieval_head(policy);
+    CpuBackend cpu(config, weights, 1, 2100);
+    std::unique_ptr<RetrievalHeadCpu> cpu_head;
+    if (head) cpu_head = std::make_unique<RetrievalHeadCpu>(draft, &cpu.weights().embed, 1, 2100);
+    PolicyBackend cpu_sparse(cpu, policy, 256, cpu_head.get());
+    CpuBackend mirror(config, weights, 1, 2100);
+    CudaBackendOptions o = sparse_options(policy, 256, head ? &draft : nullptr, 1, 2100);
+    o.prefill_chunk = 1024;
+    CudaBackend gpu(config, weights, o);
+    const StepComparison c = compare_steps(cpu_sparse, head ? &mirror : nullptr, gpu, {instances[0].prompt}, 8, static_cast<int>(config.shape.vocab));
+    std::cout << "SmolLM2 " << to_string(policy) << " B=256: worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean "
+              << c.mean_jaccard << " worst " << c.worst_jaccard << " over " << c.compared << " sets\n";
+    RecordProperty(std::string(to_string(policy)) + "_mean_jaccard", std::to_string(c.mean_jaccard));
+    EXPECT_LT(c.worst_logit_nmse, 1e-2);
+    EXPECT_GE(c.mean_jaccard, 0.9);
+  }
+}
+
+}  // namespace
+}  // namespace specontext
