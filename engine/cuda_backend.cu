@@ -14,6 +14,7 @@
 #include "engine/cuda_device_array.cuh"
 #include "engine/cuda_gemm.cuh"
 #include "engine/cuda_sparse_decode.cuh"
+#include "engine/kv_offload.cuh"
 #include "engine/nvtx.hpp"
 #include "engine/overlap_meter.hpp"
 #include "engine/rope.hpp"
@@ -67,6 +68,22 @@ CudaSparseShape sparse_shape(const ModelConfig& c, const CudaBackendOptions& o) 
   return s;
 }
 
+KvOffloadShape offload_shape(const ModelConfig& c, const CudaBackendOptions& o) {
+  KvOffloadShape s;
+  s.layers = static_cast<int>(c.shape.layers);
+  s.offloaded = o.offload_layers;
+  s.max_requests = o.max_requests;
+  s.kv_heads = static_cast<int>(c.shape.kv_heads);
+  s.head_dim = static_cast<int>(c.shape.head_dim);
+  s.max_context = o.max_context;
+  s.budget = std::min(o.budget, o.max_context);
+  s.prefetch_group = o.prefetch_group;
+  s.asynchronous = o.async_prefetch;
+  s.gather_blocks = o.gather_blocks;
+  s.max_rows = std::max<std::int64_t>(o.max_requests, o.prefill_chunk);
+  return s;
+}
+
 struct CudaBackend::Impl {
   ModelConfig config;
   CudaBackendOptions options;
@@ -95,6 +112,7 @@ struct CudaBackend::Impl {
   std::map<int, cudaGraphExec_t> decode_graphs;  // by batch size
 
   std::unique_ptr<CudaSparseDecode> sparse;  // a sparse policy's selection, else null (dense)
+  std::unique_ptr<KvOffload> offload;        // offloaded layers' KV in host memory, else null
   OverlapMeter overlap;
 
   Impl(const ModelConfig& c, const CudaBackendOptions& o) : config(c), options(o), overlap(o.max_requests) {
@@ -160,10 +178,12 @@ struct CudaBackend::Impl {
     inv_freq.upload(freqs);
     attention_factor = rope_attention_factor(config);
     const std::size_t cache = static_cast<std::size_t>(options.max_requests) * kv_dim * static_cast<std::size_t>(options.max_context);
-    for (auto& L : layers) {
-      L.k_cache = DeviceArray<bf16_bits>(cache);
-      L.v_cache = DeviceArray<bf16_bits>(cache);
+    const std::size_t resident = layers.size() - static_cast<std::size_t>(options.offload_layers);
+    for (std::size_t l = 0; l < resident; ++l) {
+      layers[l].k_cache = DeviceArray<bf16_bits>(cache);
+      layers[l].v_cache = DeviceArray<bf16_bits>(cache);
     }
+    if (options.offload_layers > 0) offload = std::make_unique<KvOffload>(offload_shape(config, options));
     if (options.policy != SelectionPolicy::Full)
       sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm);
   }
@@ -187,7 +207,7 @@ CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendO
   const ModelShape& m = c.shape;
   CudaMemoryPlan p;
   p.weights = m.weight_bytes();
-  p.kv_cache = 2.0 * 2.0 * static_cast<double>(m.layers) * o.max_requests * static_cast<double>(m.kv_heads * m.head_dim) *
+  p.kv_cache = 2.0 * 2.0 * static_cast<double>(m.layers - o.offload_layers) * o.max_requests * static_cast<double>(m.kv_heads * m.head_dim) *
                static_cast<double>(o.max_context);
   const double rows = static_cast<double>(std::max<std::int64_t>(o.max_requests, o.prefill_chunk));
   const double q = static_cast<double>(m.q_heads * m.head_dim), kv = static_cast<double>(m.kv_heads * m.head_dim);
@@ -196,6 +216,10 @@ CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendO
   p.workspace = static_cast<double>(kernels::decode_attention_workspace_bytes(o.max_requests, static_cast<int>(m.q_heads),
                                                                               static_cast<int>(m.head_dim), static_cast<int>(o.max_context))) +
                 (32u << 20);
+  if (o.offload_layers > 0) {
+    p.offload = KvOffload::device_bytes(offload_shape(c, o));
+    p.host = KvOffload::host_bytes(offload_shape(c, o));
+  }
   p.sparse = CudaSparseDecode::device_bytes(o.policy, o.budget, o.draft ? &o.draft->config : nullptr, sparse_shape(c, o));
   return p;
 }
@@ -214,6 +238,12 @@ static void check_options(const ModelConfig& c, const CudaBackendOptions& o) {
     throw ConfigError("--budget", "", std::string("policy ") + to_string(o.policy) + " needs a budget of at least 1");
   if (needs_retrieval_head(o.policy) && o.draft == nullptr)
     throw ConfigError("--dlm", "", std::string("policy ") + to_string(o.policy) + " needs the distilled LM of the retrieval head");
+  if (o.offload_layers < 0 || o.offload_layers > c.shape.layers)
+    throw ConfigError("--offload-layers", "", "must be in 0.." + std::to_string(c.shape.layers) + ", got " + std::to_string(o.offload_layers));
+  if (o.offload_layers > 0 && o.policy != SelectionPolicy::Streaming && o.policy != SelectionPolicy::SpeContext &&
+      o.policy != SelectionPolicy::SpeContextBatch)
+    throw ConfigError("--offload-layers", "", std::string("offloaded layers load one selection per step shared by every layer: policy ") +
+                                                  to_string(o.policy) + " has none (use streaming, specontext or specontext-batch)");
   if (!needs_retrieval_head(o.policy) && o.draft != nullptr)
     throw ConfigError("--dlm", "", std::string("the distilled LM is used by policies specontext and specontext-batch only, not ") + to_string(o.policy));
 }
@@ -298,6 +328,11 @@ void CudaBackend::reset(int request) {
   require_request(request, impl_->options.max_requests, "reset");
   impl_->lengths_host[static_cast<std::size_t>(request)] = 0;
   impl_->overlap.reset(request);
+  if (impl_->offload) impl_->offload->reset_request(request, impl_->stream);
+}
+double CudaBackend::take_h2d_bytes() {
+  if (!impl_->offload) return 0;
+  return static_cast<double>(impl_->offload->take_loaded_rows(impl_->stream)) * impl_->offload->bytes_per_loaded_row();
 }
 std::optional<double> CudaBackend::overlap_rate() const { return impl_->overlap.rate(); }
 const std::vector<TokenSelection>& CudaBackend::last_selections(int request) const {
@@ -317,8 +352,9 @@ void CudaBackend::fill_random_context(int request, std::int64_t length, std::uin
                                 std::to_string(I.options.max_context));
   const std::int64_t per_head = I.options.max_context * I.head_dim;
   std::uint64_t stream_id = 0;
+  if (I.offload) I.offload->fill_random(request, length, seed, I.stream);
   for (auto& L : I.layers)
-    for (std::int64_t h = 0; h < I.config.shape.kv_heads; ++h)
+    for (std::int64_t h = 0; L.k_cache.ptr && h < I.config.shape.kv_heads; ++h)
       for (bf16_bits* cache : {L.k_cache.ptr, L.v_cache.ptr}) {
         bf16_bits* base = cache + (static_cast<std::int64_t>(request) * I.config.shape.kv_heads + h) * per_head;
         kernels::launch_fill_random({base, length * I.head_dim, seed * 7919u + stream_id++, 0.0f, 1.0f}, I.stream);
@@ -331,11 +367,18 @@ void CudaBackend::fill_random_context(int request, std::int64_t length, std::uin
 
 namespace {
 
+// A prefill chunk: its request and first position (offloaded layers stage the request's earlier positions).
+struct PrefillChunk {
+  int request = 0;
+  std::int64_t first = 0;
+};
+
 // Runs `rows` tokens (ids, slots and positions already in the device arrays) through every
 // layer; `attention` issues the layer's attention from the QKV buffer into attn_out. Leaves the
 // final-normed hidden states of all rows in x_bf16.
 template <class Attention>
-void forward_layers(CudaBackend::Impl& I, std::int64_t rows, bool prefill, Attention&& attention) {
+void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk* chunk, Attention&& attention) {
+  const bool prefill = chunk != nullptr;
   const ModelShape& m = I.config.shape;
   const float eps = static_cast<float>(I.config.rms_norm_eps);
   kernels::launch_embedding({I.proj_out.ptr, I.embed.ptr, I.ids.ptr, rows, I.hidden, I.vocab}, I.stream);
@@ -355,10 +398,14 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, bool prefill, Atten
         kernels::launch_head_rmsnorm({I.qkv.ptr + I.q_dim, L.k_norm.ptr, rows, I.qkv_dim, m.kv_heads, I.head_dim, eps}, I.stream);
       }
       const std::int64_t request_stride = m.kv_heads * I.options.max_context * I.head_dim;
-      kernels::launch_rope_kv_append({I.qkv.ptr, L.k_cache.ptr, L.v_cache.ptr, I.inv_freq.ptr, I.positions.ptr, I.slots.ptr, rows, I.qkv_dim,
-                                      m.q_heads, m.kv_heads, I.head_dim, request_stride, I.options.max_context * I.head_dim,
-                                      I.attention_factor},
-                                     I.stream);
+      kernels::RopeKvAppendParams r{I.qkv.ptr, L.k_cache.ptr, L.v_cache.ptr, I.inv_freq.ptr, I.positions.ptr, I.slots.ptr, rows, I.qkv_dim,
+                                    m.q_heads, m.kv_heads, I.head_dim, request_stride, I.options.max_context * I.head_dim,
+                                    I.attention_factor};
+      if (I.offload && I.offload->offloaded(static_cast<int>(l))) {
+        if (chunk) I.offload->stage_prefill(static_cast<int>(l), chunk->request, chunk->first, r, I.stream);
+        else I.offload->redirect_append(static_cast<int>(l), r);
+      }
+      kernels::launch_rope_kv_append(r, I.stream);
       attention(static_cast<int>(l), L, request_stride);
       I.gemm(I.attn_out.ptr, rows, I.q_dim, L.wo.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
     }
@@ -397,7 +444,18 @@ void set_attention_io(Params& a, const CudaBackend::Impl& I, const LayerDevice& 
 // The decode step of `rows` requests: everything between the uploaded inputs and the logits.
 void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
   if (I.sparse) I.sparse->select_before_forward(I.ids.ptr, I.slots.ptr, I.lengths.ptr, rows, I.stream);
-  forward_layers(I, rows, false, [&](int layer, LayerDevice& L, std::int64_t request_stride) {
+  if (I.offload) {
+    const int heads = I.sparse->list_heads();
+    KvOffload::Lists lists;
+    lists.indices = I.sparse->lists_of_layer(0);
+    lists.request_stride = heads * I.sparse->list_stride();
+    lists.head_stride = heads == 1 ? 0 : I.sparse->list_stride();
+    lists.counts = I.sparse->counts_of_layer(0);
+    lists.count_request_stride = heads;
+    lists.count_head_stride = heads == 1 ? 0 : 1;
+    I.offload->plan_and_prefetch(lists, I.slots.ptr, I.positions.ptr, rows, I.stream);
+  }
+  forward_layers(I, rows, nullptr, [&](int layer, LayerDevice& L, std::int64_t request_stride) {
     kernels::DecodeAttentionParams a;
     set_attention_io(a, I, L, request_stride);
     a.lengths = I.lengths.ptr;
@@ -405,9 +463,16 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
     a.workspace_bytes = I.attention_workspace.count;
     a.requests = rows;
     a.max_length = max_length;
-    if (I.sparse) I.sparse->attend(layer, a, I.stream);
-    else kernels::launch_decode_attention(a, I.stream);
+    if (I.offload && I.offload->offloaded(layer)) {
+      I.offload->before_attention(layer, a, rows, I.stream);
+      kernels::launch_decode_attention(a, I.stream);
+    } else if (I.sparse) {
+      I.sparse->attend(layer, a, I.stream);
+    } else {
+      kernels::launch_decode_attention(a, I.stream);
+    }
   });
+  if (I.offload) I.offload->join(I.stream);
   I.gemm(I.x_bf16.ptr, rows, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
 }
 
@@ -435,12 +500,16 @@ std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tok
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.slots.ptr, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice, I.stream));
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
     if (I.sparse) I.sparse->stage_prefill(positions, I.stream);
-    forward_layers(I, rows, true, [&](int, LayerDevice& L, std::int64_t request_stride) {
+    const PrefillChunk chunk{request, len};
+    forward_layers(I, rows, &chunk, [&](int layer, LayerDevice& L, std::int64_t request_stride) {
       kernels::PrefillAttentionParams a;
       set_attention_io(a, I, L, request_stride);
       a.positions = I.positions.ptr;
       a.tokens = static_cast<int>(rows);
+      const bool offloaded = I.offload && I.offload->offloaded(layer);
+      if (offloaded) I.offload->redirect_prefill_attention(a);
       kernels::launch_prefill_attention(a, I.stream);
+      if (offloaded) I.offload->after_prefill_attention(layer, request, len, rows, I.stream);
     });
     if (I.sparse) I.sparse->after_prefill_chunk(len, I.ids.ptr, I.slots.ptr, rows, I.stream);
     len += rows;

@@ -26,12 +26,21 @@ struct CudaBackendOptions {
   std::int64_t budget = 0;             // positions per KV head for a sparse policy (t is always added)
   const Eagle3Draft* draft = nullptr;  // specontext*: the retrieval head's draft (copied to the GPU)
   bool track_selections = false;       // download each step's selections for overlap_rate() (a sync per step)
+  // The last `offload_layers` layers keep their KV in pinned host memory and load only what each
+  // step's selection changes (engine/kv_offload.cuh); needs a policy with one set per step
+  // (streaming, specontext, specontext-batch).
+  int offload_layers = 0;
+  bool async_prefetch = true;  // c1+c2: gathers on a copy stream overlap the forward; false: c1 (synchronous)
+  int prefetch_group = 1;      // offloaded layers per gather and event
+  int gather_blocks = 16;      // grid cap of a gather kernel
 };
 
 struct CudaMemoryPlan {
   double weights = 0, kv_cache = 0, activations = 0, workspace = 0;
-  double sparse = 0;  // selection buffers and the retrieval head
-  double total() const { return weights + kv_cache + activations + workspace + sparse; }
+  double sparse = 0;   // selection buffers and the retrieval head
+  double offload = 0;  // slot buffers, plan tables and the prefill staging of offloaded layers
+  double host = 0;     // pinned host memory of offloaded layers' KV (not in total())
+  double total() const { return weights + kv_cache + activations + workspace + sparse + offload; }
 };
 
 class CudaBackend final : public Backend {
@@ -58,6 +67,9 @@ class CudaBackend final : public Backend {
 
   // Benchmarks: request r's context becomes `length` tokens of random K and V in every layer.
   void fill_random_context(int request, std::int64_t length, std::uint64_t seed);
+  // Bytes the offloaded layers' elastic loads moved host-to-device since the last call (0 without
+  // offloading); synchronises the stream.
+  double take_h2d_bytes();
   // Bytes of weights the decode step streams (all but the embedding table) and of KV cache
   // one token adds over all layers: the roofline's numerator.
   double streamed_weight_bytes() const;

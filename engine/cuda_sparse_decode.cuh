@@ -78,11 +78,14 @@ class CudaSparseDecode {
   // removed), one per request or, for the oracle, one per layer. Synchronises `stream`.
   std::vector<std::vector<TokenSelection>> download_selections(int rows, const std::vector<std::int32_t>& positions, cudaStream_t stream) const;
 
- private:
+  // The lists of one layer, [rows][list_heads()][list_stride()], and their counts [rows][list_heads()]
+  // (every layer shares layer 0's except under the oracle).
   int list_heads() const;  // KV heads with a list of their own (1 for batch-level policies)
   std::int64_t list_stride() const { return budget_ + 1; }
   std::int32_t* lists_of_layer(int layer) const;
   std::int32_t* counts_of_layer(int layer) const;
+
+ private:
 
   SelectionPolicy policy_;
   std::int64_t budget_;

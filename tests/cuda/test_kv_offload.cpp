@@ -1,0 +1,145 @@
+// Offloaded layers (engine/kv_offload.cuh) against GPU-resident ones: the same policy and budget
+// with the last layers' KV in pinned host memory, loaded elastically into slot buffers, must give
+// the resident run's logits bit for bit (the attention reads the same K/V rows in the same order),
+// whether the loads run on the copy stream (c1+c2) or synchronously (c1), per layer or in groups,
+// in CUDA graphs or not; and the H2D bytes are exactly the rows the selection changed.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <numeric>
+#include <tuple>
+
+#include "engine/cuda_backend.hpp"
+#include "engine/eagle3_draft.hpp"
+#include "engine/gguf.hpp"
+#include "engine/gguf_model.hpp"
+#include "sim/config_error.hpp"
+#include "tests/cuda/gpu_test.hpp"
+#include "tests/heldout_fixture.hpp"
+#include "tests/hf_fixture.hpp"
+#include "tests/smollm2_model.hpp"
+#include "tests/tiny_eagle3.hpp"
+
+namespace specontext {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::random_tokens;
+
+const testing::TinyModel& gqa() { return testing::tiny_llama_gqa(); }
+
+Eagle3Draft gqa_draft() {
+  const nlohmann::json j = {{"architectures", {"LlamaForCausalLMEagle3"}}, {"hidden_size", 128}, {"intermediate_size", 256},
+                            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32}, {"num_hidden_layers", 1},
+                            {"vocab_size", 512}, {"draft_vocab_size", 64}, {"target_hidden_size", 128}, {"rms_norm_eps", 1e-5},
+                            {"rope_theta", 10000.0}, {"max_position_embeddings", 8192},
+                            {"eagle_aux_hidden_state_layer_ids", {0, 1, 1}}};
+  Eagle3Draft d;
+  d.config = parse_eagle3_draft_config(j, "gqa-draft/config.json", gqa().config);
+  d.weights = testing::random_draft_weights(d.config, 9);
+  return d;
+}
+
+CudaBackendOptions options(SelectionPolicy policy, const Eagle3Draft* draft, int offload, bool async, int group, bool graph) {
+  CudaBackendOptions o;
+  o.max_requests = 2;
+  o.max_context = 1024;
+  o.prefill_chunk = 128;  // several chunks: offloaded layers stage their earlier positions
+  o.cuda_graph = graph;
+  o.policy = policy;
+  o.budget = 48;
+  o.draft = draft;
+  o.offload_layers = offload;
+  o.async_prefetch = async;
+  o.prefetch_group = group;
+  return o;
+}
+
+// Greedy decoding of two requests in lockstep on both backends; every step's logits must be equal.
+void expect_same_logits(CudaBackend& resident, CudaBackend& offloaded, const std::vector<std::vector<int>>& prompts, int steps,
+                        std::int64_t vocab, const std::string& what) {
+  std::vector<int> tokens;
+  for (std::size_t r = 0; r < prompts.size(); ++r) {
+    const auto a = resident.prefill(static_cast<int>(r), prompts[r]);
+    ASSERT_EQ(offloaded.prefill(static_cast<int>(r), prompts[r]), a) << what << " prefill " << r;
+    tokens.push_back(static_cast<int>(std::max_element(a.begin(), a.end()) - a.begin()));
+  }
+  std::vector<int> requests(prompts.size());
+  std::iota(requests.begin(), requests.end(), 0);
+  for (int s = 0; s < steps; ++s) {
+    const auto want = resident.decode(requests, tokens);
+    ASSERT_EQ(offloaded.decode(requests, tokens), want) << what << " step " << s;
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      tokens[i] = static_cast<int>(std::max_element(want.begin() + static_cast<std::ptrdiff_t>(i * vocab),
+                                                    want.begin() + static_cast<std::ptrdiff_t>((i + 1) * vocab)) -
+                                   (want.begin() + static_cast<std::ptrdiff_t>(i * vocab)));
+  }
+}
+
+TEST(KvOffload, OffloadedLayersGiveTheResidentLogitsBitForBit) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  const std::vector<std::vector<int>> prompts = {random_tokens(31, 300), random_tokens(32, 150)};
+  for (SelectionPolicy policy : {SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch, SelectionPolicy::Streaming}) {
+    const Eagle3Draft* d = needs_retrieval_head(policy) ? &draft : nullptr;
+    CudaBackend resident(gqa().config, gqa().weights, options(policy, d, 0, true, 1, true));
+    for (const auto& [offload, async, group, graph] :
+         std::vector<std::tuple<int, bool, int, bool>>{{1, true, 1, true}, {2, true, 1, true}, {2, false, 1, true}, {2, true, 2, false}}) {
+      for (int r = 0; r < 2; ++r) resident.reset(r);
+      CudaBackend offloaded(gqa().config, gqa().weights, options(policy, d, offload, async, group, graph));
+      const std::string what = std::string(to_string(policy)) + " offload " + std::to_string(offload) + (async ? " async" : " sync") +
+                               " group " + std::to_string(group) + (graph ? " graph" : "");
+      expect_same_logits(resident, offloaded, prompts, 24, gqa().config.shape.vocab, what);
+    }
+  }
+}
+
+// Streaming's set moves by one position a step: after the first step, each step loads exactly the
+// position that entered the window (the previous step's entering token) per request and KV head.
+TEST(KvOffload, StreamingLoadsOneRowPerHeadPerStep) {
+  SPECONTEXT_REQUIRE_GPU();
+  CudaBackend b(gqa().config, gqa().weights, options(SelectionPolicy::Streaming, nullptr, 2, true, 1, true));
+  b.prefill(0, random_tokens(41, 200));
+  b.prefill(1, random_tokens(42, 100));
+  b.decode({0, 1}, {1, 2});
+  const double first = b.take_h2d_bytes();
+  const double row = 2.0 * 2.0 * 32 * 2;  // K and V, head_dim 32, bf16, 2 offloaded layers
+  EXPECT_EQ(first, 2 * 2 * 47 * row) << "the first step loads the 47 past positions of each request and head";
+  for (int s = 0; s < 5; ++s) {
+    b.decode({0, 1}, {3, 4});
+    EXPECT_EQ(b.take_h2d_bytes(), 2 * 2 * 1 * row) << "step " << s;
+  }
+}
+
+TEST(KvOffload, OracleAndFullCannotOffload) {
+  SPECONTEXT_REQUIRE_GPU();
+  EXPECT_THROW(CudaBackend(gqa().config, gqa().weights, options(SelectionPolicy::Oracle, nullptr, 1, true, 1, true)), ConfigError);
+  EXPECT_THROW(CudaBackend(gqa().config, gqa().weights, options(SelectionPolicy::Full, nullptr, 1, true, 1, true)), ConfigError);
+}
+
+// The trained pair with 10 of SmolLM2's 30 layers offloaded, a 2K passkey prompt, B = 256.
+TEST(KvOffload, SmolLM2OffloadedLayersGiveTheResidentLogits) {
+  SPECONTEXT_REQUIRE_GPU();
+  const fs::path gguf = testing::smollm2_gguf();
+  if (!fs::exists(gguf)) GTEST_SKIP() << "no " << gguf << " (scripts/fetch_smollm2.sh fetches it)";
+  if (!fs::exists(testing::committed_heldout_dir())) GTEST_SKIP() << "no held-out text";
+  const GgufFile file(gguf);
+  const ModelConfig config = gguf_engine_config(file);
+  const Tokenizer tok = Tokenizer::from_gguf(file);
+  const std::vector<TaskInstance> instances = testing::committed_passkey_instances(tok, 2048, 1);
+  const Eagle3Draft draft = load_eagle3_draft(testing::smollm2_draft_dir(), config);
+  const ModelWeights weights = gguf_weights(config, file);
+  CudaBackendOptions o;
+  o.max_requests = 1;
+  o.max_context = 2100;
+  o.policy = SelectionPolicy::SpeContext;
+  o.budget = 256;
+  o.draft = &draft;
+  CudaBackend resident(config, weights, o);
+  o.offload_layers = 10;
+  CudaBackend offloaded(config, weights, o);
+  expect_same_logits(resident, offloaded, {instances[0].prompt}, 16, config.shape.vocab, "SmolLM2");
+}
+
+}  // namespace
+}  // namespace specontext
