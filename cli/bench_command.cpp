@@ -1,16 +1,31 @@
 // specontext bench: decode-step timing at given request counts and context depths, llama-bench
 // style (median and spread over repetitions, tokens/s, achieved HBM GB/s and % of the HBM
 // roofline), with random weights at a model's real shape and random KV up to each depth.
+//
+// The SpeContext path: --policy specontext --budget B --dlm-config DRAFT.json (the retrieval head at
+// the draft's shape, random weights) runs the head and top-B every step; since random weights choose
+// nearly random sets, --overlap X replaces the choice (after the head ran) by a synthetic stream
+// whose adjacent steps share exactly round(X B) positions (engine/synthetic_selection.hpp), and the
+// report says so. --offload-layers N|auto puts the last N layers' KV in pinned host memory with
+// elastic loading (auto: the simulator's memory model, sim/memory_model.hpp, at the point's final
+// length and --gpu-mem or the device's memory); --sync-prefetch loads on the compute stream (c1)
+// instead of the copy stream (c1+c2). Each point reports the H2D bytes its steps moved.
 #include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include "cli/commands.hpp"
 #include "cli/format.hpp"
 #include "cli/integer_list.hpp"
 #include "engine/device_info.hpp"
+#include "engine/eagle3_draft.hpp"
 #include "engine/model_config.hpp"
+#include "engine/selection_policy.hpp"
+#include "engine/synthetic_selection.hpp"
+#include "cli/scenario_flags.hpp"
+#include "sim/memory_model.hpp"
 #include "sim/config_error.hpp"
 #include "sim/hardware.hpp"
 #include "sim/scenario_loader.hpp"
@@ -26,6 +41,17 @@ struct BenchFlags {
   int steps = 16, reps = 5, warmup = 3;
   std::uint64_t seed = 1;
   bool random_weights = false, json = false, no_graph = false;
+  std::string policy = "full", dlm_config, offload = "0", gpu_mem;
+  std::int64_t budget = 0;
+  double overlap = -1;  // < 0: the head's own choice
+  bool sync_prefetch = false;
+  int prefetch_group = 1, gather_blocks = 16;
+};
+
+// What the points share: the policy and, for specontext, the draft (random weights at its shape).
+struct SparseSetup {
+  SelectionPolicy policy = SelectionPolicy::Full;
+  std::optional<Eagle3Draft> draft;
 };
 
 struct Point {
@@ -34,6 +60,8 @@ struct Point {
   std::string reason;
   std::vector<double> ms_per_step;  // one per repetition
   double median_ms = 0, min_ms = 0, max_ms = 0, bytes_per_step = 0;
+  int offloaded_layers = 0;
+  double h2d_bytes_per_step = 0, achieved_overlap = -1;
 };
 
 double median(std::vector<double> v) {
@@ -43,17 +71,50 @@ double median(std::vector<double> v) {
 }
 
 #if defined(SPECONTEXT_HAVE_CUDA)
-Point measure(const ModelConfig& config, const BenchFlags& f, long long R, long long depth) {
+// Layers the memory model offloads at `length` tokens (CR Alg. 1), for --offload-layers auto.
+int planned_offload(const ModelConfig& config, const BenchFlags& f, const SparseSetup& sp, long long R, long long length, double device_bytes) {
+  MemoryModelInputs in;
+  in.gpu_memory_bytes = f.gpu_mem.empty() ? device_bytes : parse_bytes(f.gpu_mem, "--gpu-mem");
+  in.model_bytes = config.shape.weight_bytes();
+  in.draft_bytes = sp.draft ? draft_bytes(sp.draft->config.layer.shape, DraftPart::HeadEagleInput) : 0.0;
+  in.layers = config.shape.layers;
+  in.alpha = static_cast<double>(config.shape.q_heads / config.shape.kv_heads);
+  in.requests = R;
+  in.budget = f.budget;
+  in.kv_bytes_per_token_layer = 2.0 * 2.0 * static_cast<double>(config.shape.kv_heads * config.shape.head_dim);
+  const MemoryModel model(in);
+  if (!model.fits_at(length)) throw ConfigError("--offload-layers auto", "", "the memory model fits no placement at " + std::to_string(length) + " tokens");
+  return static_cast<int>(model.cpu_layers_at(length));
+}
+
+Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup& sp, long long R, long long depth, double device_bytes) {
   Point p;
   p.requests = R;
   p.depth = depth;
+  const int total_steps = f.warmup + f.steps * f.reps;
   CudaBackendOptions o;
   o.max_requests = static_cast<int>(R);
-  o.max_context = depth + f.warmup + static_cast<long long>(f.steps) * f.reps + 1;
+  o.max_context = depth + total_steps + 1;
   o.cuda_graph = !f.no_graph;
   o.prefill_chunk = 1;  // no prefill here: the KV cache is filled with random values
+  o.policy = sp.policy;
+  o.budget = f.budget;
+  o.draft = sp.draft ? &*sp.draft : nullptr;
+  o.async_prefetch = !f.sync_prefetch;
+  o.prefetch_group = f.prefetch_group;
+  o.gather_blocks = f.gather_blocks;
+  std::optional<SyntheticSelectionStream> synthetic;
   std::unique_ptr<CudaBackend> b;
   try {
+    o.offload_layers = f.offload == "auto" ? planned_offload(config, f, sp, R, o.max_context, device_bytes)
+                                           : static_cast<int>(parse_integer_list(f.offload, "--offload-layers", 0, config.shape.layers).at(0));
+    p.offloaded_layers = o.offload_layers;
+    if (f.overlap >= 0) {
+      synthetic = make_synthetic_selection(std::vector<std::int64_t>(static_cast<std::size_t>(R), depth), static_cast<int>(config.shape.kv_heads),
+                                           std::min<std::int64_t>(f.budget, o.max_context), f.overlap, total_steps, f.seed);
+      o.synthetic_selection = &*synthetic;
+      p.achieved_overlap = synthetic->achieved_overlap;
+    }
     b = std::make_unique<CudaBackend>(config, f.seed, o);
   } catch (const ConfigError& e) {
     p.fits = false;
@@ -67,6 +128,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, long long R, long 
   }
   std::int64_t step = 0;
   for (int w = 0; w < f.warmup; ++w) tokens = b->decode_sample(requests, tokens, {}, step++);
+  b->take_h2d_bytes();
   for (int rep = 0; rep < f.reps; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int s = 0; s < f.steps; ++s) tokens = b->decode_sample(requests, tokens, {}, step++);  // each returns its tokens: synchronised
@@ -74,8 +136,12 @@ Point measure(const ModelConfig& config, const BenchFlags& f, long long R, long 
   }
   // Bytes a step must move at least: the streamed weights once, and K and V of every cached
   // token of every request (at the mean depth of the timed steps).
+  p.h2d_bytes_per_step = b->take_h2d_bytes() / (f.steps * f.reps);
   const double mean_depth = static_cast<double>(depth + f.warmup) + 0.5 * f.steps * f.reps;
-  p.bytes_per_step = b->streamed_weight_bytes() + static_cast<double>(R) * mean_depth * b->kv_bytes_per_token();
+  // Sparse steps read B + 1 positions per layer, and the retrieval head's keys of every position.
+  const double attended = sp.policy == SelectionPolicy::Full ? mean_depth : std::min<double>(mean_depth, static_cast<double>(f.budget + 1));
+  const double head_keys = sp.draft ? 2.0 * static_cast<double>(sp.draft->config.layer.shape.kv_heads * sp.draft->config.layer.shape.head_dim) * mean_depth : 0.0;
+  p.bytes_per_step = b->streamed_weight_bytes() + static_cast<double>(R) * (attended * b->kv_bytes_per_token() + head_keys);
   p.median_ms = median(p.ms_per_step);
   p.min_ms = *std::min_element(p.ms_per_step.begin(), p.ms_per_step.end());
   p.max_ms = *std::max_element(p.ms_per_step.begin(), p.ms_per_step.end());
@@ -94,18 +160,30 @@ void run(const BenchFlags& f) {
   const Hardware hw = load_hardware(resolve_config(f.hw, "hardware"));
   const DeviceReport dev = query_devices();
   if (dev.devices.empty()) throw ConfigError("bench", "", "no CUDA device: " + dev.error);
+  SparseSetup sp;
+  sp.policy = parse_selection_policy(f.policy, "--policy");
+  if (sp.policy != SelectionPolicy::Full && f.budget < 1) throw ConfigError("--budget", "", "policy " + f.policy + " needs a KV budget (--budget B)");
+  if (needs_retrieval_head(sp.policy)) {
+    if (f.dlm_config.empty()) throw ConfigError("--dlm-config", "", "policy " + f.policy + " needs the draft's config (random weights at its shape)");
+    sp.draft.emplace();
+    sp.draft->config = load_eagle3_draft_config(resolve_config(f.dlm_config, "models"), config);
+    sp.draft->weights = random_eagle3_draft_weights(sp.draft->config, f.seed);
+  }
+  if (f.overlap >= 0 && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--overlap", "", "a synthetic selection stream replaces policy specontext's choice");
   const double peak = hw.hbm_bandwidth_Bps;
   std::vector<Point> points;
   for (long long R : parse_integer_list(f.requests, "--requests", 1, 1 << 20))
     for (long long depth : parse_integer_list(f.depths, "--depth", 1, 0x7ffffffe)) {
       std::cerr << "[bench] R=" << R << " depth=" << depth << "\n";
-      points.push_back(measure(config, f, R, depth));
+      points.push_back(measure(config, f, sp, R, depth, dev.devices[0].memory_bytes));
     }
   const auto& d = dev.devices[0];
   if (f.json) {
     nlohmann::json pts = nlohmann::json::array();
     for (const auto& p : points) {
-      nlohmann::json j = {{"requests", p.requests}, {"depth", p.depth}, {"fits", p.fits}};
+      nlohmann::json j = {{"requests", p.requests}, {"depth", p.depth}, {"fits", p.fits}, {"offloaded_layers", p.offloaded_layers},
+                          {"h2d_bytes_per_step", p.h2d_bytes_per_step},
+                          {"synthetic_overlap", p.achieved_overlap >= 0 ? nlohmann::json(p.achieved_overlap) : nlohmann::json(nullptr)}};
       if (!p.fits) {
         j["reason"] = p.reason;
       } else {
@@ -119,24 +197,30 @@ void run(const BenchFlags& f) {
     }
     std::cout << nlohmann::json{{"gpu", d.name}, {"driver_version", dev.driver_version}, {"driver_release", dev.driver_release}, {"cuda_runtime_version", dev.runtime_version},
                                 {"model", config.origin}, {"hbm_peak_Bps", peak}, {"hbm_peak_source", hw.origin},
+                                {"policy", f.policy}, {"budget", sp.policy == SelectionPolicy::Full ? nlohmann::json(nullptr) : nlohmann::json(f.budget)},
+                                {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
+                                {"prefetch", f.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"prefetch_group", f.prefetch_group},
+                                {"gather_blocks", f.gather_blocks},
                                 {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"points", pts}}
                      .dump(2)
               << "\n";
     return;
   }
   std::cout << d.name << ", driver " << dev.driver_release << " (CUDA " << dev.driver_version << "), CUDA runtime " << dev.runtime_version << "; " << config.origin
-            << "; roofline at " << fixed(peak / 1e12, 2) << " TB/s; " << f.reps << " reps x " << f.steps << " steps\n\n"
-            << "|   R |  depth | ms/step (median, min-max) | tokens/s | HBM GB/s | % roofline |\n"
-            << "|----:|-------:|--------------------------:|---------:|---------:|-----------:|\n";
+            << "; roofline at " << fixed(peak / 1e12, 2) << " TB/s; " << f.reps << " reps x " << f.steps << " steps; policy " << f.policy
+            << (sp.policy == SelectionPolicy::Full ? std::string() : ", B = " + std::to_string(f.budget))
+            << (f.overlap >= 0 ? ", synthetic selection (overlap " + fixed(f.overlap, 2) + ")" : std::string()) << "\n\n"
+            << "|   R |  depth | offloaded | ms/step (median, min-max) | tokens/s | HBM GB/s | % roofline | H2D MB/step |\n"
+            << "|----:|-------:|----------:|--------------------------:|---------:|---------:|-----------:|------------:|\n";
   for (const auto& p : points) {
-    std::cout << "| " << p.requests << " | " << p.depth << " | ";
+    std::cout << "| " << p.requests << " | " << p.depth << " | " << p.offloaded_layers << " | ";
     if (!p.fits) {
-      std::cout << "does not fit | | | |\n";
+      std::cout << "does not fit | | | | |\n";
       continue;
     }
     std::cout << fixed(p.median_ms, 3) << " (" << fixed(p.min_ms, 3) << "-" << fixed(p.max_ms, 3) << ") | "
               << fixed(p.requests / (p.median_ms / 1e3), 1) << " | " << fixed(p.bytes_per_step / (p.median_ms / 1e3) / 1e9, 0) << " | "
-              << fixed(100.0 * (p.bytes_per_step / peak) / (p.median_ms / 1e3), 1) << " |\n";
+              << fixed(100.0 * (p.bytes_per_step / peak) / (p.median_ms / 1e3), 1) << " | " << fixed(p.h2d_bytes_per_step / 1e6, 2) << " |\n";
   }
 #endif
 }
@@ -156,6 +240,15 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--hw", f->hw, "hardware config whose HBM bandwidth is the roofline")->capture_default_str();
   cmd->add_option("--seed", f->seed, "random weights' and KV's seed")->capture_default_str();
   cmd->add_flag("--no-graph", f->no_graph, "launch kernel by kernel instead of replaying a CUDA graph");
+  cmd->add_option("--policy", f->policy, "KV selection: full, streaming, oracle, specontext or specontext-batch")->capture_default_str();
+  cmd->add_option("--budget", f->budget, "positions per KV head a sparse policy keeps");
+  cmd->add_option("--dlm-config", f->dlm_config, "the draft's config.json for specontext (random weights at its shape)");
+  cmd->add_option("--overlap", f->overlap, "specontext: replace the choice by a synthetic stream with this overlap of adjacent steps");
+  cmd->add_option("--offload-layers", f->offload, "the last N layers' KV in pinned host memory, or auto (the memory model)")->capture_default_str();
+  cmd->add_option("--gpu-mem", f->gpu_mem, "GPU memory the auto placement plans for (bytes, or with GB/GiB/MB/MiB)");
+  cmd->add_flag("--sync-prefetch", f->sync_prefetch, "elastic loads on the compute stream (c1) instead of the copy stream (c1+c2)");
+  cmd->add_option("--prefetch-group", f->prefetch_group, "offloaded layers per gather and event")->capture_default_str();
+  cmd->add_option("--gather-blocks", f->gather_blocks, "grid cap of the gather kernel")->capture_default_str();
   cmd->add_flag("--json", f->json, "print JSON");
   cmd->callback([f]() { run(*f); });
 }

@@ -185,7 +185,8 @@ struct CudaBackend::Impl {
     }
     if (options.offload_layers > 0) offload = std::make_unique<KvOffload>(offload_shape(config, options));
     if (options.policy != SelectionPolicy::Full)
-      sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm);
+      sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
+                                                  options.synthetic_selection);
   }
 
   const bf16_bits* output_matrix() const { return lm_head.ptr ? lm_head.ptr : embed.ptr; }

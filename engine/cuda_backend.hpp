@@ -11,6 +11,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/model_config.hpp"
 #include "engine/selection_policy.hpp"
+#include "engine/synthetic_selection.hpp"
 #include "engine/weights.hpp"
 
 namespace specontext {
@@ -26,6 +27,9 @@ struct CudaBackendOptions {
   std::int64_t budget = 0;             // positions per KV head for a sparse policy (t is always added)
   const Eagle3Draft* draft = nullptr;  // specontext*: the retrieval head's draft (copied to the GPU)
   bool track_selections = false;       // download each step's selections for overlap_rate() (a sync per step)
+  // Benchmarks with random weights (specontext): these lists replace the head's each step, after the
+  // head and top-B ran. Must outlive the backend; one step per decode call.
+  const SyntheticSelectionStream* synthetic_selection = nullptr;
   // The last `offload_layers` layers keep their KV in pinned host memory and load only what each
   // step's selection changes (engine/kv_offload.cuh); needs a policy with one set per step
   // (streaming, specontext, specontext-batch).

@@ -46,8 +46,8 @@ double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budge
 }
 
 CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
-                                   const CudaSparseShape& shape, CudaGemm gemm)
-    : policy_(policy), budget_(std::min(budget, shape.max_context)), shape_(shape) {
+                                   const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic)
+    : policy_(policy), budget_(std::min(budget, shape.max_context)), shape_(shape), synthetic_(synthetic) {
   if (policy == SelectionPolicy::Full) throw std::invalid_argument("CudaSparseDecode: policy full needs no sparse decode");
   if (budget < 1) throw ConfigError("--budget", "", "must be at least 1, got " + std::to_string(budget));
   if (needs_retrieval_head(policy) != (draft != nullptr))
@@ -76,12 +76,38 @@ CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, 
     chunk_features_ = DeviceArray<bf16_bits>(static_cast<std::size_t>(std::max<std::int64_t>(shape.max_rows, shape.max_requests) + 1) *
                                              static_cast<std::size_t>(feature_width_));
   }
+  if (synthetic) {
+    if (policy != SelectionPolicy::SpeContext) throw std::invalid_argument("CudaSparseDecode: a synthetic selection stream replaces specontext's");
+    if (synthetic->heads != shape.kv_heads || synthetic->budget != budget_ || synthetic->rows > shape.max_requests)
+      throw std::invalid_argument("CudaSparseDecode: the synthetic selection stream's shape does not match the budget and heads");
+    // Pinned in place, so that each step's lists reach the device by DMA without a host copy.
+    SPECONTEXT_CUDA_CHECK(cudaHostRegister(const_cast<std::int32_t*>(synthetic->lists.data()), synthetic->lists.size() * 4, cudaHostRegisterDefault));
+    SPECONTEXT_CUDA_CHECK(cudaHostRegister(const_cast<std::int32_t*>(synthetic->counts.data()), synthetic->counts.size() * 4, cudaHostRegisterDefault));
+    synthetic_lists_ = DeviceArray<std::int32_t>(lists_.count);
+    synthetic_counts_ = DeviceArray<std::int32_t>(counts_.count);
+  }
 }
 
-CudaSparseDecode::~CudaSparseDecode() = default;
+CudaSparseDecode::~CudaSparseDecode() {
+  if (synthetic_) {
+    cudaHostUnregister(const_cast<std::int32_t*>(synthetic_->lists.data()));
+    cudaHostUnregister(const_cast<std::int32_t*>(synthetic_->counts.data()));
+  }
+}
 
 void CudaSparseDecode::stage_decode(const std::vector<std::int32_t>& positions, cudaStream_t stream) {
   stage_prefill(positions, stream);
+  if (synthetic_) {
+    if (synthetic_step_ >= synthetic_->steps || static_cast<int>(positions.size()) != synthetic_->rows)
+      throw std::invalid_argument("CudaSparseDecode: the synthetic selection stream has " + std::to_string(synthetic_->steps) + " steps of " +
+                                  std::to_string(synthetic_->rows) + " rows; step " + std::to_string(synthetic_step_) + " has " +
+                                  std::to_string(positions.size()));
+    const std::size_t pairs = static_cast<std::size_t>(synthetic_->rows) * synthetic_->heads;
+    const std::size_t step = static_cast<std::size_t>(synthetic_step_++);
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(synthetic_lists_.ptr, synthetic_->lists.data() + step * pairs * list_stride(),
+                                          pairs * list_stride() * 4, cudaMemcpyHostToDevice, stream));
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(synthetic_counts_.ptr, synthetic_->counts.data() + step * pairs, pairs * 4, cudaMemcpyHostToDevice, stream));
+  }
   if (policy_ != SelectionPolicy::Streaming) return;
   // Sinks and recent window: the same for every head, so computed here and uploaded with the inputs.
   const std::size_t stride = static_cast<std::size_t>(list_stride());
@@ -160,6 +186,11 @@ void CudaSparseDecode::select_before_forward(const std::int32_t* ids, const std:
   t.index_stride = list_stride();
   t.counts = counts_of_layer(0);
   kernels::launch_top_b_select(t, stream);
+  if (synthetic_) {
+    const std::size_t pairs = static_cast<std::size_t>(rows) * list_heads();
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(lists_.ptr, synthetic_lists_.ptr, pairs * list_stride() * 4, cudaMemcpyDeviceToDevice, stream));
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(counts_.ptr, synthetic_counts_.ptr, pairs * 4, cudaMemcpyDeviceToDevice, stream));
+  }
 }
 
 void CudaSparseDecode::after_prefill_chunk(std::int64_t first_position, const std::int32_t* ids, const std::int32_t* slots, std::int64_t rows,

@@ -30,6 +30,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/retrieval_head_cuda.cuh"
 #include "engine/selection_policy.hpp"
+#include "engine/synthetic_selection.hpp"
 #include "kernels/decode_attention.cuh"
 
 namespace specontext {
@@ -43,8 +44,10 @@ class CudaSparseDecode {
  public:
   // `draft` for specontext*: its weights go to the device; `target_embed` (device) serves a draft
   // without an embedding. Throws ConfigError / std::invalid_argument for a bad budget or a missing draft.
+  // `synthetic` (benchmarks; specontext only): its lists replace the head's choice each step, after
+  // the head and top-B have run (so their cost stays in the step); it must outlive this object.
   CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
-                   const CudaSparseShape& shape, CudaGemm gemm);
+                   const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic = nullptr);
   ~CudaSparseDecode();
 
   SelectionPolicy policy() const { return policy_; }
@@ -102,6 +105,9 @@ class CudaSparseDecode {
   DeviceArray<bf16_bits> chunk_features_;    // [max_rows + 1, feature_width]: row 0 the position before the chunk
   DeviceArray<std::uint8_t> oracle_workspace_;
   std::vector<std::int32_t> host_keys_, host_lists_, host_counts_;  // staging of uploads
+  const SyntheticSelectionStream* synthetic_ = nullptr;  // pinned in place while this object lives
+  int synthetic_step_ = 0;
+  DeviceArray<std::int32_t> synthetic_lists_, synthetic_counts_;  // this step's, copied over the head's in the graph
 };
 
 }  // namespace specontext

@@ -143,4 +143,22 @@ Eagle3Draft load_eagle3_draft(const fs::path& dir, const ModelConfig& target) {
   return d;
 }
 
+Eagle3DraftConfig load_eagle3_draft_config(const fs::path& file, const ModelConfig& target) {
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) throw ConfigError(file.string(), "", "no such draft config file");
+  return parse_eagle3_draft_config(read_json_file(file), file.string(), target);
+}
+
+Eagle3DraftWeights random_eagle3_draft_weights(const Eagle3DraftConfig& c, std::uint64_t seed) {
+  const ModelShape& s = c.layer.shape;
+  const std::int64_t h = s.hidden, features = static_cast<std::int64_t>(c.aux_layers.size()) * c.target_hidden;
+  Eagle3DraftWeights w;
+  w.fc = {h, features, normal_values(seed, "fc.weight", h * features, 0.0, 0.02)};
+  w.hidden_norm.assign(static_cast<std::size_t>(h), 1.0f);
+  w.input_norm.assign(static_cast<std::size_t>(h), 1.0f);
+  w.q = {s.q_heads * s.head_dim, 2 * h, normal_values(seed, "midlayer.self_attn.q_proj.weight", s.q_heads * s.head_dim * 2 * h, 0.0, 0.02)};
+  w.k = {s.kv_heads * s.head_dim, 2 * h, normal_values(seed, "midlayer.self_attn.k_proj.weight", s.kv_heads * s.head_dim * 2 * h, 0.0, 0.02)};
+  return w;
+}
+
 }  // namespace specontext

@@ -67,4 +67,10 @@ Eagle3DraftConfig parse_eagle3_draft_config(const nlohmann::json& j, const std::
 // target's embedding is used, so the draft's hidden size must equal the target's.
 Eagle3Draft load_eagle3_draft(const std::filesystem::path& dir, const ModelConfig& target);
 
+// A draft config.json (a file) parsed and checked as above, for drafts we have no weights for.
+Eagle3DraftConfig load_eagle3_draft_config(const std::filesystem::path& file, const ModelConfig& target);
+// Seeded random retrieval-head weights at the config's shapes (normal, std 0.02; norms 1), no
+// embedding (the target's serves): benchmarks at the real shapes of drafts we have no weights for.
+Eagle3DraftWeights random_eagle3_draft_weights(const Eagle3DraftConfig& config, std::uint64_t seed);
+
 }  // namespace specontext

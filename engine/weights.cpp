@@ -96,24 +96,6 @@ std::uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
-// Normal samples by Box-Muller over splitmix64: unlike std::normal_distribution, the same on every
-// standard library. Each tensor has its own stream keyed by its name, so a tensor's values do not
-// depend on which other tensors the config implies.
-std::vector<float> normal_values(std::uint64_t seed, const std::string& name, std::int64_t n, double mean, double stddev) {
-  std::uint64_t state = seed ^ fnv1a(name);
-  splitmix64(state);
-  std::vector<float> out(static_cast<std::size_t>(n));
-  constexpr double kTwoPi = 6.283185307179586476925;
-  for (std::int64_t i = 0; i < n; i += 2) {
-    const double u1 = (static_cast<double>(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
-    const double u2 = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;          // [0, 1)
-    const double r = std::sqrt(-2.0 * std::log(u1));
-    out[static_cast<std::size_t>(i)] = static_cast<float>(mean + stddev * r * std::cos(kTwoPi * u2));
-    if (i + 1 < n) out[static_cast<std::size_t>(i + 1)] = static_cast<float>(mean + stddev * r * std::sin(kTwoPi * u2));
-  }
-  return out;
-}
-
 // fp32 -> fp16, round to nearest even, with subnormals, overflow to inf and NaN kept quiet.
 std::uint16_t f32_to_f16(float f) {
   const auto x = std::bit_cast<std::uint32_t>(f);
@@ -138,6 +120,22 @@ std::uint16_t f32_to_f16(float f) {
 }
 
 }  // namespace
+
+std::vector<float> normal_values(std::uint64_t seed, const std::string& name, std::int64_t n, double mean, double stddev) {
+  std::uint64_t state = seed ^ fnv1a(name);
+  splitmix64(state);
+  std::vector<float> out(static_cast<std::size_t>(n));
+  constexpr double kTwoPi = 6.283185307179586476925;
+  for (std::int64_t i = 0; i < n; i += 2) {
+    const double u1 = (static_cast<double>(splitmix64(state) >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+    const double u2 = static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;          // [0, 1)
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    out[static_cast<std::size_t>(i)] = static_cast<float>(mean + stddev * r * std::cos(kTwoPi * u2));
+    if (i + 1 < n) out[static_cast<std::size_t>(i + 1)] = static_cast<float>(mean + stddev * r * std::sin(kTwoPi * u2));
+  }
+  return out;
+}
+
 
 std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
   std::vector<ExpectedTensor> out;

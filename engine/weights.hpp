@@ -52,6 +52,11 @@ ModelWeights load_weights(const ModelConfig& c, const Checkpoint& ckpt);
 ModelWeights build_weights(const ModelConfig& c,
                            const std::function<std::vector<float>(const std::string& name, const std::vector<std::int64_t>& shape)>& read);
 
+// n normal samples by Box-Muller over splitmix64: unlike std::normal_distribution, the same on every
+// standard library. Each tensor has its own stream keyed by its name, so a tensor's values do not
+// depend on which other tensors the config implies.
+std::vector<float> normal_values(std::uint64_t seed, const std::string& name, std::int64_t n, double mean, double stddev);
+
 // Seeded random weights (normal with std 0.02, norms 1 + small noise), for tests and for
 // saving fixture checkpoints.
 ModelWeights random_weights(const ModelConfig& c, std::uint64_t seed);
