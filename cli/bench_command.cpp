@@ -10,6 +10,10 @@
 // elastic loading (auto: the simulator's memory model, sim/memory_model.hpp, at the point's final
 // length and --gpu-mem or the device's memory); --sync-prefetch loads on the compute stream (c1)
 // instead of the copy stream (c1+c2). Each point reports the H2D bytes its steps moved.
+//
+// --span FROM:TO validates the sampled method: it times the --depth points (within the span), then
+// one true end-to-end run of every step from FROM to TO (no warm-up, one repetition), and compares the
+// end-to-end time with the sum of the points' step times interpolated linearly over the span.
 #include <algorithm>
 #include <chrono>
 #include <iostream>
@@ -41,7 +45,7 @@ struct BenchFlags {
   int steps = 16, reps = 5, warmup = 3;
   std::uint64_t seed = 1;
   bool random_weights = false, json = false, no_graph = false;
-  std::string policy = "full", dlm_config, offload = "0", gpu_mem;
+  std::string policy = "full", dlm_config, offload = "0", gpu_mem, span;
   std::int64_t budget = 0;
   double overlap = -1;  // < 0: the head's own choice
   bool sync_prefetch = false;
@@ -147,6 +151,27 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   p.max_ms = *std::max_element(p.ms_per_step.begin(), p.ms_per_step.end());
   return p;
 }
+
+// Sum of step times over positions from..to-1, linear between the sampled depths (flat past the ends).
+double integrate_ms(const std::vector<Point>& sampled, long long from, long long to) {
+  std::vector<std::pair<double, double>> xy;
+  for (const Point& p : sampled)
+    if (p.fits) xy.emplace_back(static_cast<double>(p.depth), p.median_ms);
+  std::sort(xy.begin(), xy.end());
+  if (xy.empty()) throw ConfigError("--span", "", "no sampled depth fits");
+  double total = 0;
+  for (long long S = from; S < to; ++S) {
+    const double x = static_cast<double>(S);
+    auto hi = std::lower_bound(xy.begin(), xy.end(), std::make_pair(x, -1.0));
+    if (hi == xy.begin()) total += xy.front().second;
+    else if (hi == xy.end()) total += xy.back().second;
+    else {
+      const auto lo = hi - 1;
+      total += lo->second + (hi->second - lo->second) * (x - lo->first) / (hi->first - lo->first);
+    }
+  }
+  return total;
+}
 #endif
 
 void run(const BenchFlags& f) {
@@ -178,6 +203,31 @@ void run(const BenchFlags& f) {
       points.push_back(measure(config, f, sp, R, depth, dev.devices[0].memory_bytes));
     }
   const auto& d = dev.devices[0];
+  nlohmann::json span_json;
+  if (!f.span.empty()) {
+    const auto colon = f.span.find(':');
+    if (colon == std::string::npos) throw ConfigError("--span", "", "expected FROM:TO, got '" + f.span + "'");
+    const long long from = parse_integer_list(f.span.substr(0, colon), "--span", 1, 0x7ffffffe).at(0);
+    const long long to = parse_integer_list(f.span.substr(colon + 1), "--span", from + 1, 0x7ffffffe).at(0);
+    const long long R = parse_integer_list(f.requests, "--requests", 1, 1 << 20).at(0);
+    BenchFlags whole = f;
+    whole.warmup = 0;
+    whole.reps = 1;
+    whole.steps = static_cast<int>(to - from);
+    std::cerr << "[bench] end to end: R=" << R << " from " << from << " to " << to << "\n";
+    const Point e2e = measure(config, whole, sp, R, from, d.memory_bytes);
+    if (!e2e.fits) throw ConfigError("--span", "", "the end-to-end run does not fit: " + e2e.reason);
+    const double measured_ms = e2e.median_ms * static_cast<double>(to - from);
+    const double integrated_ms = integrate_ms(points, from, to);
+    span_json = {{"from", from}, {"to", to}, {"requests", R}, {"end_to_end_s", measured_ms / 1e3}, {"integrated_s", integrated_ms / 1e3},
+                 {"error_pct", 100.0 * (integrated_ms - measured_ms) / measured_ms},
+                 {"end_to_end_tokens_per_s", static_cast<double>(R * (to - from)) / (measured_ms / 1e3)},
+                 {"integrated_tokens_per_s", static_cast<double>(R * (to - from)) / (integrated_ms / 1e3)},
+                 {"offloaded_layers", e2e.offloaded_layers}, {"h2d_bytes_per_step", e2e.h2d_bytes_per_step}};
+    if (!f.json)
+      std::cout << "span " << from << ":" << to << ", R = " << R << ": end to end " << fixed(measured_ms / 1e3, 3) << " s, integrated from the points "
+                << fixed(integrated_ms / 1e3, 3) << " s (" << fixed(span_json["error_pct"].get<double>(), 2) << "%)\n";
+  }
   if (f.json) {
     nlohmann::json pts = nlohmann::json::array();
     for (const auto& p : points) {
@@ -200,7 +250,7 @@ void run(const BenchFlags& f) {
                                 {"policy", f.policy}, {"budget", sp.policy == SelectionPolicy::Full ? nlohmann::json(nullptr) : nlohmann::json(f.budget)},
                                 {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
                                 {"prefetch", f.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"prefetch_group", f.prefetch_group},
-                                {"gather_blocks", f.gather_blocks},
+                                {"gather_blocks", f.gather_blocks}, {"span", span_json},
                                 {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"points", pts}}
                      .dump(2)
               << "\n";
@@ -249,6 +299,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--sync-prefetch", f->sync_prefetch, "elastic loads on the compute stream (c1) instead of the copy stream (c1+c2)");
   cmd->add_option("--prefetch-group", f->prefetch_group, "offloaded layers per gather and event")->capture_default_str();
   cmd->add_option("--gather-blocks", f->gather_blocks, "grid cap of the gather kernel")->capture_default_str();
+  cmd->add_option("--span", f->span, "FROM:TO: also one end-to-end run over the span, compared with the points integrated over it");
   cmd->add_flag("--json", f->json, "print JSON");
   cmd->callback([f]() { run(*f); });
 }
