@@ -49,7 +49,8 @@ struct BenchFlags {
   std::int64_t budget = 0;
   double overlap = -1;  // < 0: the head's own choice
   bool sync_prefetch = false;
-  int prefetch_group = 1, gather_blocks = 16;
+  int prefetch_group = 4, gather_blocks = 32;
+  bool adaptive = false;
 };
 
 // What the points share: the policy and, for specontext, the draft (random weights at its shape).
@@ -107,12 +108,17 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   o.async_prefetch = !f.sync_prefetch;
   o.prefetch_group = f.prefetch_group;
   o.gather_blocks = f.gather_blocks;
+  if (f.adaptive) {
+    // c3 for real: the engine moves layers as the context grows; --gpu-mem is then its hard limit.
+    o.adaptive_placement = true;
+    o.initial_capacity = depth + 1;
+    if (!f.gpu_mem.empty()) o.memory_limit_bytes = parse_bytes(f.gpu_mem, "--gpu-mem");
+  }
   std::optional<SyntheticSelectionStream> synthetic;
   std::unique_ptr<CudaBackend> b;
   try {
-    o.offload_layers = f.offload == "auto" ? planned_offload(config, f, sp, R, o.max_context, device_bytes)
+    o.offload_layers = f.adaptive ? 0 : f.offload == "auto" ? planned_offload(config, f, sp, R, o.max_context, device_bytes)
                                            : static_cast<int>(parse_integer_list(f.offload, "--offload-layers", 0, config.shape.layers).at(0));
-    p.offloaded_layers = o.offload_layers;
     if (f.overlap >= 0) {
       synthetic = make_synthetic_selection(std::vector<std::int64_t>(static_cast<std::size_t>(R), depth), static_cast<int>(config.shape.kv_heads),
                                            std::min<std::int64_t>(f.budget, o.max_context), f.overlap, total_steps, f.seed);
@@ -141,6 +147,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   // Bytes a step must move at least: the streamed weights once, and K and V of every cached
   // token of every request (at the mean depth of the timed steps).
   p.h2d_bytes_per_step = b->take_h2d_bytes() / (f.steps * f.reps);
+  p.offloaded_layers = b->offloaded_layers();  // at the end (c3 may have moved layers during the run)
   const double mean_depth = static_cast<double>(depth + f.warmup) + 0.5 * f.steps * f.reps;
   // Sparse steps read B + 1 positions per layer, and the retrieval head's keys of every position.
   const double attended = sp.policy == SelectionPolicy::Full ? mean_depth : std::min<double>(mean_depth, static_cast<double>(f.budget + 1));
@@ -299,6 +306,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--sync-prefetch", f->sync_prefetch, "elastic loads on the compute stream (c1) instead of the copy stream (c1+c2)");
   cmd->add_option("--prefetch-group", f->prefetch_group, "offloaded layers per gather and event")->capture_default_str();
   cmd->add_option("--gather-blocks", f->gather_blocks, "grid cap of the gather kernel")->capture_default_str();
+  cmd->add_flag("--adaptive", f->adaptive, "c3: the engine's memory manager moves layers to host memory as the context grows (--gpu-mem: its hard limit)");
   cmd->add_option("--span", f->span, "FROM:TO: also one end-to-end run over the span, compared with the points integrated over it");
   cmd->add_flag("--json", f->json, "print JSON");
   cmd->callback([f]() { run(*f); });

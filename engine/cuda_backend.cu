@@ -19,6 +19,7 @@
 #include "engine/overlap_meter.hpp"
 #include "engine/rope.hpp"
 #include "engine/sampling.hpp"
+#include "sim/memory_model.hpp"
 #include "kernels/add_bias.cuh"
 #include "kernels/add_rmsnorm.cuh"
 #include "kernels/cuda_check.cuh"
@@ -50,7 +51,8 @@ struct LayerDevice {
   DeviceArray<bf16_bits> wo;       // [hidden, q_heads * head_dim]
   DeviceArray<bf16_bits> wgate_up; // [2 ffn, hidden]
   DeviceArray<bf16_bits> wdown;    // [hidden, ffn]
-  DeviceArray<bf16_bits> k_cache, v_cache;  // [max_requests][kv_heads][max_context][head_dim]
+  DeviceArray<bf16_bits> k_cache, v_cache;  // [max_requests][kv_heads][capacity][head_dim]
+  std::int64_t capacity = 0;                // positions per (request, KV head); 0 once offloaded
 };
 
 }  // namespace
@@ -68,10 +70,44 @@ CudaSparseShape sparse_shape(const ModelConfig& c, const CudaBackendOptions& o) 
   return s;
 }
 
-KvOffloadShape offload_shape(const ModelConfig& c, const CudaBackendOptions& o) {
+// The paper's memory model for this engine's configuration (c3): Mem_GPU is the limit, or the
+// device's memory; M_D the retrieval head's weights.
+MemoryModel engine_memory_model(const ModelConfig& c, const CudaBackendOptions& o, double device_bytes) {
+  MemoryModelInputs in;
+  in.gpu_memory_bytes = o.placement_memory_bytes > 0 ? o.placement_memory_bytes : o.memory_limit_bytes > 0 ? o.memory_limit_bytes : device_bytes;
+  in.model_bytes = c.shape.weight_bytes();
+  if (o.draft) {
+    const ModelShape& d = o.draft->config.layer.shape;
+    const double h = static_cast<double>(d.hidden), fw = static_cast<double>(o.draft->config.aux_layers.size() * o.draft->config.target_hidden);
+    in.draft_bytes = 2.0 * (h * fw + 2 * h + 2 * h * static_cast<double>((d.q_heads + d.kv_heads) * d.head_dim));
+  }
+  in.layers = c.shape.layers;
+  in.alpha = static_cast<double>(c.shape.q_heads / c.shape.kv_heads);
+  in.requests = o.max_requests;
+  in.budget = std::min(o.budget, o.max_context);
+  in.kv_bytes_per_token_layer = 2.0 * 2.0 * static_cast<double>(c.shape.kv_heads * c.shape.head_dim);
+  return MemoryModel(in);
+}
+
+// Layers the engine may hold in host memory: a fixed count, or under c3 at most what the memory model
+// offloads at max_context (or the count given).
+int max_offloaded(const ModelConfig& c, const CudaBackendOptions& o, double device_bytes) {
+  if (!o.adaptive_placement || o.offload_layers > 0) return o.offload_layers;
+  const MemoryModel m = engine_memory_model(c, o, device_bytes);
+  return static_cast<int>(std::min<long long>(m.cpu_layers_at(o.max_context), c.shape.layers));
+}
+
+// Positions the resident caches hold at first: all of max_context, or under c3 a start that grows.
+std::int64_t initial_capacity(const CudaBackendOptions& o) {
+  if (!o.adaptive_placement) return o.max_context;
+  return std::min<std::int64_t>(o.max_context, o.initial_capacity > 0 ? o.initial_capacity : 4096);
+}
+
+KvOffloadShape offload_shape(const ModelConfig& c, const CudaBackendOptions& o, double device_bytes) {
   KvOffloadShape s;
   s.layers = static_cast<int>(c.shape.layers);
-  s.offloaded = o.offload_layers;
+  s.offloaded = max_offloaded(c, o, device_bytes);
+  s.initially_active = o.adaptive_placement ? 0 : -1;
   s.max_requests = o.max_requests;
   s.kv_heads = static_cast<int>(c.shape.kv_heads);
   s.head_dim = static_cast<int>(c.shape.head_dim);
@@ -113,9 +149,13 @@ struct CudaBackend::Impl {
 
   std::unique_ptr<CudaSparseDecode> sparse;  // a sparse policy's selection, else null (dense)
   std::unique_ptr<KvOffload> offload;        // offloaded layers' KV in host memory, else null
+  std::optional<MemoryModel> placement;      // c3: when layers move to host memory
+  double device_bytes = 0, baseline_free = 0;  // the device's memory, and what was free before we allocated
   OverlapMeter overlap;
 
   Impl(const ModelConfig& c, const CudaBackendOptions& o) : config(c), options(o), overlap(o.max_requests) {
+    std::size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) device_bytes = static_cast<double>(total_b), baseline_free = static_cast<double>(free_b);
     const ModelShape& m = c.shape;
     hidden = m.hidden;
     head_dim = m.head_dim;
@@ -134,7 +174,7 @@ struct CudaBackend::Impl {
   }
 
   void check_fits() const {
-    const CudaMemoryPlan plan = CudaBackend::memory_plan(config, options);
+    const CudaMemoryPlan plan = CudaBackend::memory_plan(config, options, device_bytes);
     std::size_t free_b = 0, total_b = 0;
     SPECONTEXT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const double limit = options.memory_limit_bytes > 0 ? std::min<double>(options.memory_limit_bytes, static_cast<double>(free_b))
@@ -177,13 +217,17 @@ struct CudaBackend::Impl {
     inv_freq = DeviceArray<float>(freqs.size());
     inv_freq.upload(freqs);
     attention_factor = rope_attention_factor(config);
-    const std::size_t cache = static_cast<std::size_t>(options.max_requests) * kv_dim * static_cast<std::size_t>(options.max_context);
-    const std::size_t resident = layers.size() - static_cast<std::size_t>(options.offload_layers);
+    const KvOffloadShape off = offload_shape(config, options, device_bytes);
+    const std::int64_t capacity = initial_capacity(options);
+    const std::size_t cache = static_cast<std::size_t>(options.max_requests) * kv_dim * static_cast<std::size_t>(capacity);
+    const std::size_t resident = layers.size() - static_cast<std::size_t>(options.adaptive_placement ? 0 : off.offloaded);
     for (std::size_t l = 0; l < resident; ++l) {
       layers[l].k_cache = DeviceArray<bf16_bits>(cache);
       layers[l].v_cache = DeviceArray<bf16_bits>(cache);
+      layers[l].capacity = capacity;
     }
-    if (options.offload_layers > 0) offload = std::make_unique<KvOffload>(offload_shape(config, options));
+    if (off.offloaded > 0) offload = std::make_unique<KvOffload>(off);
+    if (options.adaptive_placement) placement = engine_memory_model(config, options, device_bytes);
     if (options.policy != SelectionPolicy::Full)
       sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
                                                   options.synthetic_selection);
@@ -204,12 +248,14 @@ void require_request(int request, std::int64_t max_requests, const char* where) 
 
 // ---- construction ------------------------------------------------------------------------
 
-CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendOptions& o) {
+CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendOptions& o, double device_bytes) {
   const ModelShape& m = c.shape;
   CudaMemoryPlan p;
   p.weights = m.weight_bytes();
-  p.kv_cache = 2.0 * 2.0 * static_cast<double>(m.layers - o.offload_layers) * o.max_requests * static_cast<double>(m.kv_heads * m.head_dim) *
-               static_cast<double>(o.max_context);
+  const KvOffloadShape off = offload_shape(c, o, device_bytes);
+  p.initial_capacity = initial_capacity(o);
+  p.kv_cache = 2.0 * 2.0 * static_cast<double>(m.layers - (o.adaptive_placement ? 0 : off.offloaded)) * o.max_requests * static_cast<double>(m.kv_heads * m.head_dim) *
+               static_cast<double>(p.initial_capacity);
   const double rows = static_cast<double>(std::max<std::int64_t>(o.max_requests, o.prefill_chunk));
   const double q = static_cast<double>(m.q_heads * m.head_dim), kv = static_cast<double>(m.kv_heads * m.head_dim);
   p.activations = rows * (4.0 * m.hidden + 2.0 * (m.hidden + (q + 2 * kv) + q + m.hidden + 3.0 * m.ffn)) +
@@ -217,9 +263,9 @@ CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendO
   p.workspace = static_cast<double>(kernels::decode_attention_workspace_bytes(o.max_requests, static_cast<int>(m.q_heads),
                                                                               static_cast<int>(m.head_dim), static_cast<int>(o.max_context))) +
                 (32u << 20);
-  if (o.offload_layers > 0) {
-    p.offload = KvOffload::device_bytes(offload_shape(c, o));
-    p.host = KvOffload::host_bytes(offload_shape(c, o));
+  if (off.offloaded > 0) {
+    p.offload = KvOffload::device_bytes(off);
+    p.host = KvOffload::host_bytes(off);
   }
   p.sparse = CudaSparseDecode::device_bytes(o.policy, o.budget, o.draft ? &o.draft->config : nullptr, sparse_shape(c, o));
   return p;
@@ -241,7 +287,7 @@ static void check_options(const ModelConfig& c, const CudaBackendOptions& o) {
     throw ConfigError("--dlm", "", std::string("policy ") + to_string(o.policy) + " needs the distilled LM of the retrieval head");
   if (o.offload_layers < 0 || o.offload_layers > c.shape.layers)
     throw ConfigError("--offload-layers", "", "must be in 0.." + std::to_string(c.shape.layers) + ", got " + std::to_string(o.offload_layers));
-  if (o.offload_layers > 0 && o.policy != SelectionPolicy::Streaming && o.policy != SelectionPolicy::SpeContext &&
+  if ((o.offload_layers > 0 || o.adaptive_placement) && o.policy != SelectionPolicy::Streaming && o.policy != SelectionPolicy::SpeContext &&
       o.policy != SelectionPolicy::SpeContextBatch)
     throw ConfigError("--offload-layers", "", std::string("offloaded layers load one selection per step shared by every layer: policy ") +
                                                   to_string(o.policy) + " has none (use streaming, specontext or specontext-batch)");
@@ -333,7 +379,7 @@ void CudaBackend::reset(int request) {
 }
 double CudaBackend::take_h2d_bytes() {
   if (!impl_->offload) return 0;
-  return static_cast<double>(impl_->offload->take_loaded_rows(impl_->stream)) * impl_->offload->bytes_per_loaded_row();
+  return impl_->offload->take_loaded_bytes(impl_->stream);
 }
 std::optional<double> CudaBackend::overlap_rate() const { return impl_->overlap.rate(); }
 const std::vector<TokenSelection>& CudaBackend::last_selections(int request) const {
@@ -345,19 +391,103 @@ double CudaBackend::kv_bytes_per_token() const {
   return 2.0 * 2.0 * static_cast<double>(impl_->config.shape.layers * impl_->kv_dim);
 }
 
+namespace {
+
+// Every captured graph bakes in cache pointers and strides; a placement change drops them.
+void drop_graphs(CudaBackend::Impl& I) {
+  for (auto& [_, g] : I.decode_graphs) cudaGraphExecDestroy(g);
+  I.decode_graphs.clear();
+}
+
+// Bytes this backend holds on the device now (what was free before it allocated, less what is free).
+double device_bytes_in_use(const CudaBackend::Impl& I) {
+  std::size_t free_b = 0, total_b = 0;
+  SPECONTEXT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return I.baseline_free - static_cast<double>(free_b);
+}
+
+// c3: the last GPU-resident layer's KV goes to host memory and its cache is freed.
+void offload_next_layer(CudaBackend::Impl& I) {
+  const int l = I.offload->next_layer();
+  LayerDevice& L = I.layers[static_cast<std::size_t>(l)];
+  NvtxRange range("offload layer " + std::to_string(l));
+  I.offload->activate_next_layer(L.k_cache.ptr, L.v_cache.ptr, L.capacity, I.lengths_host, I.stream);
+  SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  L.k_cache = DeviceArray<bf16_bits>();
+  L.v_cache = DeviceArray<bf16_bits>();
+  L.capacity = 0;
+  drop_graphs(I);
+}
+
+// c3 before a step or prefill that needs `needed` positions: first the layers the memory model
+// offloads at that length (CR Alg. 1, last layer first), then growth of the resident caches
+// (doubling, up to max_context); a growth that would pass the memory limit offloads another layer
+// first, and where none is left it is a ConfigError. Without c3 the caches hold max_context already.
+void adapt_placement(CudaBackend::Impl& I, std::int64_t needed) {
+  if (!I.options.adaptive_placement) return;
+  const int target = static_cast<int>(std::min<long long>(I.placement->cpu_layers_at(needed), I.config.shape.layers));
+  while (I.offload && I.offload->active() < target && I.offload->next_layer() >= 0) offload_next_layer(I);
+  const double limit = I.options.memory_limit_bytes > 0 ? I.options.memory_limit_bytes : I.baseline_free;
+  const std::int64_t row_bytes = static_cast<std::int64_t>(I.options.max_requests) * I.kv_dim * 2;  // one position of one layer's K (or V)
+  for (;;) {
+    std::vector<LayerDevice*> resident;
+    for (LayerDevice& L : I.layers)
+      if (L.capacity > 0) resident.push_back(&L);
+    if (resident.empty() || resident.front()->capacity >= needed) return;
+    const std::int64_t from = resident.front()->capacity;
+    std::int64_t to = std::min<std::int64_t>(I.options.max_context, std::max<std::int64_t>(needed, 2 * from));
+    to = std::min<std::int64_t>(I.options.max_context, (to + 255) / 256 * 256);
+    // After the growth, plus one layer's old cache alive while it is copied.
+    const double grown = device_bytes_in_use(I) + 2.0 * static_cast<double>(row_bytes) *
+                                                      (static_cast<double>(resident.size()) * static_cast<double>(to - from) + static_cast<double>(from));
+    if (grown > limit) {
+      if (!I.offload || I.offload->next_layer() < 0)
+        throw ConfigError("--gpu-mem", "", "growing the KV cache to " + std::to_string(to) + " positions needs " + std::to_string(grown / 1e9) +
+                                               " GB, more than the " + std::to_string(limit / 1e9) + " GB limit, and no layer is left to offload");
+      offload_next_layer(I);
+      continue;
+    }
+    NvtxRange range("grow KV cache to " + std::to_string(to));
+    for (LayerDevice* L : resident)
+      for (DeviceArray<bf16_bits>* cache : {&L->k_cache, &L->v_cache}) {
+        DeviceArray<bf16_bits> bigger(static_cast<std::size_t>(row_bytes / 2) * static_cast<std::size_t>(to));
+        const std::size_t width = static_cast<std::size_t>(from * I.head_dim) * 2, rows = static_cast<std::size_t>(I.options.max_requests * I.config.shape.kv_heads);
+        SPECONTEXT_CUDA_CHECK(cudaMemcpy2DAsync(bigger.ptr, static_cast<std::size_t>(to * I.head_dim) * 2, cache->ptr, width, width, rows,
+                                                cudaMemcpyDeviceToDevice, I.stream));
+        SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+        *cache = std::move(bigger);
+      }
+    for (LayerDevice* L : resident) L->capacity = to;
+    drop_graphs(I);
+  }
+}
+
+}  // namespace
+
+int CudaBackend::offloaded_layers() const { return impl_->offload ? impl_->offload->active() : 0; }
+int CudaBackend::planned_offload(std::int64_t length) const {
+  if (!impl_->placement) return 0;
+  return static_cast<int>(std::min<long long>(impl_->placement->cpu_layers_at(length), impl_->offload ? impl_->offload->shape().offloaded : 0));
+}
+std::int64_t CudaBackend::cache_capacity() const {
+  for (const LayerDevice& L : impl_->layers)
+    if (L.capacity > 0) return L.capacity;
+  return 0;
+}
+
 void CudaBackend::fill_random_context(int request, std::int64_t length, std::uint64_t seed) {
   Impl& I = *impl_;
   require_request(request, I.options.max_requests, "fill_random_context");
   if (length < 0 || length >= I.options.max_context)
     throw std::invalid_argument("fill_random_context: length " + std::to_string(length) + " leaves no room in a context of " +
                                 std::to_string(I.options.max_context));
-  const std::int64_t per_head = I.options.max_context * I.head_dim;
+  adapt_placement(I, length + 1);
   std::uint64_t stream_id = 0;
   if (I.offload) I.offload->fill_random(request, length, seed, I.stream);
   for (auto& L : I.layers)
     for (std::int64_t h = 0; L.k_cache.ptr && h < I.config.shape.kv_heads; ++h)
       for (bf16_bits* cache : {L.k_cache.ptr, L.v_cache.ptr}) {
-        bf16_bits* base = cache + (static_cast<std::int64_t>(request) * I.config.shape.kv_heads + h) * per_head;
+        bf16_bits* base = cache + (static_cast<std::int64_t>(request) * I.config.shape.kv_heads + h) * L.capacity * I.head_dim;
         kernels::launch_fill_random({base, length * I.head_dim, seed * 7919u + stream_id++, 0.0f, 1.0f}, I.stream);
       }
   SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
@@ -398,9 +528,9 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
         kernels::launch_head_rmsnorm({I.qkv.ptr, L.q_norm.ptr, rows, I.qkv_dim, m.q_heads, I.head_dim, eps}, I.stream);
         kernels::launch_head_rmsnorm({I.qkv.ptr + I.q_dim, L.k_norm.ptr, rows, I.qkv_dim, m.kv_heads, I.head_dim, eps}, I.stream);
       }
-      const std::int64_t request_stride = m.kv_heads * I.options.max_context * I.head_dim;
+      const std::int64_t request_stride = m.kv_heads * L.capacity * I.head_dim;
       kernels::RopeKvAppendParams r{I.qkv.ptr, L.k_cache.ptr, L.v_cache.ptr, I.inv_freq.ptr, I.positions.ptr, I.slots.ptr, rows, I.qkv_dim,
-                                    m.q_heads, m.kv_heads, I.head_dim, request_stride, I.options.max_context * I.head_dim,
+                                    m.q_heads, m.kv_heads, I.head_dim, request_stride, L.capacity * I.head_dim,
                                     I.attention_factor};
       if (I.offload && I.offload->offloaded(static_cast<int>(l))) {
         if (chunk) I.offload->stage_prefill(static_cast<int>(l), chunk->request, chunk->first, r, I.stream);
@@ -431,14 +561,14 @@ void set_attention_io(Params& a, const CudaBackend::Impl& I, const LayerDevice& 
   a.k_cache = L.k_cache.ptr;
   a.v_cache = L.v_cache.ptr;
   a.kv_request_stride = request_stride;
-  a.kv_head_stride = I.options.max_context * I.head_dim;
+  a.kv_head_stride = L.capacity * I.head_dim;
   a.slots = I.slots.ptr;
   a.out = I.attn_out.ptr;
   a.out_row_stride = I.q_dim;
   a.q_heads = static_cast<int>(m.q_heads);
   a.kv_heads = static_cast<int>(m.kv_heads);
   a.head_dim = static_cast<int>(I.head_dim);
-  a.max_context = static_cast<int>(I.options.max_context);
+  a.max_context = static_cast<int>(std::max<std::int64_t>(L.capacity, 1));  // offloaded layers point elsewhere later
   a.scale = 1.0f / std::sqrt(static_cast<float>(I.head_dim));
 }
 
@@ -463,7 +593,7 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
     a.workspace = reinterpret_cast<float*>(I.attention_workspace.ptr);
     a.workspace_bytes = I.attention_workspace.count;
     a.requests = rows;
-    a.max_length = max_length;
+    a.max_length = std::min(max_length, a.max_context);
     if (I.offload && I.offload->offloaded(layer)) {
       I.offload->before_attention(layer, a, rows, I.stream);
       kernels::launch_decode_attention(a, I.stream);
@@ -488,6 +618,9 @@ std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tok
     throw std::invalid_argument("prefill: " + std::to_string(len + tokens.size()) + " tokens exceed the context of " + std::to_string(I.options.max_context));
   for (int t : tokens)
     if (t < 0 || t >= I.vocab) throw std::invalid_argument("prefill: token id " + std::to_string(t) + " is outside the vocabulary");
+  std::int64_t needed = len + static_cast<std::int64_t>(tokens.size());
+  for (std::int64_t other : I.lengths_host) needed = std::max(needed, other);
+  adapt_placement(I, needed);
   NvtxRange range("prefill");
   std::vector<std::int32_t> ids, slots, positions;
   for (std::size_t begin = 0; begin < tokens.size(); begin += static_cast<std::size_t>(I.options.prefill_chunk)) {
@@ -548,6 +681,9 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
     lengths[i] = static_cast<std::int32_t>(len + 1);
   }
   const int rows = static_cast<int>(requests.size());
+  std::int64_t needed = 0;
+  for (std::size_t r = 0; r < I.lengths_host.size(); ++r) needed = std::max(needed, I.lengths_host[r] + (seen[r] ? 1 : 0));
+  adapt_placement(I, needed);
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.ids.ptr, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice, I.stream));
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.slots.ptr, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice, I.stream));
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));

@@ -35,14 +35,27 @@ struct CudaBackendOptions {
   // (streaming, specontext, specontext-batch).
   int offload_layers = 0;
   bool async_prefetch = true;  // c1+c2: gathers on a copy stream overlap the forward; false: c1 (synchronous)
-  int prefetch_group = 1;      // offloaded layers per gather and event
-  int gather_blocks = 16;      // grid cap of a gather kernel
+  // Offloaded layers per gather and event, and the gather's grid cap. H200, Llama-3.1-8B shape, R = 32,
+  // 32K, 8 layers offloaded, 430 MB per step (bench/README.md): groups of 1 (512 B rows) with 16
+  // blocks 25.9 ms/step; groups of 4 (2 KiB rows) with 32 blocks 11.6; groups of 8 with 32 / 64 blocks
+  // 12.3 / 12.7.
+  int prefetch_group = 4;
+  int gather_blocks = 32;
+  // c3, the adaptive memory manager (PAPER.md §4): GPU-resident layers' caches start small and grow
+  // with the context; as it crosses the memory model's thresholds (sim/memory_model.hpp, CR Alg. 1,
+  // for memory_limit_bytes or the device's memory) the last resident layer moves to host memory, and
+  // a growth that would pass the limit moves one first. offload_layers is then the most that may move
+  // (0: what the memory model offloads at max_context).
+  bool adaptive_placement = false;
+  double placement_memory_bytes = 0;   // the memory model's Mem_GPU (0: memory_limit_bytes or the device's)
+  std::int64_t initial_capacity = 0;   // c3: positions the resident caches start with (0: min(max_context, 4096))
 };
 
 struct CudaMemoryPlan {
   double weights = 0, kv_cache = 0, activations = 0, workspace = 0;
   double sparse = 0;   // selection buffers and the retrieval head
   double offload = 0;  // slot buffers, plan tables and the prefill staging of offloaded layers
+  std::int64_t initial_capacity = 0;  // positions per resident layer's cache at the start
   double host = 0;     // pinned host memory of offloaded layers' KV (not in total())
   double total() const { return weights + kv_cache + activations + workspace + sparse + offload; }
 };
@@ -74,12 +87,18 @@ class CudaBackend final : public Backend {
   // Bytes the offloaded layers' elastic loads moved host-to-device since the last call (0 without
   // offloading); synchronises the stream.
   double take_h2d_bytes();
+  // Layers whose KV lives in host memory now, and the positions each resident layer's cache holds.
+  int offloaded_layers() const;
+  std::int64_t cache_capacity() const;
+  // c3: layers the memory model offloads at `length` positions (CR Alg. 1); 0 without c3.
+  int planned_offload(std::int64_t length) const;
   // Bytes of weights the decode step streams (all but the embedding table) and of KV cache
   // one token adds over all layers: the roofline's numerator.
   double streamed_weight_bytes() const;
   double kv_bytes_per_token() const;
 
-  static CudaMemoryPlan memory_plan(const ModelConfig& config, const CudaBackendOptions& options);
+  // `device_bytes` (the device's memory) feeds the adaptive placement's memory model when no limit is set.
+  static CudaMemoryPlan memory_plan(const ModelConfig& config, const CudaBackendOptions& options, double device_bytes);
 
   struct Impl;  // defined in cuda_backend.cu, opaque to everyone else
 

@@ -38,6 +38,7 @@ KvOffload::KvOffload(const KvOffloadShape& shape) : shape_(shape) {
                                           std::to_string(s.budget));
   if (s.prefetch_group < 1) throw ConfigError("--prefetch-group", "", "must be positive");
   if (s.gather_blocks < 1) throw ConfigError("--gather-blocks", "", "must be positive");
+  active_ = s.initially_active < 0 ? s.offloaded : std::min(s.initially_active, s.offloaded);
   const auto host_elems = static_cast<std::size_t>(host_bytes(s) / 2);
   SPECONTEXT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host_), host_elems * 2, cudaHostAllocMapped));
   SPECONTEXT_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_device_), host_, 0));
@@ -117,6 +118,7 @@ void KvOffload::plan_and_prefetch(const Lists& lists, const std::int32_t* slots,
   step_slots_ = slots;
   step_positions_ = positions;
   step_rows_ = rows;
+  if (active_ == 0) return;  // c3 has not moved a layer yet
   kernels::ElasticPlanParams p;
   p.selection = lists.indices;
   p.sel_request_stride = lists.request_stride;
@@ -143,8 +145,9 @@ void KvOffload::plan_and_prefetch(const Lists& lists, const std::int32_t* slots,
   // (layer slots descending), while the compute stream runs the GPU-resident layers.
   SPECONTEXT_CUDA_CHECK(cudaEventRecord(planned_, stream));
   SPECONTEXT_CUDA_CHECK(cudaStreamWaitEvent(copy_stream_, planned_, 0));
-  for (int g = static_cast<int>(group_ready_.size()) - 1; g >= 0; --g) {
-    gather(g * shape_.prefetch_group, std::min((g + 1) * shape_.prefetch_group, shape_.offloaded), rows, copy_stream_);
+  const int groups = (active_ + shape_.prefetch_group - 1) / shape_.prefetch_group;
+  for (int g = groups - 1; g >= 0; --g) {
+    gather(g * shape_.prefetch_group, std::min((g + 1) * shape_.prefetch_group, active_), rows, copy_stream_);
     SPECONTEXT_CUDA_CHECK(cudaEventRecord(group_ready_[static_cast<std::size_t>(g)], copy_stream_));
   }
   SPECONTEXT_CUDA_CHECK(cudaEventRecord(copies_done_, copy_stream_));
@@ -197,16 +200,42 @@ void KvOffload::before_attention(int layer, kernels::DecodeAttentionParams& a, i
   a.count_head_stride = 1;
 }
 
+void KvOffload::activate_next_layer(const bf16_bits* k_cache, const bf16_bits* v_cache, std::int64_t capacity,
+                                    const std::vector<std::int64_t>& lengths, cudaStream_t stream) {
+  const int layer = next_layer();
+  if (layer < 0) throw std::logic_error("KvOffload: every layer it holds is offloaded already");
+  const KvOffloadShape& s = shape_;
+  const int slot = layer_slot(layer);
+  const std::size_t width = static_cast<std::size_t>(s.head_dim) * 2;
+  const std::size_t host_pitch = static_cast<std::size_t>(s.offloaded) * 2 * width;
+  for (int r = 0; r < s.max_requests; ++r) {
+    const std::int64_t len = lengths.at(static_cast<std::size_t>(r));
+    for (int h = 0; len > 0 && h < s.kv_heads; ++h)
+      for (int kv = 0; kv < 2; ++kv) {
+        const bf16_bits* src = (kv ? v_cache : k_cache) + ((static_cast<std::int64_t>(r) * s.kv_heads + h) * capacity) * s.head_dim;
+        SPECONTEXT_CUDA_CHECK(cudaMemcpy2DAsync(host_row(r, h, 0, slot) + kv * s.head_dim, host_pitch, src, width, width,
+                                                static_cast<std::size_t>(len), cudaMemcpyDeviceToHost, stream));
+      }
+  }
+  // The slot tables serve every offloaded layer; the new one's slots hold nothing yet.
+  SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(slot_positions_.ptr, 0xff, slot_positions_.count * 4, stream));
+  pending_bytes_ = take_loaded_bytes(stream);  // at the old layer count
+  ++active_;
+}
+
 void KvOffload::join(cudaStream_t stream) {
   if (shape_.asynchronous) SPECONTEXT_CUDA_CHECK(cudaStreamWaitEvent(stream, copies_done_, 0));
 }
 
-std::uint64_t KvOffload::take_loaded_rows(cudaStream_t stream) {
+double KvOffload::take_loaded_bytes(cudaStream_t stream) {
   unsigned long long n = 0;
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(&n, loaded_total_.ptr, 8, cudaMemcpyDeviceToHost, stream));
   SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(loaded_total_.ptr, 0, 8, stream));
   SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(stream));
-  return n;
+  // A loaded (request, head, position) moves K and V of every layer on the host.
+  const double bytes = pending_bytes_ + static_cast<double>(n) * 2.0 * 2.0 * shape_.head_dim * active_;
+  pending_bytes_ = 0;
+  return bytes;
 }
 
 void KvOffload::copy_staging(int slot, int request, std::int64_t first, std::int64_t rows, bool to_host, cudaStream_t stream) {
@@ -241,6 +270,7 @@ void KvOffload::redirect_prefill_attention(kernels::PrefillAttentionParams& a) c
   a.slots = zero_slots_.ptr;
   a.kv_head_stride = shape_.max_context * shape_.head_dim;
   a.kv_request_stride = shape_.kv_heads * a.kv_head_stride;
+  a.max_context = static_cast<int>(shape_.max_context);
 }
 
 void KvOffload::after_prefill_attention(int layer, int request, std::int64_t first, std::int64_t rows, cudaStream_t stream) {

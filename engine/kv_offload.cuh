@@ -30,12 +30,13 @@
 namespace specontext {
 
 struct KvOffloadShape {
-  int layers = 0, offloaded = 0;  // the last `offloaded` layers
+  int layers = 0, offloaded = 0;  // host memory and slot buffers for the last `offloaded` layers
+  int initially_active = -1;      // of which this many start on the host (-1: all); activate_next_layer adds one
   int max_requests = 0, kv_heads = 0, head_dim = 0;
   std::int64_t max_context = 0, budget = 0;
-  int prefetch_group = 1;  // offloaded layers per gather and event
+  int prefetch_group = 4;  // offloaded layers per gather and event
   bool asynchronous = true;
-  int gather_blocks = 16;  // grid cap of a gather (it competes with the forward for SMs)
+  int gather_blocks = 32;  // grid cap of a gather (it competes with the forward for SMs)
   std::int64_t max_rows = 1;  // rows of a prefill chunk
 };
 
@@ -49,7 +50,16 @@ class KvOffload {
   KvOffload& operator=(const KvOffload&) = delete;
 
   const KvOffloadShape& shape() const { return shape_; }
-  bool offloaded(int layer) const { return layer >= shape_.layers - shape_.offloaded; }
+  bool offloaded(int layer) const { return layer >= shape_.layers - active_; }
+  int active() const { return active_; }
+  // The layer the memory manager moves next (the last GPU-resident one), or -1 when none is left.
+  int next_layer() const { return active_ < shape_.offloaded ? shape_.layers - 1 - active_ : -1; }
+  // Moves next_layer() to host memory: its keys and values of positions 0..lengths[r]-1 of every
+  // request, from the GPU cache [max_requests][kv_heads][capacity][head_dim], on `stream`; every
+  // slot buffer then starts empty (the next step loads all B rows once). The caller frees the cache
+  // after the stream has finished the copies.
+  void activate_next_layer(const bf16_bits* k_cache, const bf16_bits* v_cache, std::int64_t capacity,
+                           const std::vector<std::int64_t>& lengths, cudaStream_t stream);
   int layer_slot(int layer) const { return shape_.layers - 1 - layer; }
   static double device_bytes(const KvOffloadShape& shape);
   static double host_bytes(const KvOffloadShape& shape);
@@ -75,9 +85,8 @@ class KvOffload {
   void before_attention(int layer, kernels::DecodeAttentionParams& a, int rows, cudaStream_t stream);
   // End of the forward: the compute stream waits for the copy stream (joins a graph capture).
   void join(cudaStream_t stream);
-  // Rows loaded since the last call (one per (request, KV head, position), for all offloaded layers).
-  std::uint64_t take_loaded_rows(cudaStream_t stream);
-  double bytes_per_loaded_row() const { return 2.0 * 2.0 * shape_.head_dim * shape_.offloaded; }
+  // Bytes the elastic loads moved host-to-device since the last call (synchronises `stream`).
+  double take_loaded_bytes(cudaStream_t stream);
 
   // Prefill chunk of one request at positions first..first+rows-1: stage_prefill copies the layer's
   // earlier positions into the one-layer GPU buffer and redirects the append there;
@@ -105,6 +114,8 @@ class KvOffload {
   cudaStream_t copy_stream_ = nullptr;
   cudaEvent_t planned_ = nullptr, copies_done_ = nullptr;
   std::vector<cudaEvent_t> group_ready_;
+  int active_ = 0;
+  double pending_bytes_ = 0;  // loads counted before the last change of active_
   const std::int32_t* step_slots_ = nullptr;
   const std::int32_t* step_positions_ = nullptr;
   int step_rows_ = 0;

@@ -117,6 +117,51 @@ TEST(KvOffload, OracleAndFullCannotOffload) {
   EXPECT_THROW(CudaBackend(gqa().config, gqa().weights, options(SelectionPolicy::Full, nullptr, 1, true, 1, true)), ConfigError);
 }
 
+// c3: resident caches that start at 128 positions and grow, and a memory model (planned for a small
+// Mem_GPU) that moves the last layer to host memory and then the other as the context grows; the
+// logits stay the resident run's, bit for bit, through every move and growth.
+TEST(KvOffload, AdaptivePlacementMovesLayersAsTheContextGrows) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  CudaBackend resident(gqa().config, gqa().weights, options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true));
+  CudaBackendOptions o = options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true);
+  o.adaptive_placement = true;
+  o.initial_capacity = 128;
+  // Room for the weights (x1.3, the model's runtime factor) and the KV of ~500 positions.
+  const double head = 2.0 * (128.0 * 3 * 128 + 2 * 128 + 2 * 128 * (4 + 2) * 32);
+  o.placement_memory_bytes = 1.3 * (gqa().config.shape.weight_bytes() + head) + 500.0 * 2 * 2 * (2 * 2 * 2 * 32);
+  CudaBackend adaptive(gqa().config, gqa().weights, o);
+  ASSERT_EQ(adaptive.offloaded_layers(), 0);
+  ASSERT_EQ(adaptive.cache_capacity(), 128);
+  const int first = [&] {
+    for (int S = 1; S < 1024; ++S)
+      if (adaptive.planned_offload(S) > 0) return S;
+    return 1024;
+  }();
+  RecordProperty("first_offload_at", first);
+  ASSERT_GT(first, 210) << "the test wants the prompt resident";
+  ASSERT_LT(first, 700) << "the test wants a move within its steps";
+  const std::vector<std::vector<int>> prompts = {random_tokens(51, 200), random_tokens(52, 90)};
+  std::vector<int> tokens;
+  for (int r = 0; r < 2; ++r) {
+    const auto a = resident.prefill(r, prompts[static_cast<std::size_t>(r)]);
+    ASSERT_EQ(adaptive.prefill(r, prompts[static_cast<std::size_t>(r)]), a);
+    tokens.push_back(static_cast<int>(std::max_element(a.begin(), a.end()) - a.begin()));
+  }
+  int most = 0;
+  for (int s = 0; s < 760; ++s) {
+    const auto want = resident.decode({0, 1}, tokens);
+    ASSERT_EQ(adaptive.decode({0, 1}, tokens), want) << "step " << s << ", " << adaptive.offloaded_layers() << " layers offloaded";
+    ASSERT_EQ(adaptive.offloaded_layers(), adaptive.planned_offload(adaptive.length(0))) << "step " << s;
+    most = std::max(most, adaptive.offloaded_layers());
+    const auto v = gqa().config.shape.vocab;
+    for (int i = 0; i < 2; ++i)
+      tokens[static_cast<std::size_t>(i)] = static_cast<int>(std::max_element(want.begin() + i * v, want.begin() + (i + 1) * v) - (want.begin() + i * v));
+  }
+  EXPECT_GE(most, 1);
+  EXPECT_GE(adaptive.cache_capacity() == 0 ? 1024 : adaptive.cache_capacity(), 512) << "the resident caches grew";
+}
+
 // The trained pair with 10 of SmolLM2's 30 layers offloaded, a 2K passkey prompt, B = 256.
 TEST(KvOffload, SmolLM2OffloadedLayersGiveTheResidentLogits) {
   SPECONTEXT_REQUIRE_GPU();
