@@ -200,6 +200,10 @@ void run(const BenchFlags& f) {
     sp.draft.emplace();
     sp.draft->config = load_eagle3_draft_config(resolve_config(f.dlm_config, "models"), config);
     sp.draft->weights = random_eagle3_draft_weights(sp.draft->config, f.seed);
+    // YaRN past the draft's trained context (as the paper extends its drafts); it changes values, not the work.
+    long long longest = 0;
+    for (long long d : parse_integer_list(f.depths, "--depth", 1, 0x7ffffffe)) longest = std::max(longest, d);
+    extend_draft_context(sp.draft->config, longest + f.warmup + static_cast<long long>(f.steps) * f.reps + 1);
   }
   if (f.overlap >= 0 && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--overlap", "", "a synthetic selection stream replaces policy specontext's choice");
   const double peak = hw.hbm_bandwidth_Bps;

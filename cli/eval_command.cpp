@@ -11,7 +11,10 @@
 // cuda: engine/cuda_sparse_decode.cuh); prefill stays dense; specontext* need the distilled LM (--dlm
 // DIR, an EAGLE-3 draft folder). Fidelity's dense reference is always the dense model.
 //
-// --json prints {"task", "policy", "budget" (null for full), "overlap_rate" (mean over decode steps of
+// The draft's RoPE becomes YaRN where --context exceeds its max_position_embeddings
+// (engine/eagle3_draft.hpp, extend_draft_context); JSON "dlm_rope" says which ("none" without a draft).
+//
+// --json prints {"task", "policy", "budget" (null for full), "dlm_rope", "overlap_rate" (mean over decode steps of
 //   adjacent steps' selection overlap, paper Fig. 6b; null for full), "context", "model", "backend", "seed",
 //   "max_new", "heldout", "metric", and by task:
 //     answer tasks  "accuracy": fraction correct, "correct": count,
@@ -199,7 +202,11 @@ void run(EvalFlags& f) {
   // specontext*); on CUDA, the backend's own sparse decode. `backend` stays dense where the fidelity
   // task needs the dense model's references.
   std::optional<Eagle3Draft> draft;
-  if (needs_retrieval_head(policy)) draft = load_eagle3_draft(f.dlm, config);
+  std::string dlm_rope = "none";
+  if (needs_retrieval_head(policy)) {
+    draft = load_eagle3_draft(f.dlm, config);
+    dlm_rope = extend_draft_context(draft->config, o.context) ? "yarn x" + fixed(draft->config.layer.rope.factor, 3) : "native";
+  }
   std::unique_ptr<Backend> backend, cuda_sparse;
   std::unique_ptr<RetrievalHeadCpu> head;
   std::unique_ptr<PolicyBackend> cpu_sparse;
@@ -244,7 +251,7 @@ void run(EvalFlags& f) {
     return;
   }
   nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.policy},
-                      {"budget", sparse ? nlohmann::json(f.budget) : nlohmann::json(nullptr)},
+                      {"budget", sparse ? nlohmann::json(f.budget) : nlohmann::json(nullptr)}, {"dlm_rope", dlm_rope},
                       {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)}, {"context", o.context},
                       {"model", f.model}, {"backend", f.backend}, {"seed", o.seed}, {"max_new", o.max_new},
                       {"heldout", f.heldout}, {"metric", metric_name(o.kind)}};

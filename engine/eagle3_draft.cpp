@@ -143,6 +143,18 @@ Eagle3Draft load_eagle3_draft(const fs::path& dir, const ModelConfig& target) {
   return d;
 }
 
+bool extend_draft_context(Eagle3DraftConfig& c, std::int64_t context) {
+  ModelConfig& m = c.layer;
+  if (m.rope.scaling != RopeScaling::None || m.shape.max_positions <= 0 || context <= m.shape.max_positions) return false;
+  m.rope.scaling = RopeScaling::Yarn;
+  m.rope.factor = static_cast<double>(context) / static_cast<double>(m.shape.max_positions);
+  m.rope.original_max_positions = m.shape.max_positions;
+  m.rope.beta_fast = 32.0;
+  m.rope.beta_slow = 1.0;
+  m.shape.max_positions = context;
+  return true;
+}
+
 Eagle3DraftConfig load_eagle3_draft_config(const fs::path& file, const ModelConfig& target) {
   std::error_code ec;
   if (!fs::is_regular_file(file, ec)) throw ConfigError(file.string(), "", "no such draft config file");

@@ -67,6 +67,12 @@ Eagle3DraftConfig parse_eagle3_draft_config(const nlohmann::json& j, const std::
 // target's embedding is used, so the draft's hidden size must equal the target's.
 Eagle3Draft load_eagle3_draft(const std::filesystem::path& dir, const ModelConfig& target);
 
+// YaRN for contexts longer than the draft was trained on (PAPER.md §1.3: the paper extends its drafts
+// this way): when `context` LLM positions exceed the draft's max_position_embeddings and its config
+// names no rope_scaling of its own, RoPE becomes YaRN with factor context / max_position_embeddings
+// over that original length (transformers' defaults beta_fast 32, beta_slow 1). Returns whether it did.
+bool extend_draft_context(Eagle3DraftConfig& config, std::int64_t context);
+
 // A draft config.json (a file) parsed and checked as above, for drafts we have no weights for.
 Eagle3DraftConfig load_eagle3_draft_config(const std::filesystem::path& file, const ModelConfig& target);
 // Seeded random retrieval-head weights at the config's shapes (normal, std 0.02; norms 1), no

@@ -68,6 +68,25 @@ TEST(Eagle3Draft, ConfigDefaults) {
   EXPECT_EQ(c5.layer.shape.head_dim, 16);
 }
 
+// A context past the draft's max_position_embeddings switches its RoPE to YaRN, the same as a config
+// that names rope_scaling yarn with that factor (whose frequencies tests/test_rope.cpp checks against
+// transformers); within the trained length, or with a scaling of its own, nothing changes.
+TEST(Eagle3Draft, YarnExtendsTheDraftPastItsTrainedContext) {
+  Eagle3DraftConfig c = parse_eagle3_draft_config(testing::tiny_draft_json(), "tiny-draft.json", testing::tiny_target());
+  const std::vector<float> native = rope_inverse_frequencies(c.layer);
+  EXPECT_FALSE(extend_draft_context(c, 256));
+  EXPECT_EQ(rope_inverse_frequencies(c.layer), native);
+  ASSERT_TRUE(extend_draft_context(c, 1024));
+  json j = testing::tiny_draft_json();
+  j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 256}};
+  const Eagle3DraftConfig named = parse_eagle3_draft_config(j, "tiny-draft.json", testing::tiny_target());
+  EXPECT_EQ(rope_inverse_frequencies(c.layer), rope_inverse_frequencies(named.layer));
+  EXPECT_NE(rope_inverse_frequencies(c.layer), native);
+  EXPECT_FLOAT_EQ(rope_attention_factor(c.layer), static_cast<float>(0.1 * std::log(4.0) + 1.0));
+  EXPECT_EQ(c.layer.shape.max_positions, 1024);
+  EXPECT_FALSE(extend_draft_context(c, 4096)) << "a draft with a scaling of its own keeps it";
+}
+
 TEST(Eagle3Draft, ArchitectureNames) {
   for (const char* arch : {"LlamaForCausalLMEagle3", "Eagle3LlamaForCausalLM", "LlamaForCausalLM"}) {
     json j = testing::tiny_draft_json();

@@ -24,7 +24,7 @@
 #include "tests/heldout_fixture.hpp"
 #include "tests/hf_fixture.hpp"
 #include "tests/smollm2_model.hpp"
-#include "tests/tiny_eagle3.hpp"
+#include "tests/gqa_draft.hpp"
 
 namespace specontext {
 namespace {
@@ -34,23 +34,7 @@ using testing::random_tokens;
 
 const testing::TinyModel& gqa() { return testing::tiny_llama_gqa(); }
 
-// A seeded random draft of llama-gqa (8 query / 2 KV heads of 32, 2 layers): 4 query heads of 32 over
-// the target's 2 KV heads, reading the residual streams entering layers 0, 1 and 1.
-Eagle3Draft gqa_draft() {
-  const nlohmann::json j = {{"architectures", {"LlamaForCausalLMEagle3"}}, {"hidden_size", 128}, {"intermediate_size", 256},
-                            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32}, {"num_hidden_layers", 1},
-                            {"vocab_size", 512}, {"draft_vocab_size", 64}, {"target_hidden_size", 128}, {"rms_norm_eps", 1e-5},
-                            {"rope_theta", 10000.0}, {"max_position_embeddings", 8192},
-                            {"eagle_aux_hidden_state_layer_ids", {0, 1, 1}}};
-  Eagle3Draft d;
-  d.config = parse_eagle3_draft_config(j, "gqa-draft/config.json", gqa().config);
-  d.weights = testing::random_draft_weights(d.config, 7);
-  // Larger q/k weights give peaked attention, so the top-B is decided by clear margins, as a trained
-  // draft's mostly is.
-  for (float& x : d.weights.q.data) x *= 4.0f;
-  for (float& x : d.weights.k.data) x *= 4.0f;
-  return d;
-}
+Eagle3Draft gqa_draft() { return testing::gqa_draft(7, 4.0f); }
 
 double jaccard(std::span<const std::int32_t> a, std::span<const std::int32_t> b) {
   std::vector<std::int32_t> both;

@@ -18,7 +18,7 @@
 #include "tests/heldout_fixture.hpp"
 #include "tests/hf_fixture.hpp"
 #include "tests/smollm2_model.hpp"
-#include "tests/tiny_eagle3.hpp"
+#include "tests/gqa_draft.hpp"
 
 namespace specontext {
 namespace {
@@ -28,17 +28,7 @@ using testing::random_tokens;
 
 const testing::TinyModel& gqa() { return testing::tiny_llama_gqa(); }
 
-Eagle3Draft gqa_draft() {
-  const nlohmann::json j = {{"architectures", {"LlamaForCausalLMEagle3"}}, {"hidden_size", 128}, {"intermediate_size", 256},
-                            {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 32}, {"num_hidden_layers", 1},
-                            {"vocab_size", 512}, {"draft_vocab_size", 64}, {"target_hidden_size", 128}, {"rms_norm_eps", 1e-5},
-                            {"rope_theta", 10000.0}, {"max_position_embeddings", 8192},
-                            {"eagle_aux_hidden_state_layer_ids", {0, 1, 1}}};
-  Eagle3Draft d;
-  d.config = parse_eagle3_draft_config(j, "gqa-draft/config.json", gqa().config);
-  d.weights = testing::random_draft_weights(d.config, 9);
-  return d;
-}
+Eagle3Draft gqa_draft() { return testing::gqa_draft(9); }
 
 CudaBackendOptions options(SelectionPolicy policy, const Eagle3Draft* draft, int offload, bool async, int group, bool graph) {
   CudaBackendOptions o;
