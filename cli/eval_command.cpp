@@ -6,7 +6,7 @@
 // engine/task_dump.hpp. For fidelity it is written after the dense reference has been generated,
 // so the file holds it; for the other tasks, before the evaluation starts.
 //
-// --policy full|streaming|oracle|specontext|specontext-batch with --budget B (engine/selection_policy.hpp)
+// --policy full|streaming|oracle|specontext|specontext-batch|quest with --budget B (engine/selection_policy.hpp)
 // runs the decode steps under that KV selection (--backend cpu: engine/policy_backend.hpp; --backend
 // cuda: engine/cuda_sparse_decode.cuh); prefill stays dense; specontext* need the distilled LM (--dlm
 // DIR, an EAGLE-3 draft folder). Fidelity's dense reference is always the dense model.
@@ -73,6 +73,8 @@ struct EvalFlags {
 // The policy with its budget and distilled LM; sparse policies run on the CPU reference only so far.
 SelectionPolicy check_policy(const EvalFlags& f) {
   const SelectionPolicy p = parse_selection_policy(f.policy, "--policy");
+  if (p == SelectionPolicy::Quest && f.backend == "cuda")
+    throw ConfigError("--policy", "", "quest runs on --backend cpu so far (its CUDA page kernel is not written yet)");
   if (p == SelectionPolicy::Full && f.budget_option->count() > 0)
     throw ConfigError("--budget", "", "policy full attends to every position; a KV budget needs a sparse --policy");
   if (p != SelectionPolicy::Full && f.budget_option->count() == 0)
@@ -284,7 +286,7 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("task", f->task, "passkey, multikey, vartrack, perplexity or fidelity")->required();
   cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors + tokenizer.json) or a llama.cpp .gguf file")->required();
   f->dlm_option = cmd->add_option("--dlm", f->dlm, "the distilled LM (EAGLE-3 draft folder) of the retrieval head; policies specontext*");
-  cmd->add_option("--policy", f->policy, "KV selection policy: full, streaming, oracle, specontext or specontext-batch")->capture_default_str();
+  cmd->add_option("--policy", f->policy, "KV selection policy: full, streaming, oracle, specontext, specontext-batch or quest (quest: --backend cpu)")->capture_default_str();
   f->budget_option = cmd->add_option("--budget", f->budget, "KV positions a sparse policy keeps per KV head (the entering token is always attended)");
   cmd->add_option("--context", f->tasks.context, "N: tokens of each trial, prompt + generated (or forced)")->required();
   cmd->add_option("--trials", f->tasks.trials, "task instances")->capture_default_str();

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "engine/cpu_ops.hpp"
+#include "engine/quest_selection.hpp"
 #include "engine/rope.hpp"
 #include "sim/config_error.hpp"
 
@@ -251,7 +252,9 @@ std::vector<float> CpuBackend::decode_step(const std::vector<int>& requests, con
 }
 
 void CpuBackend::check_sparse_attention(int request, const SparseAttention& a) const {
-  if (a.oracle_budget < 0) throw std::invalid_argument("CpuBackend::decode_sparse: a negative oracle budget");
+  if (a.oracle_budget < 0 || a.quest_budget < 0) throw std::invalid_argument("CpuBackend::decode_sparse: a negative budget");
+  if (a.oracle_budget > 0 && a.quest_budget > 0) throw std::invalid_argument("CpuBackend::decode_sparse: both an oracle and a Quest budget");
+  if (a.selection && a.quest_budget > 0) throw std::invalid_argument("CpuBackend::decode_sparse: both a selection and a Quest budget");
   if (!a.selection) return;
   if (a.oracle_budget > 0) throw std::invalid_argument("CpuBackend::decode_sparse: both a selection and an oracle budget");
   const TokenSelection& sel = *a.selection;
@@ -322,7 +325,7 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
       }
       const ConstRowMap keys(cache.k.data(), total, kv_dim), values(cache.v.data(), total, kv_dim);
       const SparseAttention* sp = sparse ? &(*sparse)[si] : nullptr;
-      if (sp && (sp->selection || sp->oracle_budget > 0)) {
+      if (sp && (sp->selection || sp->oracle_budget > 0 || sp->quest_budget > 0)) {
         // A sparse decode step (one row): the dense scores with the unselected positions masked to
         // -inf before the softmax, so that a selection of every position is decode()'s arithmetic.
         const Eigen::Index row = seg.first_row;
@@ -336,6 +339,16 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
         if (sp->selection) {
           for (long long g = 0; g < s.kv_heads; ++g)
             for (std::int32_t idx : sp->selection->head(static_cast<int>(g))) keep[g * visible + idx] = 1;
+        } else if (sp->quest_budget > 0) {
+          const Eigen::RowVectorXf query = q.row(row);
+          QuestSelection chosen = quest_selection(cache.k.data(), visible, static_cast<int>(s.kv_heads), static_cast<int>(hd), query.data(),
+                                                  static_cast<int>(s.q_heads), sp->quest_budget);
+          for (long long g = 0; g < s.kv_heads; ++g)
+            for (std::int32_t idx : chosen.positions[static_cast<std::size_t>(g)]) keep[g * visible + idx] = 1;
+          if (sp->layer_selections) {
+            sp->layer_selections->resize(static_cast<std::size_t>(s.layers));
+            (*sp->layer_selections)[l] = std::move(chosen.pages);
+          }
         } else {
           std::vector<float> mean(static_cast<std::size_t>(s.kv_heads * visible), 0.0f);
           for (long long head = 0; head < s.q_heads; ++head) {
@@ -347,9 +360,9 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
           TokenSelection chosen = select_top_b(mean, static_cast<int>(s.kv_heads), visible, sp->oracle_budget, SelectionLevel::Head);
           for (long long g = 0; g < s.kv_heads; ++g)
             for (std::int32_t idx : chosen.head(static_cast<int>(g))) keep[g * visible + idx] = 1;
-          if (sp->oracle_selections) {
-            sp->oracle_selections->resize(static_cast<std::size_t>(s.layers));
-            (*sp->oracle_selections)[l] = std::move(chosen);
+          if (sp->layer_selections) {
+            sp->layer_selections->resize(static_cast<std::size_t>(s.layers));
+            (*sp->layer_selections)[l] = std::move(chosen);
           }
         }
         for (long long g = 0; g < s.kv_heads; ++g) keep[g * visible + visible - 1] = 1;  // the token itself

@@ -24,8 +24,12 @@ struct SparseAttention {
   // step's own dense attention (softmax of each query head, mean over the group's query heads; t
   // counted as the best), then attention over those only.
   std::int64_t oracle_budget = 0;
-  // Receives the oracle's selection of each layer ([layers]), when not null.
-  std::vector<TokenSelection>* oracle_selections = nullptr;
+  // Quest instead, when > 0 (engine/quest_selection.hpp): at every layer and KV head, the pages of 16
+  // positions with the best bound on q·k, ceil(quest_budget / 16) of them, then attention over their
+  // positions (and t).
+  std::int64_t quest_budget = 0;
+  // Receives the selection of each layer ([layers]) of the oracle (positions) or of Quest (pages), when not null.
+  std::vector<TokenSelection>* layer_selections = nullptr;
 };
 
 class CpuBackend final : public Backend {

@@ -57,6 +57,7 @@ std::vector<float> PolicyBackend::decode(const std::vector<int>& requests, const
     switch (policy_) {
       case SelectionPolicy::Streaming: now[i].push_back(streaming_selection(kv_heads, positions, budget_)); break;
       case SelectionPolicy::Oracle: attention[i].oracle_budget = budget_; break;
+      case SelectionPolicy::Quest: attention[i].quest_budget = budget_; break;
       case SelectionPolicy::SpeContext:
       case SelectionPolicy::SpeContextBatch: {
         RequestState& st = requests_.at(static_cast<std::size_t>(r));
@@ -71,7 +72,7 @@ std::vector<float> PolicyBackend::decode(const std::vector<int>& requests, const
       case SelectionPolicy::Full: break;
     }
     if (!now[i].empty()) attention[i].selection = &now[i].front();
-    else attention[i].oracle_selections = &now[i];
+    else attention[i].layer_selections = &now[i];
   }
   std::vector<float> logits = llm_.decode_sparse(requests, tokens, attention);
   for (std::size_t i = 0; i < requests.size(); ++i) {

@@ -6,6 +6,7 @@
 //   full        decode() itself (dense);
 //   streaming   streaming_selection over positions 0..t;
 //   oracle      decode_sparse's per-layer oracle (the LLM's own top-B of this step);
+//   quest       decode_sparse's per-layer Quest pages (overlap measured over the pages);
 //   specontext  the retrieval head's decode for the entering token, fed the LLM's feature row of the
 //               previous position (the wiring of tests/test_retrieval_head_golden.cpp), then its
 //               head-level (specontext) or batch-level (specontext-batch) top-B, shared by every layer.

@@ -16,15 +16,16 @@ const char* to_string(SelectionPolicy policy) {
     case SelectionPolicy::Oracle: return "oracle";
     case SelectionPolicy::SpeContext: return "specontext";
     case SelectionPolicy::SpeContextBatch: return "specontext-batch";
+    case SelectionPolicy::Quest: return "quest";
   }
   return "?";
 }
 
 SelectionPolicy parse_selection_policy(std::string_view name, const std::string& origin) {
   for (SelectionPolicy p : {SelectionPolicy::Full, SelectionPolicy::Streaming, SelectionPolicy::Oracle, SelectionPolicy::SpeContext,
-                            SelectionPolicy::SpeContextBatch})
+                            SelectionPolicy::SpeContextBatch, SelectionPolicy::Quest})
     if (name == to_string(p)) return p;
-  throw ConfigError(origin, "", "unknown policy '" + std::string(name) + "' (full, streaming, oracle, specontext, specontext-batch)");
+  throw ConfigError(origin, "", "unknown policy '" + std::string(name) + "' (full, streaming, oracle, specontext, specontext-batch, quest)");
 }
 
 bool needs_retrieval_head(SelectionPolicy policy) {

@@ -6,7 +6,9 @@
 //                     the group's query heads): the upper bound of any selection of B positions;
 //   specontext        the retrieval head's head-level top-B (engine/retrieval_head.hpp), one set per
 //                     KV head shared by every layer;
-//   specontext-batch  the retrieval head's batch-level top-B, one set for every head.
+//   specontext-batch  the retrieval head's batch-level top-B, one set for every head;
+//   quest             Quest's pages of 16 with min/max keys, per layer and KV head
+//                     (engine/quest_selection.hpp); CPU reference only so far.
 // The sets and the overlap of adjacent steps' sets (paper Fig. 6b) are computed here; PolicyBackend
 // (engine/policy_backend.hpp) runs them on the CPU reference.
 #include <cstdint>
@@ -17,7 +19,7 @@
 
 namespace specontext {
 
-enum class SelectionPolicy { Full, Streaming, Oracle, SpeContext, SpeContextBatch };
+enum class SelectionPolicy { Full, Streaming, Oracle, SpeContext, SpeContextBatch, Quest };
 
 const char* to_string(SelectionPolicy policy);
 // The policy named `name`; a ConfigError naming `origin` (the flag) and listing the policies otherwise.

@@ -95,7 +95,7 @@ TEST(SparseDecode, OracleSelectsTheTopOfTheLayersOwnAttention) {
   std::vector<TokenSelection> chosen;
   std::vector<SparseAttention> att(1);
   att[0].oracle_budget = budget;
-  att[0].oracle_selections = &chosen;
+  att[0].layer_selections = &chosen;
   const std::vector<float> sparse_logits = c.decode_sparse({0}, {token}, att);
   ASSERT_EQ(chosen.size(), static_cast<std::size_t>(s.layers));
 
