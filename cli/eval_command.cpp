@@ -11,6 +11,7 @@
 // cuda: engine/cuda_sparse_decode.cuh); prefill stays dense; specontext* need the distilled LM (--dlm
 // DIR, an EAGLE-3 draft folder). Fidelity's dense reference is always the dense model.
 //
+// --head-input eagle|embed chooses what feeds the retrieval head (engine/retrieval_head.hpp).
 // The draft's RoPE becomes YaRN where --context exceeds its max_position_embeddings
 // (engine/eagle3_draft.hpp, extend_draft_context); JSON "dlm_rope" says which ("none" without a draft).
 //
@@ -61,7 +62,7 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 struct EvalFlags {
-  std::string task, model, dlm, policy = "full", backend = "cpu", dump_tasks;
+  std::string task, model, dlm, policy = "full", backend = "cpu", dump_tasks, head_input = "eagle";
   std::string heldout = (std::filesystem::path(SPECONTEXT_SOURCE_DIR) / "models" / "heldout").string();
   long long budget = 0;
   int batch = 8;
@@ -205,6 +206,7 @@ void run(EvalFlags& f) {
   // task needs the dense model's references.
   std::optional<Eagle3Draft> draft;
   std::string dlm_rope = "none";
+  const HeadInput head_input = parse_head_input(f.head_input, "--head-input");
   if (needs_retrieval_head(policy)) {
     draft = load_eagle3_draft(f.dlm, config);
     dlm_rope = extend_draft_context(draft->config, o.context) ? "yarn x" + fixed(draft->config.layer.rope.factor, 3) : "native";
@@ -217,6 +219,7 @@ void run(EvalFlags& f) {
     spec.policy = policy;
     spec.budget = f.budget;
     spec.draft = draft ? &*draft : nullptr;
+    spec.head_input = head_input;
     spec.track_selections = true;
     cuda_sparse = make_backend(spec, config);
     if (o.kind == TaskKind::Fidelity) backend = make_backend(dense_spec, config);
@@ -225,7 +228,7 @@ void run(EvalFlags& f) {
   }
   if (policy != SelectionPolicy::Full && f.backend == "cpu") {
     auto* cpu = dynamic_cast<CpuBackend*>(backend.get());
-    if (draft) head = std::make_unique<RetrievalHeadCpu>(std::move(*draft), &cpu->weights().embed, dense_spec.requests, o.context);
+    if (draft) head = std::make_unique<RetrievalHeadCpu>(std::move(*draft), &cpu->weights().embed, dense_spec.requests, o.context, head_input);
     cpu_sparse = std::make_unique<PolicyBackend>(*cpu, policy, f.budget, head.get());
   }
   Backend& evaluated = cpu_sparse ? static_cast<Backend&>(*cpu_sparse) : cuda_sparse ? *cuda_sparse : *backend;
@@ -254,6 +257,7 @@ void run(EvalFlags& f) {
   }
   nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.policy},
                       {"budget", sparse ? nlohmann::json(f.budget) : nlohmann::json(nullptr)}, {"dlm_rope", dlm_rope},
+                      {"head_input", needs_retrieval_head(policy) ? nlohmann::json(to_string(head_input)) : nlohmann::json(nullptr)},
                       {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)}, {"context", o.context},
                       {"model", f.model}, {"backend", f.backend}, {"seed", o.seed}, {"max_new", o.max_new},
                       {"heldout", f.heldout}, {"metric", metric_name(o.kind)}};
@@ -285,6 +289,8 @@ void add_eval_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "long-context tasks from held-out text (passkey, multikey, vartrack, perplexity, fidelity), scored on a backend");
   cmd->add_option("task", f->task, "passkey, multikey, vartrack, perplexity or fidelity")->required();
   cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors + tokenizer.json) or a llama.cpp .gguf file")->required();
+  cmd->add_option("--head-input", f->head_input, "what feeds the retrieval head: eagle (embedding + fc of the LLM's features) or embed (the embedding alone)")
+      ->capture_default_str();
   f->dlm_option = cmd->add_option("--dlm", f->dlm, "the distilled LM (EAGLE-3 draft folder) of the retrieval head; policies specontext*");
   cmd->add_option("--policy", f->policy, "KV selection policy: full, streaming, oracle, specontext, specontext-batch or quest (quest: --backend cpu)")->capture_default_str();
   f->budget_option = cmd->add_option("--budget", f->budget, "KV positions a sparse policy keeps per KV head (the entering token is always attended)");

@@ -38,6 +38,7 @@ std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& c
   o.policy = s.policy;
   o.budget = s.budget;
   o.draft = s.draft;
+  o.head_input = s.head_input;
   o.track_selections = s.track_selections;
   if (s.random_weights) return std::make_unique<CudaBackend>(config, s.seed, o);
   return std::make_unique<CudaBackend>(config, load_model_weights(s.model, config), o);

@@ -7,6 +7,7 @@
 
 #include "engine/backend.hpp"
 #include "engine/eagle3_draft.hpp"
+#include "engine/retrieval_head.hpp"
 #include "engine/model_config.hpp"
 #include "engine/selection_policy.hpp"
 #include "engine/weights.hpp"
@@ -26,6 +27,7 @@ struct BackendSpec {
   SelectionPolicy policy = SelectionPolicy::Full;
   std::int64_t budget = 0;
   const Eagle3Draft* draft = nullptr;  // specontext*: must outlive the call
+  HeadInput head_input = HeadInput::Eagle;
   bool track_selections = false;
 };
 

@@ -230,7 +230,7 @@ struct CudaBackend::Impl {
     if (options.adaptive_placement) placement = engine_memory_model(config, options, device_bytes);
     if (options.policy != SelectionPolicy::Full)
       sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
-                                                  options.synthetic_selection);
+                                                  options.synthetic_selection, options.head_input);
   }
 
   const bf16_bits* output_matrix() const { return lm_head.ptr ? lm_head.ptr : embed.ptr; }

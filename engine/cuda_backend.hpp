@@ -9,6 +9,7 @@
 
 #include "engine/backend.hpp"
 #include "engine/eagle3_draft.hpp"
+#include "engine/retrieval_head.hpp"
 #include "engine/model_config.hpp"
 #include "engine/selection_policy.hpp"
 #include "engine/synthetic_selection.hpp"
@@ -26,6 +27,7 @@ struct CudaBackendOptions {
   SelectionPolicy policy = SelectionPolicy::Full;
   std::int64_t budget = 0;             // positions per KV head for a sparse policy (t is always added)
   const Eagle3Draft* draft = nullptr;  // specontext*: the retrieval head's draft (copied to the GPU)
+  HeadInput head_input = HeadInput::Eagle;  // what feeds the head's attention (engine/retrieval_head.hpp)
   bool track_selections = false;       // download each step's selections for overlap_rate() (a sync per step)
   // Benchmarks with random weights (specontext): these lists replace the head's each step, after the
   // head and top-B ran. Must outlive the backend; one step per decode call.

@@ -46,7 +46,8 @@ double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budge
 }
 
 CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
-                                   const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic)
+                                   const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic,
+                                   HeadInput head_input)
     : policy_(policy), budget_(std::min(budget, shape.max_context)), shape_(shape), synthetic_(synthetic) {
   if (policy == SelectionPolicy::Full) throw std::invalid_argument("CudaSparseDecode: policy full needs no sparse decode");
   if (budget < 1) throw ConfigError("--budget", "", "must be at least 1, got " + std::to_string(budget));
@@ -66,7 +67,7 @@ CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, 
   if (draft) {
     aux_layers_ = draft->config.aux_layers;
     head_ = std::make_unique<RetrievalHeadCuda>(*draft, target_embed, shape.max_requests, shape.max_context,
-                                                std::max<std::int64_t>(shape.max_rows, shape.max_requests), gemm);
+                                                std::max<std::int64_t>(shape.max_rows, shape.max_requests), gemm, head_input);
     feature_width_ = head_->feature_width();
     if (feature_width_ != static_cast<std::int64_t>(aux_layers_.size()) * shape.hidden)
       throw std::invalid_argument("CudaSparseDecode: the draft reads " + std::to_string(feature_width_) + " feature values, the LLM's " +

@@ -47,7 +47,8 @@ class CudaSparseDecode {
   // `synthetic` (benchmarks; specontext only): its lists replace the head's choice each step, after
   // the head and top-B have run (so their cost stays in the step); it must outlive this object.
   CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
-                   const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic = nullptr);
+                   const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic = nullptr,
+                   HeadInput head_input = HeadInput::Eagle);
   ~CudaSparseDecode();
 
   SelectionPolicy policy() const { return policy_; }

@@ -11,6 +11,7 @@
 
 #include "engine/cpu_ops.hpp"
 #include "engine/rope.hpp"
+#include "sim/config_error.hpp"
 
 namespace specontext {
 namespace {
@@ -31,23 +32,36 @@ void check_size(const std::vector<float>& v, std::int64_t size, const std::strin
                                 " values, the draft's config implies " + std::to_string(size));
 }
 
-// RMSNorm(embed(tokens)) ⊕ RMSNorm(fc(features)), embedding first (EAGLE-3's MidLayer.attention_input):
-// one row per draft position, [tokens.size(), 2 * hidden].
+// RMSNorm(embed(tokens)) ⊕ RMSNorm(fc(features)), embedding first (EAGLE-3's MidLayer.attention_input),
+// or with the right half zero for HeadInput::Embed (features unused): one row per draft position,
+// [tokens.size(), 2 * hidden].
 RowMatrix attention_input(const Eagle3DraftWeights& w, const Matrix& embedding, double eps, std::span<const int> tokens,
-                          const float* features) {
+                          const float* features, HeadInput input) {
   const auto rows = static_cast<Eigen::Index>(tokens.size());
   const auto h = static_cast<Eigen::Index>(w.input_norm.size());
   const ConstRowMap embed(embedding.data.data(), embedding.rows, embedding.cols);
   RowMatrix e(rows, h);
   for (Eigen::Index r = 0; r < rows; ++r) e.row(r) = embed.row(tokens[r]);
-  const RowMatrix f = ConstRowMap(features, rows, w.fc.cols);
   RowMatrix x(rows, 2 * h);
   x.leftCols(h) = cpu::rms_norm(e, w.input_norm, eps);
+  if (input == HeadInput::Embed) {
+    x.rightCols(h).setZero();
+    return x;
+  }
+  const RowMatrix f = ConstRowMap(features, rows, w.fc.cols);
   x.rightCols(h) = cpu::rms_norm(cpu::linear(f, w.fc), w.hidden_norm, eps);
   return x;
 }
 
 }  // namespace
+
+const char* to_string(HeadInput input) { return input == HeadInput::Embed ? "embed" : "eagle"; }
+
+HeadInput parse_head_input(const std::string& name, const std::string& origin) {
+  if (name == "eagle") return HeadInput::Eagle;
+  if (name == "embed") return HeadInput::Embed;
+  throw ConfigError(origin, "", "unknown retrieval-head input '" + name + "' (eagle or embed)");
+}
 
 std::vector<float> HeadAttention::kv_head_scores() const {
   const int group = q_heads / kv_heads;
@@ -68,8 +82,10 @@ TokenSelection select_positions(const HeadAttention& attention, std::int64_t bud
   return select_top_b(attention.kv_head_scores(), attention.kv_heads, attention.positions(), budget, level);
 }
 
-RetrievalHeadCpu::RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embedding, int max_requests, std::int64_t max_context)
-    : config_(std::move(draft.config)), weights_(std::move(draft.weights)), target_embed_(target_embedding), max_context_(max_context) {
+RetrievalHeadCpu::RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embedding, int max_requests, std::int64_t max_context,
+                                   HeadInput input)
+    : config_(std::move(draft.config)), weights_(std::move(draft.weights)), target_embed_(target_embedding), max_context_(max_context),
+      input_(input) {
   const ModelShape& s = config_.layer.shape;
   const std::int64_t h = s.hidden;
   if (s.q_heads < 1 || s.kv_heads < 1 || s.q_heads % s.kv_heads != 0)
@@ -154,7 +170,7 @@ void RetrievalHeadCpu::prefill(int request, std::span<const int> tokens, std::sp
   const std::int64_t keys = n - 1, d = s.head_dim;
   reserve(r, keys);
   if (keys > 0) {
-    RowMatrix k = cpu::linear(attention_input(weights_, embedding(), config_.layer.rms_norm_eps, tokens.subspan(1), features.data()), weights_.k);
+    RowMatrix k = cpu::linear(attention_input(weights_, embedding(), config_.layer.rms_norm_eps, tokens.subspan(1), features.data(), input_), weights_.k);
     for (Eigen::Index j = 0; j < keys; ++j) {
       cpu::apply_rope(k, j, j, d, inv_freq_, attention_factor_);
       for (std::int64_t g = 0; g < s.kv_heads; ++g)
@@ -181,7 +197,7 @@ HeadAttention RetrievalHeadCpu::decode(int request, int token, std::span<const f
   const ModelShape& s = config_.layer.shape;
   const std::int64_t d = s.head_dim, t = r.length, position = t - 1, group = s.q_heads / s.kv_heads;
   const int tokens[] = {token};
-  const RowMatrix x = attention_input(weights_, embedding(), config_.layer.rms_norm_eps, tokens, previous_features.data());
+  const RowMatrix x = attention_input(weights_, embedding(), config_.layer.rms_norm_eps, tokens, previous_features.data(), input_);
   RowMatrix q = cpu::linear(x, weights_.q), k = cpu::linear(x, weights_.k);
   cpu::apply_rope(q, 0, position, d, inv_freq_, attention_factor_);
   cpu::apply_rope(k, 0, position, d, inv_freq_, attention_factor_);

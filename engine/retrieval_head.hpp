@@ -21,6 +21,7 @@
 // (the paper extends its drafts with YaRN, which a rope_scaling entry in the draft's config selects).
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "engine/eagle3_draft.hpp"
@@ -28,6 +29,15 @@
 #include "engine/weights.hpp"
 
 namespace specontext {
+
+// What fills the draft's attention input (PAPER.md §1.3 leaves it open; both are measured):
+//   eagle  RMSNorm(embed(x)) ⊕ RMSNorm(fc(features)), EAGLE-3's own pairing (the default);
+//   embed  RMSNorm(embed(x)) ⊕ 0: the embedding alone, i.e. only the embedding half of q_proj and
+//          k_proj's columns (no fc, no features; the paper's smaller parameter count fits this reading).
+enum class HeadInput { Eagle, Embed };
+const char* to_string(HeadInput input);
+// "eagle" or "embed"; a ConfigError naming `origin` otherwise.
+HeadInput parse_head_input(const std::string& name, const std::string& origin);
 
 // One decode query's attention over the draft's keys.
 struct HeadAttention {
@@ -52,7 +62,9 @@ class RetrievalHeadCpu {
   // used when the draft ships none; it is not copied (it is the LLM's largest tensor), so it must
   // outlive the head. max_context counts LLM positions. Throws std::invalid_argument when a weight's
   // shape contradicts the draft's config or no embedding is available.
-  RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embedding, int max_requests, std::int64_t max_context);
+  RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embedding, int max_requests, std::int64_t max_context,
+                   HeadInput input = HeadInput::Eagle);
+  HeadInput input() const { return input_; }
 
   void reset(int request);
   // The prompt x_0..x_{n-1} with the LLM's features of the same positions, [n, feature_width()] row
@@ -93,6 +105,7 @@ class RetrievalHeadCpu {
   std::vector<float> inv_freq_;
   float attention_factor_;
   std::vector<RequestState> requests_;
+  HeadInput input_ = HeadInput::Eagle;
 };
 
 }  // namespace specontext

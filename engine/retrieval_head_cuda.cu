@@ -37,8 +37,8 @@ double RetrievalHeadCuda::device_bytes(const Eagle3DraftConfig& c, bool own_embe
 }
 
 RetrievalHeadCuda::RetrievalHeadCuda(const Eagle3Draft& draft, const bf16_bits* target_embed, int max_requests, std::int64_t max_context,
-                                     std::int64_t max_rows, CudaGemm gemm)
-    : config_(draft.config), gemm_(gemm), max_requests_(max_requests), max_context_(max_context), max_rows_(max_rows) {
+                                     std::int64_t max_rows, CudaGemm gemm, HeadInput input)
+    : config_(draft.config), gemm_(gemm), max_requests_(max_requests), max_context_(max_context), max_rows_(max_rows), input_(input) {
   const ModelShape& s = config_.layer.shape;
   q_heads_ = static_cast<int>(s.q_heads);
   kv_heads_ = static_cast<int>(s.kv_heads);
@@ -108,13 +108,19 @@ void RetrievalHeadCuda::project(const std::int32_t* ids, const bf16_bits* featur
   n.eps = eps_;
   n.out_stride = 2 * hidden_;
   kernels::launch_add_rmsnorm(n, stream);
-  // RMSNorm(fc(f)) into the right half.
-  gemm_(features, rows, feature_width_, fc_.ptr, hidden_, fc_rows_.ptr, CUDA_R_16BF);
-  SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(norm_scratch_.ptr, 0, scratch_bytes, stream));
-  n.delta = fc_rows_.ptr;
-  n.weight = hidden_norm_.ptr;
-  n.out = input_rows_.ptr + hidden_;
-  kernels::launch_add_rmsnorm(n, stream);
+  if (input_ == HeadInput::Embed) {
+    // The embedding alone: the right half is zero, so only q/k's embedding columns count.
+    SPECONTEXT_CUDA_CHECK(cudaMemset2DAsync(input_rows_.ptr + hidden_, static_cast<std::size_t>(2 * hidden_) * 2, 0,
+                                            static_cast<std::size_t>(hidden_) * 2, static_cast<std::size_t>(rows), stream));
+  } else {
+    // RMSNorm(fc(f)) into the right half.
+    gemm_(features, rows, feature_width_, fc_.ptr, hidden_, fc_rows_.ptr, CUDA_R_16BF);
+    SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(norm_scratch_.ptr, 0, scratch_bytes, stream));
+    n.delta = fc_rows_.ptr;
+    n.weight = hidden_norm_.ptr;
+    n.out = input_rows_.ptr + hidden_;
+    kernels::launch_add_rmsnorm(n, stream);
+  }
   // q and k in one projection, then RoPE at the key position; the key goes to the cache (no V).
   gemm_(input_rows_.ptr, rows, 2 * hidden_, wqk_.ptr, qk_width_, qk_rows_.ptr, CUDA_R_16BF);
   kernels::RopeKvAppendParams r;

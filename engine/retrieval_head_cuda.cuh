@@ -16,6 +16,7 @@
 #include "engine/cuda_device_array.cuh"
 #include "engine/cuda_gemm.cuh"
 #include "engine/eagle3_draft.hpp"
+#include "engine/retrieval_head.hpp"
 
 namespace specontext {
 
@@ -24,8 +25,9 @@ class RetrievalHeadCuda {
   // `target_embed` is the LLM's bf16 embedding on the device [vocab, hidden], used when the draft ships
   // none (not copied; it must outlive the head). max_context counts LLM positions; max_rows bounds the
   // rows of one call (a decode batch or a prefill chunk).
+  // `input` (engine/retrieval_head.hpp): Embed leaves the fc half of the attention input zero.
   RetrievalHeadCuda(const Eagle3Draft& draft, const bf16_bits* target_embed, int max_requests, std::int64_t max_context,
-                    std::int64_t max_rows, CudaGemm gemm);
+                    std::int64_t max_rows, CudaGemm gemm, HeadInput input = HeadInput::Eagle);
 
   std::int64_t feature_width() const { return feature_width_; }
   int kv_heads() const { return kv_heads_; }
@@ -49,6 +51,7 @@ class RetrievalHeadCuda {
   int max_requests_ = 0, q_heads_ = 0, kv_heads_ = 0, head_dim_ = 0;
   std::int64_t hidden_ = 0, feature_width_ = 0, max_context_ = 0, max_rows_ = 0, qk_width_ = 0;
   float eps_ = 1e-6f, attention_factor_ = 1.0f;
+  HeadInput input_ = HeadInput::Eagle;
 
   DeviceArray<bf16_bits> own_embed_, fc_, input_norm_, hidden_norm_, wqk_;  // wqk: [q ; k] rows, [qk_width, 2 hidden]
   const bf16_bits* embed_ = nullptr;

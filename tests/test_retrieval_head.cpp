@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/retrieval_head.hpp"
+#include "sim/config_error.hpp"
 #include "engine/token_selection.hpp"
 #include "tests/tiny_eagle3.hpp"
 
@@ -117,7 +118,8 @@ TinyCase tiny_case(int n) {
 
 // EAGLE-3's key for draft position j, written out naively in double: k = Wk [rms(e) * w_in ; rms(fc f) * w_h]
 // (embedding first), then rotate_half RoPE at position j.
-std::vector<double> naive_key(const Eagle3Draft& d, int next_token, const float* feature_row, int position) {
+// `embed_only`: the embed input mode, whose fc half is zero.
+std::vector<double> naive_key(const Eagle3Draft& d, int next_token, const float* feature_row, int position, bool embed_only = false) {
   const Eagle3DraftWeights& w = d.weights;
   const ModelShape& s = d.config.layer.shape;
   const int h = static_cast<int>(s.hidden), hd = static_cast<int>(s.head_dim), width = static_cast<int>(w.fc.cols);
@@ -133,7 +135,7 @@ std::vector<double> naive_key(const Eagle3Draft& d, int next_token, const float*
     for (int i = 0; i < h; ++i) out[i] = weight[i] * v[i] * inv;
   };
   rms(e, w.input_norm, x.data());
-  rms(f, w.hidden_norm, x.data() + h);
+  if (!embed_only) rms(f, w.hidden_norm, x.data() + h);
   std::vector<double> k(static_cast<std::size_t>(s.kv_heads * hd));
   for (std::size_t r = 0; r < k.size(); ++r)
     for (int j = 0; j < 2 * h; ++j) k[r] += double(w.k.data[r * 2 * h + j]) * x[j];
@@ -161,6 +163,31 @@ TEST(RetrievalHeadCpu, KeysFollowEagle3sFormulaWithNextTokenAlignment) {
     for (int g = 0; g < 2; ++g)
       for (int i = 0; i < 8; ++i) EXPECT_NEAR(head.cached_keys(0, g)[j * 8 + i], want[g * 8 + i], 1e-4) << j << " " << g << " " << i;
   }
+}
+
+// The embed input mode: keys from the embedding half alone, the same whatever the features.
+TEST(RetrievalHeadCpu, EmbedInputIgnoresTheFeatures) {
+  const TinyCase c = tiny_case(8);
+  RetrievalHeadCpu head(c.draft, nullptr, 1, 64, HeadInput::Embed), other(c.draft, nullptr, 1, 64, HeadInput::Embed);
+  head.prefill(0, c.tokens, c.features);
+  std::vector<float> scrambled(c.features.rbegin(), c.features.rend());
+  other.prefill(0, c.tokens, scrambled);
+  for (int j : {0, 3, 6}) {
+    const std::vector<double> want = naive_key(c.draft, c.tokens[j + 1], c.features.data() + j * 96, j, /*embed_only=*/true);
+    for (int g = 0; g < 2; ++g)
+      for (int i = 0; i < 8; ++i) {
+        EXPECT_NEAR(head.cached_keys(0, g)[j * 8 + i], want[g * 8 + i], 1e-4) << j << " " << g << " " << i;
+        EXPECT_EQ(head.cached_keys(0, g)[j * 8 + i], other.cached_keys(0, g)[j * 8 + i]);
+      }
+  }
+  const HeadAttention a = head.decode(0, 3, std::vector<float>(96, 1.0f)), b = other.decode(0, 3, std::vector<float>(96, -5.0f));
+  EXPECT_EQ(a.probs, b.probs);
+  RetrievalHeadCpu eagle(c.draft, nullptr, 1, 64);
+  eagle.prefill(0, c.tokens, c.features);
+  EXPECT_NE(std::vector<float>(eagle.cached_keys(0, 0).begin(), eagle.cached_keys(0, 0).end()),
+            std::vector<float>(head.cached_keys(0, 0).begin(), head.cached_keys(0, 0).end()));
+  EXPECT_EQ(parse_head_input("embed", "--head-input"), HeadInput::Embed);
+  EXPECT_THROW(parse_head_input("both", "--head-input"), ConfigError);
 }
 
 TEST(RetrievalHeadCpu, PrefillOrDecodeStepsGiveTheSameKeysAndScores) {

@@ -148,6 +148,24 @@ INSTANTIATE_TEST_SUITE_P(Policies, GqaPolicies,
                            return n;
                          });
 
+// The embed input mode on both sides (the head reads no features).
+TEST(CudaSparseDecode, EmbedInputFollowsTheCpuReference) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  CpuBackend cpu(gqa().config, gqa().weights, 2, 1024);
+  RetrievalHeadCpu cpu_head(draft, &cpu.weights().embed, 2, 1024, HeadInput::Embed);
+  PolicyBackend cpu_sparse(cpu, SelectionPolicy::SpeContext, 64, &cpu_head);
+  CpuBackend mirror(gqa().config, gqa().weights, 2, 1024);
+  CudaBackendOptions o = sparse_options(SelectionPolicy::SpeContext, 64, &draft, 2, 1024);
+  o.head_input = HeadInput::Embed;
+  CudaBackend gpu(gqa().config, gqa().weights, o);
+  const StepComparison c = compare_steps(cpu_sparse, &mirror, gpu, {random_tokens(13, 300), random_tokens(14, 190)}, 12,
+                                         static_cast<int>(gqa().config.shape.vocab));
+  std::cout << "specontext, embed input: worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean " << c.mean_jaccard << "\n";
+  EXPECT_LT(c.worst_logit_nmse, 1e-3);
+  EXPECT_GE(c.mean_jaccard, 0.85);
+}
+
 // B >= S: every position is listed, so the sparse step is the dense step, bit for bit (graph and not).
 TEST(CudaSparseDecode, ABudgetCoveringTheContextIsDenseExactly) {
   SPECONTEXT_REQUIRE_GPU();
