@@ -39,6 +39,7 @@
 #include "cli/commands.hpp"
 #include "cli/format.hpp"
 #include "cli/model_loading.hpp"
+#include "cli/policy_flags.hpp"
 #include "engine/evaluator.hpp"
 #include "engine/heldout_corpus.hpp"
 #include "engine/cpu_backend.hpp"
@@ -62,31 +63,13 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 struct EvalFlags {
-  std::string task, model, dlm, policy = "full", backend = "cpu", dump_tasks, head_input = "eagle";
+  std::string task, model, backend = "cpu", dump_tasks;
   std::string heldout = (std::filesystem::path(SPECONTEXT_SOURCE_DIR) / "models" / "heldout").string();
-  long long budget = 0;
+  PolicyFlags sparse;
   int batch = 8;
   TaskOptions tasks;
   bool json = false, progress = false;
-  CLI::Option *dlm_option = nullptr, *budget_option = nullptr;
 };
-
-// The policy with its budget and distilled LM; sparse policies run on the CPU reference only so far.
-SelectionPolicy check_policy(const EvalFlags& f) {
-  const SelectionPolicy p = parse_selection_policy(f.policy, "--policy");
-  if (p == SelectionPolicy::Quest && f.backend == "cuda")
-    throw ConfigError("--policy", "", "quest runs on --backend cpu so far (its CUDA page kernel is not written yet)");
-  if (p == SelectionPolicy::Full && f.budget_option->count() > 0)
-    throw ConfigError("--budget", "", "policy full attends to every position; a KV budget needs a sparse --policy");
-  if (p != SelectionPolicy::Full && f.budget_option->count() == 0)
-    throw ConfigError("--budget", "", "policy " + f.policy + " needs a KV budget (--budget B)");
-  if (p != SelectionPolicy::Full && f.budget <= 0) throw ConfigError("--budget", "", "must be positive, got " + std::to_string(f.budget));
-  if (needs_retrieval_head(p) && f.dlm_option->count() == 0)
-    throw ConfigError("--dlm", "", "policy " + f.policy + " needs the distilled LM of the retrieval head (--dlm DIR)");
-  if (!needs_retrieval_head(p) && f.dlm_option->count() > 0)
-    throw ConfigError("--dlm", "", "the distilled LM is used by policies specontext and specontext-batch only, not " + f.policy);
-  return p;
-}
 
 std::function<void(int, int)> progress_line(bool enabled, const std::string& what) {
   if (!enabled) return {};
@@ -131,7 +114,7 @@ std::string pad(std::string s, std::size_t width) {
 
 void print_table(const EvalFlags& f, const std::vector<TaskInstance>& instances, const EvalResult& r) {
   const TaskKind kind = f.tasks.kind;
-  std::cout << to_string(kind) << ": policy " << f.policy << ", context " << f.tasks.context << " tokens, " << instances.size() << " trials, seed "
+  std::cout << to_string(kind) << ": policy " << f.sparse.policy << ", context " << f.tasks.context << " tokens, " << instances.size() << " trials, seed "
             << f.tasks.seed << ", " << f.backend << "\nmodel " << f.model << "\n\n";
   if (is_answer_task(kind)) std::cout << "trial depth   at      tokens answer  output                          correct\n";
   else if (kind == TaskKind::Perplexity) std::cout << "trial tokens forced  mean NLL  perplexity  documents\n";
@@ -164,7 +147,7 @@ void print_table(const EvalFlags& f, const std::vector<TaskInstance>& instances,
               << fixed(s.max, 3) << "; pooled " << fixed(r.pooled_perplexity, 3) << " (mean NLL " << fixed(r.mean_nll, 4) << " nats)\n";
   } else {
     std::cout << "agreement mean " << fixed(s.mean, 4) << ", median " << fixed(s.median, 4) << ", min " << fixed(s.min, 4) << ", max " << fixed(s.max, 4)
-              << (f.policy == "full" ? " (policy full against the dense reference: 1 by construction)" : " (against the dense reference)") << "\n";
+              << (f.sparse.policy == "full" ? " (policy full against the dense reference: 1 by construction)" : " (against the dense reference)") << "\n";
   }
   const EvalTiming& tm = r.timing;
   std::cout << "prefill " << fixed(tm.prefill_s, 2) << " s (" << tm.prefill_tokens << " tokens, "
@@ -174,7 +157,7 @@ void print_table(const EvalFlags& f, const std::vector<TaskInstance>& instances,
 
 void run(EvalFlags& f) {
   const auto t0 = Clock::now();
-  const SelectionPolicy policy = check_policy(f);
+  const SelectionPolicy policy = f.sparse.check(f.backend);
   TaskOptions& o = f.tasks;
   o.kind = parse_task_kind(f.task, "TASK");
   if (f.batch <= 0) throw ConfigError("--batch", "", "must be positive");
@@ -201,37 +184,12 @@ void run(EvalFlags& f) {
 
   const auto t_load = Clock::now();
   const BackendSpec dense_spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
-  // Sparse policies: on the CPU, the reference under a PolicyBackend (with the retrieval head for
-  // specontext*); on CUDA, the backend's own sparse decode. `backend` stays dense where the fidelity
-  // task needs the dense model's references.
-  std::optional<Eagle3Draft> draft;
-  std::string dlm_rope = "none";
-  const HeadInput head_input = parse_head_input(f.head_input, "--head-input");
-  if (needs_retrieval_head(policy)) {
-    draft = load_eagle3_draft(f.dlm, config);
-    dlm_rope = extend_draft_context(draft->config, o.context) ? "yarn x" + fixed(draft->config.layer.rope.factor, 3) : "native";
-  }
-  std::unique_ptr<Backend> backend, cuda_sparse;
-  std::unique_ptr<RetrievalHeadCpu> head;
-  std::unique_ptr<PolicyBackend> cpu_sparse;
-  if (policy != SelectionPolicy::Full && f.backend == "cuda") {
-    BackendSpec spec = dense_spec;
-    spec.policy = policy;
-    spec.budget = f.budget;
-    spec.draft = draft ? &*draft : nullptr;
-    spec.head_input = head_input;
-    spec.track_selections = true;
-    cuda_sparse = make_backend(spec, config);
-    if (o.kind == TaskKind::Fidelity) backend = make_backend(dense_spec, config);
-  } else {
-    backend = make_backend(dense_spec, config);
-  }
-  if (policy != SelectionPolicy::Full && f.backend == "cpu") {
-    auto* cpu = dynamic_cast<CpuBackend*>(backend.get());
-    if (draft) head = std::make_unique<RetrievalHeadCpu>(std::move(*draft), &cpu->weights().embed, dense_spec.requests, o.context, head_input);
-    cpu_sparse = std::make_unique<PolicyBackend>(*cpu, policy, f.budget, head.get());
-  }
-  Backend& evaluated = cpu_sparse ? static_cast<Backend&>(*cpu_sparse) : cuda_sparse ? *cuda_sparse : *backend;
+  PolicyRun run = make_policy_run(dense_spec, f.sparse, config);
+  Backend& evaluated = run.run();
+  // Fidelity compares with the dense model: the CPU policy wraps it; on CUDA a second, dense backend.
+  std::unique_ptr<Backend> dense_cuda;
+  if (o.kind == TaskKind::Fidelity && policy != SelectionPolicy::Full && f.backend == "cuda") dense_cuda = make_backend(dense_spec, config);
+  Backend& dense = dense_cuda ? *dense_cuda : *run.backend;
   const double load_s = seconds_since(t_load);
 
   EvalOptions eval;
@@ -240,7 +198,7 @@ void run(EvalFlags& f) {
   EvalTiming reference;
   if (o.kind == TaskKind::Fidelity) {
     eval.progress = progress_line(f.progress, "dense reference");
-    reference = make_fidelity_references(*backend, instances, eval);  // the dense model, whatever the policy
+    reference = make_fidelity_references(dense, instances, eval);  // the dense model, whatever the policy
     dump();
   }
   eval.progress = progress_line(f.progress, "evaluated");
@@ -251,13 +209,13 @@ void run(EvalFlags& f) {
   if (!f.json) {
     print_table(f, instances, r);
     if (sparse)
-      std::cout << "budget " << f.budget << ", overlap of adjacent steps' selections "
+      std::cout << "budget " << f.sparse.budget << ", overlap of adjacent steps' selections "
                 << (overlap ? fixed(*overlap, 4) : std::string("n/a (fewer than two decode steps)")) << "\n";
     return;
   }
-  nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.policy},
-                      {"budget", sparse ? nlohmann::json(f.budget) : nlohmann::json(nullptr)}, {"dlm_rope", dlm_rope},
-                      {"head_input", needs_retrieval_head(policy) ? nlohmann::json(to_string(head_input)) : nlohmann::json(nullptr)},
+  nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.sparse.policy},
+                      {"budget", sparse ? nlohmann::json(f.sparse.budget) : nlohmann::json(nullptr)}, {"dlm_rope", run.dlm_rope},
+                      {"head_input", needs_retrieval_head(policy) ? nlohmann::json(f.sparse.head_input) : nlohmann::json(nullptr)},
                       {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)}, {"context", o.context},
                       {"model", f.model}, {"backend", f.backend}, {"seed", o.seed}, {"max_new", o.max_new},
                       {"heldout", f.heldout}, {"metric", metric_name(o.kind)}};
@@ -289,11 +247,7 @@ void add_eval_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "long-context tasks from held-out text (passkey, multikey, vartrack, perplexity, fidelity), scored on a backend");
   cmd->add_option("task", f->task, "passkey, multikey, vartrack, perplexity or fidelity")->required();
   cmd->add_option("--model", f->model, "checkpoint folder (config.json + safetensors + tokenizer.json) or a llama.cpp .gguf file")->required();
-  cmd->add_option("--head-input", f->head_input, "what feeds the retrieval head: eagle (embedding + fc of the LLM's features) or embed (the embedding alone)")
-      ->capture_default_str();
-  f->dlm_option = cmd->add_option("--dlm", f->dlm, "the distilled LM (EAGLE-3 draft folder) of the retrieval head; policies specontext*");
-  cmd->add_option("--policy", f->policy, "KV selection policy: full, streaming, oracle, specontext, specontext-batch or quest (quest: --backend cpu)")->capture_default_str();
-  f->budget_option = cmd->add_option("--budget", f->budget, "KV positions a sparse policy keeps per KV head (the entering token is always attended)");
+  f->sparse.add_to(*cmd);
   cmd->add_option("--context", f->tasks.context, "N: tokens of each trial, prompt + generated (or forced)")->required();
   cmd->add_option("--trials", f->tasks.trials, "task instances")->capture_default_str();
   cmd->add_option("--seed", f->tasks.seed, "seed of the instances (keys, depths, documents, offsets)")->capture_default_str();

@@ -1,5 +1,8 @@
 // specontext generate: run a checkpoint (or random weights at a config's shape) on the CPU
-// reference or the CUDA backend, R requests together, and report tokens and timing.
+// reference or the CUDA backend, R requests together, and report tokens and timing; under a KV
+// selection policy (cli/policy_flags.hpp) the JSON also has "overlap_rate" and, on CUDA,
+// "h2d_bytes_per_step" and "offloaded_layers" (at the end).
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -11,10 +14,14 @@
 #include "cli/format.hpp"
 #include "cli/integer_list.hpp"
 #include "cli/model_loading.hpp"
+#include "cli/policy_flags.hpp"
 #include "engine/chat_template.hpp"
 #include "engine/generator.hpp"
 #include "engine/tokenizer.hpp"
 #include "sim/config_error.hpp"
+#if defined(SPECONTEXT_HAVE_CUDA)
+#include "engine/cuda_backend.hpp"
+#endif
 
 namespace specontext::cli {
 namespace {
@@ -25,6 +32,7 @@ struct GenerateFlags {
   float temperature = 0.0f, top_p = 1.0f;
   std::uint64_t seed = 0;
   bool random_weights = false, json = false, no_graph = false, chat = false;
+  PolicyFlags sparse;
 };
 
 // The prompt's token ids: given as ids, or text (--prompt / --prompt-file, through --chat's
@@ -61,12 +69,13 @@ void run(const GenerateFlags& f) {
       throw ConfigError("--prompt-ids", "", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config.shape.vocab));
   const std::int64_t context = static_cast<std::int64_t>(prompt.size()) + f.max_new;
   check_model_context(config, context, "the prompt and --max-new");
-  auto backend = make_backend({f.model, f.backend, f.requests, context, f.random_weights, f.seed, !f.no_graph}, config);
+  PolicyRun run = make_policy_run({f.model, f.backend, f.requests, context, f.random_weights, f.seed, !f.no_graph}, f.sparse, config);
+  Backend& backend = run.run();
   GenerateOptions o;
   o.max_new = f.max_new;
   o.sampling = {f.temperature, f.top_p, f.seed};
   o.eos_token_ids = config.eos_token_ids;
-  const GenerateResult r = generate(*backend, std::vector<std::vector<int>>(static_cast<std::size_t>(f.requests), prompt), o);
+  const GenerateResult r = generate(backend, std::vector<std::vector<int>>(static_cast<std::size_t>(f.requests), prompt), o);
   const double total_s = r.prefill_s + r.decode_s;
   if (f.json) {
     nlohmann::json j = {{"backend", f.backend}, {"requests", f.requests}, {"prompt_tokens", prompt.size()},
@@ -74,6 +83,17 @@ void run(const GenerateFlags& f) {
                         {"ttft_ms", r.ttft_s * 1e3}, {"tpot_ms", r.tpot_s() * 1e3}, {"decode_tokens_per_s", r.decode_tokens_per_s()},
                         {"tokens_per_s", total_s > 0 ? static_cast<double>(r.generated()) / total_s : 0.0}};
     if (tokenizer) j["text"] = tokenizer->decode(r.tokens[0], true);
+    const std::optional<double> overlap = backend.overlap_rate();
+    j["policy"] = f.sparse.policy;
+    j["overlap_rate"] = overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr);
+    j["h2d_bytes_per_step"] = nullptr;
+#if defined(SPECONTEXT_HAVE_CUDA)
+    if (auto* cuda = dynamic_cast<CudaBackend*>(&backend); cuda && run.policy != SelectionPolicy::Full) {
+      const double steps = std::max(1.0, static_cast<double>(f.max_new - 1));  // decode steps after the prefill's token
+      j["h2d_bytes_per_step"] = cuda->take_h2d_bytes() / steps;
+      j["offloaded_layers"] = cuda->offloaded_layers();
+    }
+#endif
     std::cout << j.dump(2) << "\n";
     return;
   }
@@ -106,6 +126,7 @@ void add_generate_command(CLI::App& app) {
   cmd->add_flag("--random-weights", f->random_weights, "seeded random weights at the config's shape instead of a checkpoint");
   cmd->add_flag("--no-graph", f->no_graph, "CUDA: launch the decode step kernel by kernel (per-layer NVTX ranges) instead of a CUDA graph");
   cmd->add_flag("--json", f->json, "print JSON");
+  f->sparse.add_to(*cmd);
   cmd->callback([f]() {
     if (f->requests <= 0) throw ConfigError("--requests", "", "must be positive");
     run(*f);

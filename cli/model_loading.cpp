@@ -40,6 +40,10 @@ std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& c
   o.draft = s.draft;
   o.head_input = s.head_input;
   o.track_selections = s.track_selections;
+  o.offload_layers = s.offload_layers;
+  o.async_prefetch = s.async_prefetch;
+  o.adaptive_placement = s.adaptive_placement;
+  o.memory_limit_bytes = s.memory_limit_bytes;
   if (s.random_weights) return std::make_unique<CudaBackend>(config, s.seed, o);
   return std::make_unique<CudaBackend>(config, load_model_weights(s.model, config), o);
 #else

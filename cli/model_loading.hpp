@@ -29,6 +29,9 @@ struct BackendSpec {
   const Eagle3Draft* draft = nullptr;  // specontext*: must outlive the call
   HeadInput head_input = HeadInput::Eagle;
   bool track_selections = false;
+  int offload_layers = 0;
+  bool async_prefetch = true, adaptive_placement = false;
+  double memory_limit_bytes = 0;  // 0: what the device has free
 };
 
 ModelConfig load_model_config(const std::string& model);

@@ -1,0 +1,73 @@
+#include "cli/policy_flags.hpp"
+
+#include "cli/format.hpp"
+#include "cli/scenario_flags.hpp"
+#include "engine/cpu_backend.hpp"
+#include "sim/config_error.hpp"
+
+namespace specontext::cli {
+
+void PolicyFlags::add_to(CLI::App& cmd) {
+  cmd.add_option("--policy", policy, "KV selection policy: full, streaming, oracle, specontext, specontext-batch or quest (quest: --backend cpu)")
+      ->capture_default_str();
+  budget_option = cmd.add_option("--budget", budget, "KV positions a sparse policy keeps per KV head (the entering token is always attended)");
+  dlm_option = cmd.add_option("--dlm", dlm, "the distilled LM (EAGLE-3 draft folder) of the retrieval head; policies specontext*");
+  cmd.add_option("--head-input", head_input, "what feeds the retrieval head: eagle (embedding + fc of the LLM's features) or embed (the embedding alone)")
+      ->capture_default_str();
+  cmd.add_option("--offload-layers", offload_layers, "CUDA: the last N layers' KV in pinned host memory, loaded elastically")->capture_default_str();
+  cmd.add_flag("--sync-prefetch", sync_prefetch, "CUDA: elastic loads on the compute stream (c1) instead of the copy stream (c1+c2)");
+  cmd.add_flag("--adaptive", adaptive, "CUDA: c3, the memory model moves layers to host memory as the context grows");
+  cmd.add_option("--gpu-mem", gpu_mem, "CUDA: the engine's GPU memory limit (bytes, or with GB/GiB/MB/MiB), e.g. the paper's 4GB edge setup");
+}
+
+SelectionPolicy PolicyFlags::check(const std::string& backend) const {
+  const SelectionPolicy p = parse_selection_policy(policy, "--policy");
+  if (p == SelectionPolicy::Quest && backend == "cuda")
+    throw ConfigError("--policy", "", "quest runs on --backend cpu so far (its CUDA page kernel is not written yet)");
+  if (p == SelectionPolicy::Full && budget_option->count() > 0)
+    throw ConfigError("--budget", "", "policy full attends to every position; a KV budget needs a sparse --policy");
+  if (p != SelectionPolicy::Full && budget_option->count() == 0)
+    throw ConfigError("--budget", "", "policy " + policy + " needs a KV budget (--budget B)");
+  if (p != SelectionPolicy::Full && budget <= 0) throw ConfigError("--budget", "", "must be positive, got " + std::to_string(budget));
+  if (needs_retrieval_head(p) && dlm_option->count() == 0)
+    throw ConfigError("--dlm", "", "policy " + policy + " needs the distilled LM of the retrieval head (--dlm DIR)");
+  if (!needs_retrieval_head(p) && dlm_option->count() > 0)
+    throw ConfigError("--dlm", "", "the distilled LM is used by policies specontext and specontext-batch only, not " + policy);
+  parse_head_input(head_input, "--head-input");
+  if (backend != "cuda" && (offload_layers != 0 || sync_prefetch || adaptive || !gpu_mem.empty()))
+    throw ConfigError("--offload-layers", "", "offloading, --sync-prefetch, --adaptive and --gpu-mem act on --backend cuda");
+  return p;
+}
+
+PolicyRun make_policy_run(const BackendSpec& dense, const PolicyFlags& f, const ModelConfig& config) {
+  PolicyRun run;
+  run.policy = f.check(dense.backend);
+  const HeadInput input = parse_head_input(f.head_input, "--head-input");
+  if (needs_retrieval_head(run.policy)) {
+    run.draft = load_eagle3_draft(f.dlm, config);
+    run.dlm_rope = extend_draft_context(run.draft->config, dense.context) ? "yarn x" + fixed(run.draft->config.layer.rope.factor, 3) : "native";
+  }
+  if (run.policy == SelectionPolicy::Full || dense.backend == "cpu") {
+    run.backend = make_backend(dense, config);
+    if (run.policy == SelectionPolicy::Full) return run;
+    auto* cpu = dynamic_cast<CpuBackend*>(run.backend.get());
+    if (run.draft)
+      run.head = std::make_unique<RetrievalHeadCpu>(std::move(*run.draft), &cpu->weights().embed, dense.requests, dense.context, input);
+    run.cpu_policy = std::make_unique<PolicyBackend>(*cpu, run.policy, f.budget, run.head.get());
+    return run;
+  }
+  BackendSpec spec = dense;
+  spec.policy = run.policy;
+  spec.budget = f.budget;
+  spec.draft = run.draft ? &*run.draft : nullptr;
+  spec.head_input = input;
+  spec.track_selections = true;
+  spec.offload_layers = f.offload_layers;
+  spec.async_prefetch = !f.sync_prefetch;
+  spec.adaptive_placement = f.adaptive;
+  if (!f.gpu_mem.empty()) spec.memory_limit_bytes = parse_bytes(f.gpu_mem, "--gpu-mem");
+  run.backend = make_backend(spec, config);
+  return run;
+}
+
+}  // namespace specontext::cli
