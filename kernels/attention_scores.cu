@@ -8,6 +8,7 @@
 #include "kernels/attention_checks.hpp"
 #include "kernels/attention_scores.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/device_properties.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -374,30 +375,6 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 #define SCORES_REQUIRE(ok, what) SPECONTEXT_ATTENTION_REQUIRE("attention_scores", ok, what)
 
-// The current device's multiprocessor count, asked once per device (launches are on the decode
-// critical path). Only sizes the grids, so where it cannot be read (no device: the parameter
-// checks still run) an H200's 132 stands in and the error is cleared.
-int multiprocessors() {
-  constexpr int kCachedDevices = 64;
-  constexpr int kFallback = 132;
-  static std::atomic<int> cached[kCachedDevices] = {};
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return kFallback;
-  }
-  if (dev >= 0 && dev < kCachedDevices) {
-    const int n = cached[dev].load(std::memory_order_relaxed);
-    if (n > 0) return n;
-  }
-  int n = 0;
-  if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) {
-    (void)cudaGetLastError();
-    return kFallback;
-  }
-  if (dev >= 0 && dev < kCachedDevices) cached[dev].store(n, std::memory_order_relaxed);
-  return n;
-}
 
 // More than 48 KB of dynamic shared memory must be allowed per kernel and device, once.
 template <int kHeadDim, int kMaxGroup>

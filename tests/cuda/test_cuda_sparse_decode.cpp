@@ -23,7 +23,7 @@
 #include "tests/cuda/gpu_test.hpp"
 #include "tests/heldout_fixture.hpp"
 #include "tests/hf_fixture.hpp"
-#include "tests/smollm2_model.hpp"
+#include "tests/smollm2_pair.hpp"
 #include "tests/gqa_draft.hpp"
 
 namespace specontext {
@@ -193,15 +193,11 @@ TEST(CudaSparseDecode, ABudgetCoveringTheContextIsDenseExactly) {
 // The trained pair: SmolLM2-135M-Instruct and models/smollm2-eagle3, a 2K passkey prompt, B = 256.
 TEST(CudaSparseDecode, SmolLM2SpeContextFollowsTheCpuReference) {
   SPECONTEXT_REQUIRE_GPU();
-  const fs::path gguf = testing::smollm2_gguf();
-  if (!fs::exists(gguf)) GTEST_SKIP() << "no " << gguf << " (scripts/fetch_smollm2.sh fetches it)";
-  if (!fs::exists(testing::committed_heldout_dir())) GTEST_SKIP() << "no held-out text";
-  const GgufFile file(gguf);
-  const ModelConfig config = gguf_engine_config(file);
-  const Tokenizer tok = Tokenizer::from_gguf(file);
-  const std::vector<TaskInstance> instances = testing::committed_passkey_instances(tok, 2048, 1);
-  const Eagle3Draft draft = load_eagle3_draft(testing::smollm2_draft_dir(), config);
-  const ModelWeights weights = gguf_weights(config, file);
+  const std::optional<testing::SmolLM2Pair> pair = testing::load_smollm2_pair(2048);
+  if (!pair) GTEST_SKIP() << "no SmolLM2 GGUF (scripts/fetch_smollm2.sh fetches it) or no held-out text";
+  const ModelConfig& config = pair->config;
+  const ModelWeights& weights = pair->weights;
+  const Eagle3Draft& draft = pair->draft;
   for (SelectionPolicy policy : {SelectionPolicy::SpeContext, SelectionPolicy::Oracle}) {
     const bool head = needs_retrieval_head(policy);
     CpuBackend cpu(config, weights, 1, 2100);
@@ -212,7 +208,7 @@ TEST(CudaSparseDecode, SmolLM2SpeContextFollowsTheCpuReference) {
     CudaBackendOptions o = sparse_options(policy, 256, head ? &draft : nullptr, 1, 2100);
     o.prefill_chunk = 1024;
     CudaBackend gpu(config, weights, o);
-    const StepComparison c = compare_steps(cpu_sparse, head ? &mirror : nullptr, gpu, {instances[0].prompt}, 8, static_cast<int>(config.shape.vocab));
+    const StepComparison c = compare_steps(cpu_sparse, head ? &mirror : nullptr, gpu, {pair->passkey_prompt}, 8, static_cast<int>(config.shape.vocab));
     std::cout << "SmolLM2 " << to_string(policy) << " B=256: worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean "
               << c.mean_jaccard << " worst " << c.worst_jaccard << " over " << c.compared << " sets\n";
     RecordProperty(std::string(to_string(policy)) + "_mean_jaccard", std::to_string(c.mean_jaccard));

@@ -17,7 +17,7 @@
 #include "tests/cuda/gpu_test.hpp"
 #include "tests/heldout_fixture.hpp"
 #include "tests/hf_fixture.hpp"
-#include "tests/smollm2_model.hpp"
+#include "tests/smollm2_pair.hpp"
 #include "tests/gqa_draft.hpp"
 
 namespace specontext {
@@ -155,15 +155,11 @@ TEST(KvOffload, AdaptivePlacementMovesLayersAsTheContextGrows) {
 // The trained pair with 10 of SmolLM2's 30 layers offloaded, a 2K passkey prompt, B = 256.
 TEST(KvOffload, SmolLM2OffloadedLayersGiveTheResidentLogits) {
   SPECONTEXT_REQUIRE_GPU();
-  const fs::path gguf = testing::smollm2_gguf();
-  if (!fs::exists(gguf)) GTEST_SKIP() << "no " << gguf << " (scripts/fetch_smollm2.sh fetches it)";
-  if (!fs::exists(testing::committed_heldout_dir())) GTEST_SKIP() << "no held-out text";
-  const GgufFile file(gguf);
-  const ModelConfig config = gguf_engine_config(file);
-  const Tokenizer tok = Tokenizer::from_gguf(file);
-  const std::vector<TaskInstance> instances = testing::committed_passkey_instances(tok, 2048, 1);
-  const Eagle3Draft draft = load_eagle3_draft(testing::smollm2_draft_dir(), config);
-  const ModelWeights weights = gguf_weights(config, file);
+  const std::optional<testing::SmolLM2Pair> pair = testing::load_smollm2_pair(2048);
+  if (!pair) GTEST_SKIP() << "no SmolLM2 GGUF (scripts/fetch_smollm2.sh fetches it) or no held-out text";
+  const ModelConfig& config = pair->config;
+  const ModelWeights& weights = pair->weights;
+  const Eagle3Draft& draft = pair->draft;
   CudaBackendOptions o;
   o.max_requests = 1;
   o.max_context = 2100;
@@ -173,7 +169,7 @@ TEST(KvOffload, SmolLM2OffloadedLayersGiveTheResidentLogits) {
   CudaBackend resident(config, weights, o);
   o.offload_layers = 10;
   CudaBackend offloaded(config, weights, o);
-  expect_same_logits(resident, offloaded, {instances[0].prompt}, 16, config.shape.vocab, "SmolLM2");
+  expect_same_logits(resident, offloaded, {pair->passkey_prompt}, 16, config.shape.vocab, "SmolLM2");
 }
 
 }  // namespace
