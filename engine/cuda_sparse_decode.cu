@@ -1,9 +1,11 @@
 #include "engine/cuda_sparse_decode.cuh"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "engine/nvtx.hpp"
 #include "kernels/attention_scores.cuh"
 #include "kernels/copy_rows.cuh"
 #include "kernels/top_b_select.cuh"
@@ -160,6 +162,7 @@ void CudaSparseDecode::export_features(int layer, const float* residual, const s
 void CudaSparseDecode::select_before_forward(const std::int32_t* ids, const std::int32_t* slots, const std::int32_t* lengths, int rows,
                                              cudaStream_t stream) {
   if (!head_) return;
+  std::optional<NvtxRange> range(std::in_place, "retrieval_head");
   // The features of each request's previous position, gathered into batch order.
   kernels::CopyRowsParams g;
   g.src = features_by_slot_.ptr;
@@ -174,6 +177,7 @@ void CudaSparseDecode::select_before_forward(const std::int32_t* ids, const std:
   head_->project(ids, chunk_features_.ptr, feature_width_, key_positions_.ptr, slots, rows, stream);
   const std::int64_t score_stride = shape_.max_context + 1;
   head_->scores(slots, lengths, rows, static_cast<int>(shape_.max_context), batch_level(policy_), scores_.ptr, score_stride, stream);
+  range.emplace("select");
   kernels::TopBSelectParams t;
   t.scores = scores_.ptr;
   t.score_stride = score_stride;

@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "engine/nvtx.hpp"
 #include "kernels/elastic_gather.cuh"
 #include "kernels/elastic_plan.cuh"
 #include "kernels/fill_random.cuh"
@@ -119,6 +120,7 @@ void KvOffload::plan_and_prefetch(const Lists& lists, const std::int32_t* slots,
   step_positions_ = positions;
   step_rows_ = rows;
   if (active_ == 0) return;  // c3 has not moved a layer yet
+  NvtxRange range("prefetch");
   kernels::ElasticPlanParams p;
   p.selection = lists.indices;
   p.sel_request_stride = lists.request_stride;
