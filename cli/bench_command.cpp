@@ -30,6 +30,7 @@
 #include "engine/synthetic_selection.hpp"
 #include "cli/scenario_flags.hpp"
 #include "sim/memory_model.hpp"
+#include "sim/scenario.hpp"
 #include "sim/config_error.hpp"
 #include "sim/hardware.hpp"
 #include "sim/scenario_loader.hpp"
@@ -45,7 +46,7 @@ struct BenchFlags {
   int steps = 16, reps = 5, warmup = 3;
   std::uint64_t seed = 1;
   bool random_weights = false, json = false, no_graph = false;
-  std::string policy = "full", dlm_config, offload = "0", gpu_mem, span;
+  std::string policy = "full", dlm_config, offload = "0", gpu_mem, span, components;
   std::int64_t budget = 0;
   double overlap = -1;  // < 0: the head's own choice
   bool sync_prefetch = false;
@@ -206,12 +207,21 @@ void run(const BenchFlags& f) {
     extend_draft_context(sp.draft->config, longest + f.warmup + static_cast<long long>(f.steps) * f.reps + 1);
   }
   if (f.overlap >= 0 && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--overlap", "", "a synthetic selection stream replaces policy specontext's choice");
+  BenchFlags run_flags = f;
+  if (!f.components.empty()) {
+    // The paper's ablation: c1 sparse attention over offloaded KV loaded synchronously, c2 the
+    // asynchronous elastic prefetch, c3 the memory model's placement instead of every layer offloaded.
+    const Components c = parse_components(f.components);
+    if (sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--components", "", "the ablation runs policy specontext");
+    run_flags.sync_prefetch = !c.c2;
+    run_flags.offload = c.c3 ? "auto" : std::to_string(config.shape.layers);
+  }
   const double peak = hw.hbm_bandwidth_Bps;
   std::vector<Point> points;
   for (long long R : parse_integer_list(f.requests, "--requests", 1, 1 << 20))
     for (long long depth : parse_integer_list(f.depths, "--depth", 1, 0x7ffffffe)) {
       std::cerr << "[bench] R=" << R << " depth=" << depth << "\n";
-      points.push_back(measure(config, f, sp, R, depth, dev.devices[0].memory_bytes));
+      points.push_back(measure(config, run_flags, sp, R, depth, dev.devices[0].memory_bytes));
     }
   const auto& d = dev.devices[0];
   nlohmann::json span_json;
@@ -221,7 +231,7 @@ void run(const BenchFlags& f) {
     const long long from = parse_integer_list(f.span.substr(0, colon), "--span", 1, 0x7ffffffe).at(0);
     const long long to = parse_integer_list(f.span.substr(colon + 1), "--span", from + 1, 0x7ffffffe).at(0);
     const long long R = parse_integer_list(f.requests, "--requests", 1, 1 << 20).at(0);
-    BenchFlags whole = f;
+    BenchFlags whole = run_flags;
     whole.warmup = 0;
     whole.reps = 1;
     whole.steps = static_cast<int>(to - from);
@@ -260,7 +270,7 @@ void run(const BenchFlags& f) {
                                 {"model", config.origin}, {"hbm_peak_Bps", peak}, {"hbm_peak_source", hw.origin},
                                 {"policy", f.policy}, {"budget", sp.policy == SelectionPolicy::Full ? nlohmann::json(nullptr) : nlohmann::json(f.budget)},
                                 {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
-                                {"prefetch", f.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"prefetch_group", f.prefetch_group},
+                                {"prefetch", run_flags.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"components", f.components}, {"prefetch_group", f.prefetch_group},
                                 {"gather_blocks", f.gather_blocks}, {"span", span_json},
                                 {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"points", pts}}
                      .dump(2)
@@ -310,6 +320,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--sync-prefetch", f->sync_prefetch, "elastic loads on the compute stream (c1) instead of the copy stream (c1+c2)");
   cmd->add_option("--prefetch-group", f->prefetch_group, "offloaded layers per gather and event")->capture_default_str();
   cmd->add_option("--gather-blocks", f->gather_blocks, "grid cap of the gather kernel")->capture_default_str();
+  cmd->add_option("--components", f->components, "the paper's ablation with specontext: c1 (every layer offloaded, synchronous loads), c1,c2 (+ copy-stream prefetch), c1,c2,c3 (+ the memory model's placement)");
   cmd->add_flag("--adaptive", f->adaptive, "c3: the engine's memory manager moves layers to host memory as the context grows (--gpu-mem: its hard limit)");
   cmd->add_option("--span", f->span, "FROM:TO: also one end-to-end run over the span, compared with the points integrated over it");
   cmd->add_flag("--json", f->json, "print JSON");
