@@ -51,7 +51,7 @@ struct BenchFlags {
   double overlap = -1;  // < 0: the head's own choice
   bool sync_prefetch = false;
   int prefetch_group = 4, gather_blocks = 32;
-  bool adaptive = false;
+  bool adaptive = false, breakdown = false;
 };
 
 // What the points share: the policy and, for specontext, the draft (random weights at its shape).
@@ -68,6 +68,7 @@ struct Point {
   double median_ms = 0, min_ms = 0, max_ms = 0, bytes_per_step = 0;
   int offloaded_layers = 0;
   double h2d_bytes_per_step = 0, achieved_overlap = -1;
+  StepProfile phases;  // --breakdown: summed over the timed steps
 };
 
 double median(std::vector<double> v) {
@@ -109,6 +110,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   o.async_prefetch = !f.sync_prefetch;
   o.prefetch_group = f.prefetch_group;
   o.gather_blocks = f.gather_blocks;
+  o.profile_steps = f.breakdown;
   if (f.adaptive) {
     // c3 for real: the engine moves layers as the context grows; --gpu-mem is then its hard limit.
     o.adaptive_placement = true;
@@ -140,6 +142,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   std::int64_t step = 0;
   for (int w = 0; w < f.warmup; ++w) tokens = b->decode_sample(requests, tokens, {}, step++);
   b->take_h2d_bytes();
+  b->take_step_profile();
   for (int rep = 0; rep < f.reps; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int s = 0; s < f.steps; ++s) tokens = b->decode_sample(requests, tokens, {}, step++);  // each returns its tokens: synchronised
@@ -149,6 +152,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   // token of every request (at the mean depth of the timed steps).
   p.h2d_bytes_per_step = b->take_h2d_bytes() / (f.steps * f.reps);
   p.offloaded_layers = b->offloaded_layers();  // at the end (c3 may have moved layers during the run)
+  p.phases = b->take_step_profile();
   const double mean_depth = static_cast<double>(depth + f.warmup) + 0.5 * f.steps * f.reps;
   // Sparse steps read B + 1 positions per layer, and the retrieval head's keys of every position.
   const double attended = sp.policy == SelectionPolicy::Full ? mean_depth : std::min<double>(mean_depth, static_cast<double>(f.budget + 1));
@@ -255,6 +259,11 @@ void run(const BenchFlags& f) {
       nlohmann::json j = {{"requests", p.requests}, {"depth", p.depth}, {"fits", p.fits}, {"offloaded_layers", p.offloaded_layers},
                           {"h2d_bytes_per_step", p.h2d_bytes_per_step},
                           {"synthetic_overlap", p.achieved_overlap >= 0 ? nlohmann::json(p.achieved_overlap) : nlohmann::json(nullptr)}};
+      if (p.phases.steps > 0) {
+        nlohmann::json ph;
+        for (std::size_t i = 0; i < p.phases.ms.size(); ++i) ph[to_string(static_cast<StepPhase>(i))] = p.phases.ms[i] / p.phases.steps;
+        j["phases_ms_per_step"] = ph;
+      }
       if (!p.fits) {
         j["reason"] = p.reason;
       } else {
@@ -320,6 +329,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--sync-prefetch", f->sync_prefetch, "elastic loads on the compute stream (c1) instead of the copy stream (c1+c2)");
   cmd->add_option("--prefetch-group", f->prefetch_group, "offloaded layers per gather and event")->capture_default_str();
   cmd->add_option("--gather-blocks", f->gather_blocks, "grid cap of the gather kernel")->capture_default_str();
+  cmd->add_flag("--breakdown", f->breakdown, "time each step's phases with CUDA events (retrieval head, select, prefetch, prefetch wait, attention, MLP, other); launches kernel by kernel");
   cmd->add_option("--components", f->components, "the paper's ablation with specontext: c1 (every layer offloaded, synchronous loads), c1,c2 (+ copy-stream prefetch), c1,c2,c3 (+ the memory model's placement)");
   cmd->add_flag("--adaptive", f->adaptive, "c3: the engine's memory manager moves layers to host memory as the context grows (--gpu-mem: its hard limit)");
   cmd->add_option("--span", f->span, "FROM:TO: also one end-to-end run over the span, compared with the points integrated over it");

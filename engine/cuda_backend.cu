@@ -17,6 +17,7 @@
 #include "engine/kv_offload.cuh"
 #include "engine/nvtx.hpp"
 #include "engine/overlap_meter.hpp"
+#include "engine/phase_timer.cuh"
 #include "engine/rope.hpp"
 #include "engine/sampling.hpp"
 #include "sim/memory_model.hpp"
@@ -152,6 +153,8 @@ struct CudaBackend::Impl {
   std::optional<MemoryModel> placement;      // c3: when layers move to host memory
   double device_bytes = 0, baseline_free = 0;  // the device's memory, and what was free before we allocated
   OverlapMeter overlap;
+  std::unique_ptr<PhaseTimer> timer;  // profile_steps
+  StepProfile profile;
 
   Impl(const ModelConfig& c, const CudaBackendOptions& o) : config(c), options(o), overlap(o.max_requests) {
     std::size_t free_b = 0, total_b = 0;
@@ -228,6 +231,11 @@ struct CudaBackend::Impl {
     }
     if (off.offloaded > 0) offload = std::make_unique<KvOffload>(off);
     if (options.adaptive_placement) placement = engine_memory_model(config, options, device_bytes);
+    if (options.profile_steps) {
+      timer = std::make_unique<PhaseTimer>();
+      if (sparse) sparse->set_timer(timer.get());
+      if (offload) offload->set_timer(timer.get());
+    }
     if (options.policy != SelectionPolicy::Full)
       sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
                                                   options.synthetic_selection, options.head_input);
@@ -379,6 +387,12 @@ void CudaBackend::reset(int request) {
   impl_->overlap.reset(request);
   if (impl_->offload) impl_->offload->reset_request(request, impl_->stream);
 }
+StepProfile CudaBackend::take_step_profile() {
+  StepProfile p = impl_->profile;
+  impl_->profile = StepProfile{};
+  return p;
+}
+
 double CudaBackend::take_h2d_bytes() {
   if (!impl_->offload) return 0;
   return impl_->offload->take_loaded_bytes(impl_->stream);
@@ -541,6 +555,7 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
       kernels::launch_rope_kv_append(r, I.stream);
       attention(static_cast<int>(l), L, request_stride);
       I.gemm(I.attn_out.ptr, rows, I.q_dim, L.wo.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
+      if (I.timer && !prefill) I.timer->lap(StepPhase::Attention, I.stream);
     }
     {
       NvtxRange range("mlp");
@@ -548,6 +563,7 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
       I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wgate_up.ptr, 2 * I.ffn, I.gate_up.ptr, CUDA_R_16BF);
       kernels::launch_swiglu({I.gate_up.ptr, I.act.ptr, rows, I.ffn, 2 * I.ffn, I.ffn}, I.stream);
       I.gemm(I.act.ptr, rows, I.ffn, L.wdown.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
+      if (I.timer && !prefill) I.timer->lap(StepPhase::Mlp, I.stream);
     }
   }
   kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, I.final_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
@@ -576,6 +592,7 @@ void set_attention_io(Params& a, const CudaBackend::Impl& I, const LayerDevice& 
 
 // The decode step of `rows` requests: everything between the uploaded inputs and the logits.
 void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
+  if (I.timer) I.timer->begin(I.stream);
   if (I.sparse) I.sparse->select_before_forward(I.ids.ptr, I.slots.ptr, I.lengths.ptr, rows, I.stream);
   if (I.offload) {
     const int heads = I.sparse->list_heads();
@@ -607,6 +624,10 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
   });
   if (I.offload) I.offload->join(I.stream);
   I.gemm(I.x_bf16.ptr, rows, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
+  if (I.timer) {
+    I.timer->lap(StepPhase::Other, I.stream);  // the embedding, the final norm and the LM head, between the marks above
+    I.timer->end(I.profile);
+  }
 }
 
 }  // namespace
@@ -691,7 +712,7 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.lengths.ptr, lengths.data(), lengths.size() * 4, cudaMemcpyHostToDevice, I.stream));
   if (I.sparse) I.sparse->stage_decode(positions, I.stream);
-  if (!I.options.cuda_graph) {
+  if (!I.options.cuda_graph || I.timer) {
     int max_length = 0;
     for (int l : lengths) max_length = std::max(max_length, l);
     decode_forward(I, rows, max_length);

@@ -11,6 +11,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/retrieval_head.hpp"
 #include "engine/model_config.hpp"
+#include "engine/phase_timer.cuh"
 #include "engine/selection_policy.hpp"
 #include "engine/synthetic_selection.hpp"
 #include "engine/weights.hpp"
@@ -49,6 +50,9 @@ struct CudaBackendOptions {
   // a growth that would pass the limit moves one first. offload_layers is then the most that may move
   // (0: what the memory model offloads at max_context).
   bool adaptive_placement = false;
+  // Time each decode step's phases with CUDA events (engine/phase_timer.cuh); launches kernel by
+  // kernel (no CUDA graph), so the steps are slower than unprofiled ones.
+  bool profile_steps = false;
   double placement_memory_bytes = 0;   // the memory model's Mem_GPU (0: memory_limit_bytes or the device's)
   std::int64_t initial_capacity = 0;   // c3: positions the resident caches start with (0: min(max_context, 4096))
 };
@@ -92,6 +96,8 @@ class CudaBackend final : public Backend {
   // Layers whose KV lives in host memory now, and the positions each resident layer's cache holds.
   int offloaded_layers() const;
   std::int64_t cache_capacity() const;
+  // With profile_steps: the phases of the decode steps since the last call, summed, and their count.
+  StepProfile take_step_profile();
   // c3: layers the memory model offloads at `length` positions (CR Alg. 1); 0 without c3.
   int planned_offload(std::int64_t length) const;
   // Bytes of weights the decode step streams (all but the embedding table) and of KV cache

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "engine/nvtx.hpp"
+#include "engine/phase_timer.cuh"
 #include "kernels/attention_scores.cuh"
 #include "kernels/copy_rows.cuh"
 #include "kernels/top_b_select.cuh"
@@ -177,6 +178,7 @@ void CudaSparseDecode::select_before_forward(const std::int32_t* ids, const std:
   head_->project(ids, chunk_features_.ptr, feature_width_, key_positions_.ptr, slots, rows, stream);
   const std::int64_t score_stride = shape_.max_context + 1;
   head_->scores(slots, lengths, rows, static_cast<int>(shape_.max_context), batch_level(policy_), scores_.ptr, score_stride, stream);
+  if (timer_) timer_->lap(StepPhase::RetrievalHead, stream);
   range.emplace("select");
   kernels::TopBSelectParams t;
   t.scores = scores_.ptr;
@@ -196,6 +198,7 @@ void CudaSparseDecode::select_before_forward(const std::int32_t* ids, const std:
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(lists_.ptr, synthetic_lists_.ptr, pairs * list_stride() * 4, cudaMemcpyDeviceToDevice, stream));
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(counts_.ptr, synthetic_counts_.ptr, pairs * 4, cudaMemcpyDeviceToDevice, stream));
   }
+  if (timer_) timer_->lap(StepPhase::Select, stream);
 }
 
 void CudaSparseDecode::after_prefill_chunk(std::int64_t first_position, const std::int32_t* ids, const std::int32_t* slots, std::int64_t rows,

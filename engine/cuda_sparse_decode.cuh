@@ -84,6 +84,8 @@ class CudaSparseDecode {
 
   // The lists of one layer, [rows][list_heads()][list_stride()], and their counts [rows][list_heads()]
   // (every layer shares layer 0's except under the oracle).
+  // Marks retrieval_head and select on this timer when set (not owned).
+  void set_timer(class PhaseTimer* timer) { timer_ = timer; }
   int list_heads() const;  // KV heads with a list of their own (1 for batch-level policies)
   std::int64_t list_stride() const { return budget_ + 1; }
   std::int32_t* lists_of_layer(int layer) const;
@@ -106,6 +108,7 @@ class CudaSparseDecode {
   DeviceArray<bf16_bits> chunk_features_;    // [max_rows + 1, feature_width]: row 0 the position before the chunk
   DeviceArray<std::uint8_t> oracle_workspace_;
   std::vector<std::int32_t> host_keys_, host_lists_, host_counts_;  // staging of uploads
+  class PhaseTimer* timer_ = nullptr;
   const SyntheticSelectionStream* synthetic_ = nullptr;  // pinned in place while this object lives
   int synthetic_step_ = 0;
   DeviceArray<std::int32_t> synthetic_lists_, synthetic_counts_;  // this step's, copied over the head's in the graph

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/nvtx.hpp"
+#include "engine/phase_timer.cuh"
 #include "kernels/elastic_gather.cuh"
 #include "kernels/elastic_plan.cuh"
 #include "kernels/fill_random.cuh"
@@ -142,6 +143,7 @@ void KvOffload::plan_and_prefetch(const Lists& lists, const std::int32_t* slots,
   p.load_counts = load_counts_.ptr;
   p.loaded_total = loaded_total_.ptr;
   kernels::launch_elastic_plan(p, stream);
+  if (timer_) timer_->lap(StepPhase::Prefetch, stream);
   if (!shape_.asynchronous) return;
   // Fork: the copy stream gathers group by group, in the order the forward reaches the layers
   // (layer slots descending), while the compute stream runs the GPU-resident layers.
@@ -185,8 +187,14 @@ void KvOffload::before_attention(int layer, kernels::DecodeAttentionParams& a, i
   st.head_dim = shape_.head_dim;
   st.max_blocks = shape_.gather_blocks;
   kernels::launch_elastic_store_current(st, stream);
-  if (shape_.asynchronous) SPECONTEXT_CUDA_CHECK(cudaStreamWaitEvent(stream, group_ready_[static_cast<std::size_t>(group_of(slot))], 0));
-  else gather(slot, slot + 1, rows, stream);
+  if (timer_) timer_->lap(StepPhase::Attention, stream);  // the layer's norm, QKV, RoPE and the store
+  if (shape_.asynchronous) {
+    SPECONTEXT_CUDA_CHECK(cudaStreamWaitEvent(stream, group_ready_[static_cast<std::size_t>(group_of(slot))], 0));
+    if (timer_) timer_->lap(StepPhase::PrefetchWait, stream);
+  } else {
+    gather(slot, slot + 1, rows, stream);
+    if (timer_) timer_->lap(StepPhase::Prefetch, stream);
+  }
   const std::int64_t b1 = shape_.budget + 1;
   a.k_cache = k_slots_.ptr + slot * per_layer;
   a.v_cache = v_slots_.ptr + slot * per_layer;

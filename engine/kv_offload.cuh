@@ -83,6 +83,8 @@ class KvOffload {
   // After the append: the token's K/V to host; then waits for (or, synchronously, runs) the layer's
   // gather and points `a` at the layer's slots and the plan's slot lists.
   void before_attention(int layer, kernels::DecodeAttentionParams& a, int rows, cudaStream_t stream);
+  // Marks prefetch (the plan; synchronous gathers) and prefetch_wait on this timer when set (not owned).
+  void set_timer(class PhaseTimer* timer) { timer_ = timer; }
   // End of the forward: the compute stream waits for the copy stream (joins a graph capture).
   void join(cudaStream_t stream);
   // Bytes the elastic loads moved host-to-device since the last call (synchronises `stream`).
@@ -115,6 +117,7 @@ class KvOffload {
   cudaEvent_t planned_ = nullptr, copies_done_ = nullptr;
   std::vector<cudaEvent_t> group_ready_;
   int active_ = 0;
+  class PhaseTimer* timer_ = nullptr;
   double pending_bytes_ = 0;  // loads counted before the last change of active_
   const std::int32_t* step_slots_ = nullptr;
   const std::int32_t* step_positions_ = nullptr;

@@ -5,6 +5,7 @@
 // in CUDA graphs or not; and the H2D bytes are exactly the rows the selection changed.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <numeric>
 #include <tuple>
@@ -150,6 +151,29 @@ TEST(KvOffload, AdaptivePlacementMovesLayersAsTheContextGrows) {
   }
   EXPECT_GE(most, 1);
   EXPECT_GE(adaptive.cache_capacity() == 0 ? 1024 : adaptive.cache_capacity(), 512) << "the resident caches grew";
+}
+
+// The per-step phase times (engine/phase_timer.cuh): every phase of the SpeContext step is timed, the
+// phases add up to the step, and a profiled run computes what an unprofiled one does.
+TEST(KvOffload, StepPhasesAreTimedAndAddUpToTheStep) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  CudaBackendOptions o = options(SelectionPolicy::SpeContext, &draft, 1, true, 1, true);
+  CudaBackend plain(gqa().config, gqa().weights, o);
+  o.profile_steps = true;
+  CudaBackend profiled(gqa().config, gqa().weights, o);
+  const std::vector<int> prompt = random_tokens(71, 300);
+  ASSERT_EQ(profiled.prefill(0, prompt), plain.prefill(0, prompt));
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int s = 0; s < 10; ++s) ASSERT_EQ(profiled.decode({0}, {s + 1}), plain.decode({0}, {s + 1})) << "step " << s;
+  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  const StepProfile p = profiled.take_step_profile();
+  ASSERT_EQ(p.steps, 10);
+  for (StepPhase phase : {StepPhase::RetrievalHead, StepPhase::Select, StepPhase::Prefetch, StepPhase::Attention, StepPhase::Mlp, StepPhase::Other})
+    EXPECT_GT(p.ms[static_cast<std::size_t>(phase)], 0.0) << to_string(phase);
+  EXPECT_GE(p.ms[static_cast<std::size_t>(StepPhase::PrefetchWait)], 0.0);
+  EXPECT_LT(p.total_ms(), wall_ms) << "the timed phases lie within the steps (which also ran the plain backend)";
+  EXPECT_EQ(profiled.take_step_profile().steps, 0) << "taken";
 }
 
 // The trained pair with 10 of SmolLM2's 30 layers offloaded, a 2K passkey prompt, B = 256.
