@@ -29,7 +29,6 @@
 #include "engine/selection_policy.hpp"
 #include "engine/synthetic_selection.hpp"
 #include "cli/scenario_flags.hpp"
-#include "sim/memory_model.hpp"
 #include "sim/scenario.hpp"
 #include "sim/config_error.hpp"
 #include "sim/hardware.hpp"
@@ -78,20 +77,13 @@ double median(std::vector<double> v) {
 }
 
 #if defined(SPECONTEXT_HAVE_CUDA)
-// Layers the memory model offloads at `length` tokens (CR Alg. 1), for --offload-layers auto.
-int planned_offload(const ModelConfig& config, const BenchFlags& f, const SparseSetup& sp, long long R, long long length, double device_bytes) {
-  MemoryModelInputs in;
-  in.gpu_memory_bytes = f.gpu_mem.empty() ? device_bytes : parse_bytes(f.gpu_mem, "--gpu-mem");
-  in.model_bytes = config.shape.weight_bytes();
-  in.draft_bytes = sp.draft ? draft_bytes(sp.draft->config.layer.shape, DraftPart::HeadEagleInput) : 0.0;
-  in.layers = config.shape.layers;
-  in.alpha = static_cast<double>(config.shape.q_heads / config.shape.kv_heads);
-  in.requests = R;
-  in.budget = f.budget;
-  in.kv_bytes_per_token_layer = 2.0 * 2.0 * static_cast<double>(config.shape.kv_heads * config.shape.head_dim);
-  const MemoryModel model(in);
-  if (!model.fits_at(length)) throw ConfigError("--offload-layers auto", "", "the memory model fits no placement at " + std::to_string(length) + " tokens");
-  return static_cast<int>(model.cpu_layers_at(length));
+// Layers the engine's memory model offloads at `length` tokens (CR Alg. 1), for --offload-layers
+// auto; --gpu-mem is the model's Mem_GPU there.
+int planned_offload(const ModelConfig& config, const BenchFlags& f, CudaBackendOptions o, long long length, double device_bytes) {
+  if (!f.gpu_mem.empty()) o.placement_memory_bytes = parse_bytes(f.gpu_mem, "--gpu-mem");
+  const int layers = CudaBackend::memory_model_offload(config, o, device_bytes, length);
+  if (layers < 0) throw ConfigError("--offload-layers auto", "", "the memory model fits no placement at " + std::to_string(length) + " tokens");
+  return layers;
 }
 
 Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup& sp, long long R, long long depth, double device_bytes) {
@@ -120,7 +112,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   std::optional<SyntheticSelectionStream> synthetic;
   std::unique_ptr<CudaBackend> b;
   try {
-    o.offload_layers = f.adaptive ? 0 : f.offload == "auto" ? planned_offload(config, f, sp, R, o.max_context, device_bytes)
+    o.offload_layers = f.adaptive ? 0 : f.offload == "auto" ? planned_offload(config, f, o, o.max_context, device_bytes)
                                            : static_cast<int>(parse_integer_list(f.offload, "--offload-layers", 0, config.shape.layers).at(0));
     if (f.overlap >= 0) {
       synthetic = make_synthetic_selection(std::vector<std::int64_t>(static_cast<std::size_t>(R), depth), static_cast<int>(config.shape.kv_heads),

@@ -77,11 +77,7 @@ MemoryModel engine_memory_model(const ModelConfig& c, const CudaBackendOptions& 
   MemoryModelInputs in;
   in.gpu_memory_bytes = o.placement_memory_bytes > 0 ? o.placement_memory_bytes : o.memory_limit_bytes > 0 ? o.memory_limit_bytes : device_bytes;
   in.model_bytes = c.shape.weight_bytes();
-  if (o.draft) {
-    const ModelShape& d = o.draft->config.layer.shape;
-    const double h = static_cast<double>(d.hidden), fw = static_cast<double>(o.draft->config.aux_layers.size() * o.draft->config.target_hidden);
-    in.draft_bytes = 2.0 * (h * fw + 2 * h + 2 * h * static_cast<double>((d.q_heads + d.kv_heads) * d.head_dim));
-  }
+  if (o.draft) in.draft_bytes = draft_bytes(o.draft->config.layer.shape, DraftPart::HeadEagleInput);
   in.layers = c.shape.layers;
   in.alpha = static_cast<double>(c.shape.q_heads / c.shape.kv_heads);
   in.requests = o.max_requests;
@@ -481,6 +477,11 @@ void adapt_placement(CudaBackend::Impl& I, std::int64_t needed) {
 }  // namespace
 
 int CudaBackend::offloaded_layers() const { return impl_->offload ? impl_->offload->active() : 0; }
+int CudaBackend::memory_model_offload(const ModelConfig& config, const CudaBackendOptions& options, double device_bytes, std::int64_t length) {
+  const MemoryModel m = engine_memory_model(config, options, device_bytes);
+  return m.fits_at(length) ? static_cast<int>(std::min<long long>(m.cpu_layers_at(length), config.shape.layers)) : -1;
+}
+
 int CudaBackend::planned_offload(std::int64_t length) const {
   if (!impl_->placement) return 0;
   return static_cast<int>(std::min<long long>(impl_->placement->cpu_layers_at(length), impl_->offload ? impl_->offload->shape().offloaded : 0));

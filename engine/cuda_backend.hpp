@@ -98,6 +98,10 @@ class CudaBackend final : public Backend {
   std::int64_t cache_capacity() const;
   // With profile_steps: the phases of the decode steps since the last call, summed, and their count.
   StepProfile take_step_profile();
+  // The engine's memory model (sim/memory_model.hpp for these options; Mem_GPU from
+  // placement_memory_bytes, memory_limit_bytes or `device_bytes`): layers it offloads at `length`
+  // positions (CR Alg. 1), or -1 where no placement fits.
+  static int memory_model_offload(const ModelConfig& config, const CudaBackendOptions& options, double device_bytes, std::int64_t length);
   // c3: layers the memory model offloads at `length` positions (CR Alg. 1); 0 without c3.
   int planned_offload(std::int64_t length) const;
   // Bytes of weights the decode step streams (all but the embedding table) and of KV cache

@@ -7,6 +7,7 @@
 
 #include "kernels/attention_checks.hpp"
 #include "kernels/attention_scores.cuh"
+#include "kernels/cp_async.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/device_properties.cuh"
 
@@ -62,26 +63,6 @@ std::int64_t logits_ld(int max_context) { return (static_cast<std::int64_t>(max_
 std::int64_t max_chunks(int max_context) { return (static_cast<std::int64_t>(max_context) + kMinChunk - 1) / kMinChunk; }
 
 __host__ __device__ constexpr int ilog2(int x) { return x <= 1 ? 0 : 1 + ilog2(x / 2); }
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  // src-size 0 writes 16 zero bytes and reads nothing (keys past the count may hold NaN).
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0)
-               : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-__device__ __forceinline__ float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf16_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
-
-__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
-  f[0] = bf16_lo(v.x), f[1] = bf16_hi(v.x), f[2] = bf16_lo(v.y), f[3] = bf16_hi(v.y);
-  f[4] = bf16_lo(v.z), f[5] = bf16_hi(v.z), f[6] = bf16_lo(v.w), f[7] = bf16_hi(v.w);
-}
 
 // Keys of request r: lengths[r] + length_offset clamped to [0, limit] (in 64 bits: the sum may
 // overflow an int).

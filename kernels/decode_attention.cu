@@ -8,6 +8,7 @@
 #include <string>
 
 #include "kernels/attention_checks.hpp"
+#include "kernels/cp_async.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/device_properties.cuh"
 #include "kernels/decode_attention.cuh"
@@ -77,37 +78,12 @@ int chunk_cap(int requests, int max_context) {
   return std::max(1, std::min(by_length, by_requests));
 }
 
-// kPrefetch: with the L2::256B hint (consecutive rows), else without (scattered rows).
-template <bool kPrefetch = true>
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  // src-size 0 writes 16 zero bytes and reads nothing (keys past the length may hold NaN).
-  if constexpr (kPrefetch)
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0)
-                 : "memory");
-  else
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0)
-                 : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // 2^x as the hardware gives it (MUFU.EX2, subnormal results flushed to zero): exp2f adds a
 // rescaling around it for subnormals, ~3 instructions per weight that no softmax weight needs.
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
-}
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
-
-__device__ __forceinline__ float bf16_lo(unsigned w) { return __uint_as_float(w << 16); }
-__device__ __forceinline__ float bf16_hi(unsigned w) { return __uint_as_float(w & 0xffff0000u); }
-
-__device__ __forceinline__ void unpack8(const uint4& v, float (&f)[8]) {
-  f[0] = bf16_lo(v.x), f[1] = bf16_hi(v.x), f[2] = bf16_lo(v.y), f[3] = bf16_hi(v.y);
-  f[4] = bf16_lo(v.z), f[5] = bf16_hi(v.z), f[6] = bf16_lo(v.w), f[7] = bf16_hi(v.w);
 }
 
 // What the kernels take by value: DecodeAttentionParams as it was before the sparse fields, same
