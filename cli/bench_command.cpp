@@ -187,11 +187,20 @@ void run(const BenchFlags& f) {
   if (f.steps <= 0 || f.reps <= 0 || f.warmup < 0) throw ConfigError("--steps/--reps", "", "must be positive");
   const ModelConfig config = load_engine_config(resolve_config(f.model, "models"));
   const Hardware hw = load_hardware(resolve_config(f.hw, "hardware"));
-  const DeviceReport dev = query_devices();
-  if (dev.devices.empty()) throw ConfigError("bench", "", "no CUDA device: " + dev.error);
+  // The flags first, so that a bad one is named on any machine, before the device is asked.
   SparseSetup sp;
   sp.policy = parse_selection_policy(f.policy, "--policy");
   if (sp.policy != SelectionPolicy::Full && f.budget < 1) throw ConfigError("--budget", "", "policy " + f.policy + " needs a KV budget (--budget B)");
+  if (f.overlap >= 0 && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--overlap", "", "a synthetic selection stream replaces policy specontext's choice");
+  if (f.overlap > 1) throw ConfigError("--overlap", "", "must be in [0, 1], got " + std::to_string(f.overlap));
+  if (f.prefetch_group < 1) throw ConfigError("--prefetch-group", "", "must be positive, got " + std::to_string(f.prefetch_group));
+  if (f.gather_blocks < 1) throw ConfigError("--gather-blocks", "", "must be positive, got " + std::to_string(f.gather_blocks));
+  if (f.offload != "auto") parse_integer_list(f.offload, "--offload-layers", 0, config.shape.layers);
+  if (!f.gpu_mem.empty()) parse_bytes(f.gpu_mem, "--gpu-mem");
+  const std::optional<Components> components = f.components.empty() ? std::nullopt : std::optional<Components>(parse_components(f.components));
+  if (components && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--components", "", "the ablation runs policy specontext");
+  const DeviceReport dev = query_devices();
+  if (dev.devices.empty()) throw ConfigError("bench", "", "no CUDA device: " + dev.error);
   if (needs_retrieval_head(sp.policy)) {
     if (f.dlm_config.empty()) throw ConfigError("--dlm-config", "", "policy " + f.policy + " needs the draft's config (random weights at its shape)");
     sp.draft.emplace();
@@ -202,15 +211,12 @@ void run(const BenchFlags& f) {
     for (long long d : parse_integer_list(f.depths, "--depth", 1, 0x7ffffffe)) longest = std::max(longest, d);
     extend_draft_context(sp.draft->config, longest + f.warmup + static_cast<long long>(f.steps) * f.reps + 1);
   }
-  if (f.overlap >= 0 && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--overlap", "", "a synthetic selection stream replaces policy specontext's choice");
   BenchFlags run_flags = f;
-  if (!f.components.empty()) {
+  if (components) {
     // The paper's ablation: c1 sparse attention over offloaded KV loaded synchronously, c2 the
     // asynchronous elastic prefetch, c3 the memory model's placement instead of every layer offloaded.
-    const Components c = parse_components(f.components);
-    if (sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--components", "", "the ablation runs policy specontext");
-    run_flags.sync_prefetch = !c.c2;
-    run_flags.offload = c.c3 ? "auto" : std::to_string(config.shape.layers);
+    run_flags.sync_prefetch = !components->c2;
+    run_flags.offload = components->c3 ? "auto" : std::to_string(config.shape.layers);
   }
   const double peak = hw.hbm_bandwidth_Bps;
   std::vector<Point> points;
