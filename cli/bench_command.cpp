@@ -15,6 +15,7 @@
 // one true end-to-end run of every step from FROM to TO (no warm-up, one repetition), and compares the
 // end-to-end time with the sum of the points' step times interpolated linearly over the span.
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -146,8 +147,12 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   p.offloaded_layers = b->offloaded_layers();  // at the end (c3 may have moved layers during the run)
   p.phases = b->take_step_profile();
   const double mean_depth = static_cast<double>(depth + f.warmup) + 0.5 * f.steps * f.reps;
-  // Sparse steps read B + 1 positions per layer, and the retrieval head's keys of every position.
-  const double attended = sp.policy == SelectionPolicy::Full ? mean_depth : std::min<double>(mean_depth, static_cast<double>(f.budget + 1));
+  // Sparse steps read B + 1 positions per layer (quest: its whole pages, ceil(B / 16) * 16 + 1, and
+  // the min and max keys of every page, as many bytes per page as one position's K and V), and the
+  // retrieval head's keys of every position.
+  const bool quest = sp.policy == SelectionPolicy::Quest;
+  const double pages = std::ceil(mean_depth / 16.0), listed = quest ? std::ceil(f.budget / 16.0) * 16.0 + 1.0 : static_cast<double>(f.budget + 1);
+  const double attended = sp.policy == SelectionPolicy::Full ? mean_depth : std::min<double>(mean_depth, listed) + (quest ? pages : 0.0);
   const double head_keys = sp.draft ? 2.0 * static_cast<double>(sp.draft->config.layer.shape.kv_heads * sp.draft->config.layer.shape.head_dim) * mean_depth : 0.0;
   p.bytes_per_step = b->streamed_weight_bytes() + static_cast<double>(R) * (attended * b->kv_bytes_per_token() + head_keys);
   p.median_ms = median(p.ms_per_step);
@@ -318,7 +323,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--hw", f->hw, "hardware config whose HBM bandwidth is the roofline")->capture_default_str();
   cmd->add_option("--seed", f->seed, "random weights' and KV's seed")->capture_default_str();
   cmd->add_flag("--no-graph", f->no_graph, "launch kernel by kernel instead of replaying a CUDA graph");
-  cmd->add_option("--policy", f->policy, "KV selection: full, streaming, oracle, specontext or specontext-batch")->capture_default_str();
+  cmd->add_option("--policy", f->policy, "KV selection: full, streaming, oracle, specontext, specontext-batch or quest")->capture_default_str();
   cmd->add_option("--budget", f->budget, "positions per KV head a sparse policy keeps");
   cmd->add_option("--dlm-config", f->dlm_config, "the draft's config.json for specontext (random weights at its shape)");
   cmd->add_option("--overlap", f->overlap, "specontext: replace the choice by a synthetic stream with this overlap of adjacent steps");

@@ -8,7 +8,7 @@
 namespace specontext::cli {
 
 void PolicyFlags::add_to(CLI::App& cmd) {
-  cmd.add_option("--policy", policy, "KV selection policy: full, streaming, oracle, specontext, specontext-batch or quest (quest: --backend cpu)")
+  cmd.add_option("--policy", policy, "KV selection policy: full, streaming, oracle, specontext, specontext-batch or quest")
       ->capture_default_str();
   budget_option = cmd.add_option("--budget", budget, "KV positions a sparse policy keeps per KV head (the entering token is always attended)");
   dlm_option = cmd.add_option("--dlm", dlm, "the distilled LM (EAGLE-3 draft folder) of the retrieval head; policies specontext*");
@@ -22,8 +22,6 @@ void PolicyFlags::add_to(CLI::App& cmd) {
 
 SelectionPolicy PolicyFlags::check(const std::string& backend) const {
   const SelectionPolicy p = parse_selection_policy(policy, "--policy");
-  if (p == SelectionPolicy::Quest && backend == "cuda")
-    throw ConfigError("--policy", "", "quest runs on --backend cpu so far (its CUDA page kernel is not written yet)");
   if (p == SelectionPolicy::Full && budget_option->count() > 0)
     throw ConfigError("--budget", "", "policy full attends to every position; a KV budget needs a sparse --policy");
   if (p != SelectionPolicy::Full && budget_option->count() == 0)
@@ -36,6 +34,7 @@ SelectionPolicy PolicyFlags::check(const std::string& backend) const {
   parse_head_input(head_input, "--head-input");
   if (backend != "cuda" && (offload_layers != 0 || sync_prefetch || adaptive || !gpu_mem.empty()))
     throw ConfigError("--offload-layers", "", "offloading, --sync-prefetch, --adaptive and --gpu-mem act on --backend cuda");
+  if (offload_layers != 0 || adaptive) require_offloadable(p, offload_layers != 0 ? "--offload-layers" : "--adaptive");
   return p;
 }
 

@@ -227,14 +227,14 @@ struct CudaBackend::Impl {
     }
     if (off.offloaded > 0) offload = std::make_unique<KvOffload>(off);
     if (options.adaptive_placement) placement = engine_memory_model(config, options, device_bytes);
-    if (options.profile_steps) {
+    if (options.policy != SelectionPolicy::Full)
+      sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
+                                                  options.synthetic_selection, options.head_input);
+    if (options.profile_steps) {  // after the sparse path exists, so that it marks its phases too
       timer = std::make_unique<PhaseTimer>();
       if (sparse) sparse->set_timer(timer.get());
       if (offload) offload->set_timer(timer.get());
     }
-    if (options.policy != SelectionPolicy::Full)
-      sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
-                                                  options.synthetic_selection, options.head_input);
   }
 
   const bf16_bits* output_matrix() const { return lm_head.ptr ? lm_head.ptr : embed.ptr; }
@@ -285,18 +285,13 @@ static void check_options(const ModelConfig& c, const CudaBackendOptions& o) {
   if (o.max_context > 0x7fffffff) throw ConfigError("--max-context", "", "must fit in 32 bits");
   const long long d = c.shape.head_dim;
   if (d != 32 && d != 64 && d != 128) throw ConfigError(c.origin, "head_dim", "the CUDA kernels support head_dim 32, 64 and 128, not " + std::to_string(d));
-  if (o.policy == SelectionPolicy::Quest)
-    throw ConfigError("--policy", "", "quest runs on --backend cpu so far (its CUDA page kernel is not written yet)");
   if (o.policy != SelectionPolicy::Full && o.budget < 1)
     throw ConfigError("--budget", "", std::string("policy ") + to_string(o.policy) + " needs a budget of at least 1");
   if (needs_retrieval_head(o.policy) && o.draft == nullptr)
     throw ConfigError("--dlm", "", std::string("policy ") + to_string(o.policy) + " needs the distilled LM of the retrieval head");
   if (o.offload_layers < 0 || o.offload_layers > c.shape.layers)
     throw ConfigError("--offload-layers", "", "must be in 0.." + std::to_string(c.shape.layers) + ", got " + std::to_string(o.offload_layers));
-  if ((o.offload_layers > 0 || o.adaptive_placement) && o.policy != SelectionPolicy::Streaming && o.policy != SelectionPolicy::SpeContext &&
-      o.policy != SelectionPolicy::SpeContextBatch)
-    throw ConfigError("--offload-layers", "", std::string("offloaded layers load one selection per step shared by every layer: policy ") +
-                                                  to_string(o.policy) + " has none (use streaming, specontext or specontext-batch)");
+  if (o.offload_layers > 0 || o.adaptive_placement) require_offloadable(o.policy, "--offload-layers");
   if (!needs_retrieval_head(o.policy) && o.draft != nullptr)
     throw ConfigError("--dlm", "", std::string("the distilled LM is used by policies specontext and specontext-batch only, not ") + to_string(o.policy));
 }
@@ -382,6 +377,7 @@ void CudaBackend::reset(int request) {
   impl_->lengths_host[static_cast<std::size_t>(request)] = 0;
   impl_->overlap.reset(request);
   if (impl_->offload) impl_->offload->reset_request(request, impl_->stream);
+  if (impl_->sparse) impl_->sparse->reset_request(request, impl_->stream);
 }
 StepProfile CudaBackend::take_step_profile() {
   StepProfile p = impl_->profile;

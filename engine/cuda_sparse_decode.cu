@@ -9,6 +9,7 @@
 #include "engine/phase_timer.cuh"
 #include "kernels/attention_scores.cuh"
 #include "kernels/copy_rows.cuh"
+#include "kernels/quest_pages.cuh"
 #include "kernels/top_b_select.cuh"
 #include "sim/config_error.hpp"
 
@@ -16,30 +17,42 @@ namespace specontext {
 namespace {
 
 bool batch_level(SelectionPolicy p) { return p == SelectionPolicy::Streaming || p == SelectionPolicy::SpeContextBatch; }
-bool uses_scores(SelectionPolicy p) { return p == SelectionPolicy::Oracle || needs_retrieval_head(p); }
+bool uses_scores(SelectionPolicy p) { return p == SelectionPolicy::Oracle || p == SelectionPolicy::Quest || needs_retrieval_head(p); }
+bool layer_lists(SelectionPolicy p) { return p == SelectionPolicy::Oracle || p == SelectionPolicy::Quest; }
+std::int64_t pages_of(std::int64_t positions) { return (positions + kernels::kQuestPageSize - 1) / kernels::kQuestPageSize; }
+// Entries of one list: the budget and the entering token, or, for quest, every position of its pages and the token.
+std::int64_t stride_of_lists(SelectionPolicy p, std::int64_t budget) {
+  return p == SelectionPolicy::Quest ? pages_of(budget) * kernels::kQuestPageSize + 1 : budget + 1;
+}
 
 }  // namespace
 
 int CudaSparseDecode::list_heads() const { return batch_level(policy_) ? 1 : shape_.kv_heads; }
+bool CudaSparseDecode::per_layer() const { return layer_lists(policy_); }
+std::int64_t CudaSparseDecode::quest_pages_of_context() const { return pages_of(shape_.max_context); }
 
 std::int32_t* CudaSparseDecode::lists_of_layer(int layer) const {
-  const std::size_t per_layer = static_cast<std::size_t>(shape_.max_requests) * list_heads() * static_cast<std::size_t>(list_stride());
-  return lists_.ptr + (policy_ == SelectionPolicy::Oracle ? static_cast<std::size_t>(layer) * per_layer : 0);
+  const std::size_t per_layer_entries = static_cast<std::size_t>(shape_.max_requests) * list_heads() * static_cast<std::size_t>(list_stride());
+  return lists_.ptr + (per_layer() ? static_cast<std::size_t>(layer) * per_layer_entries : 0);
 }
 
 std::int32_t* CudaSparseDecode::counts_of_layer(int layer) const {
-  const std::size_t per_layer = static_cast<std::size_t>(shape_.max_requests) * list_heads();
-  return counts_.ptr + (policy_ == SelectionPolicy::Oracle ? static_cast<std::size_t>(layer) * per_layer : 0);
+  const std::size_t per_layer_entries = static_cast<std::size_t>(shape_.max_requests) * list_heads();
+  return counts_.ptr + (per_layer() ? static_cast<std::size_t>(layer) * per_layer_entries : 0);
 }
 
 double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budget, const Eagle3DraftConfig* draft, const CudaSparseShape& s) {
   if (policy == SelectionPolicy::Full) return 0;
   const double heads = batch_level(policy) ? 1.0 : static_cast<double>(s.kv_heads);
-  const double list_layers = policy == SelectionPolicy::Oracle ? static_cast<double>(s.layers) : 1.0;
-  double bytes = 4.0 * list_layers * s.max_requests * heads * static_cast<double>(std::min(budget, s.max_context) + 2) + 4.0 * static_cast<double>(s.max_rows);
+  const double list_layers = layer_lists(policy) ? static_cast<double>(s.layers) : 1.0;
+  const std::int64_t capped = std::min(budget, s.max_context);
+  double bytes = 4.0 * list_layers * s.max_requests * heads * static_cast<double>(stride_of_lists(policy, capped) + 1) + 4.0 * static_cast<double>(s.max_rows);
   if (uses_scores(policy)) bytes += 4.0 * s.max_requests * heads * static_cast<double>(s.max_context + 1);
   if (policy == SelectionPolicy::Oracle)
     bytes += static_cast<double>(kernels::attention_scores_workspace_bytes(s.max_requests, s.q_heads, static_cast<int>(s.max_context)));
+  if (policy == SelectionPolicy::Quest)  // bf16 min and max per page, the summarised counts, the chosen pages
+    bytes += list_layers * s.max_requests * heads *
+             (4.0 * static_cast<double>(pages_of(s.max_context)) * s.head_dim + 4.0 * static_cast<double>(pages_of(capped) + 2));
   if (draft) {
     const double fw = static_cast<double>(draft->aux_layers.size()) * static_cast<double>(draft->target_hidden);
     bytes += 2.0 * fw * static_cast<double>(s.max_requests + s.max_rows + 1);
@@ -51,7 +64,12 @@ double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budge
 CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
                                    const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic,
                                    HeadInput head_input)
-    : policy_(policy), budget_(std::min(budget, shape.max_context)), shape_(shape), synthetic_(synthetic) {
+    : policy_(policy),
+      budget_(std::min(budget, shape.max_context)),
+      page_budget_(pages_of(budget_)),
+      list_stride_(stride_of_lists(policy, budget_)),
+      shape_(shape),
+      synthetic_(synthetic) {
   if (policy == SelectionPolicy::Full) throw std::invalid_argument("CudaSparseDecode: policy full needs no sparse decode");
   if (budget < 1) throw ConfigError("--budget", "", "must be at least 1, got " + std::to_string(budget));
   if (needs_retrieval_head(policy) != (draft != nullptr))
@@ -59,7 +77,7 @@ CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, 
                                 (draft ? " takes no distilled LM" : " needs the distilled LM (--dlm)"));
   const auto requests = static_cast<std::size_t>(shape.max_requests);
   const auto heads = static_cast<std::size_t>(list_heads());
-  const std::size_t list_layers = policy == SelectionPolicy::Oracle ? static_cast<std::size_t>(shape.layers) : 1;
+  const std::size_t list_layers = layer_lists(policy) ? static_cast<std::size_t>(shape.layers) : 1;
   lists_ = DeviceArray<std::int32_t>(list_layers * requests * heads * static_cast<std::size_t>(list_stride()));
   counts_ = DeviceArray<std::int32_t>(list_layers * requests * heads);
   key_positions_ = DeviceArray<std::int32_t>(static_cast<std::size_t>(std::max<std::int64_t>(shape.max_rows, shape.max_requests)));
@@ -67,6 +85,16 @@ CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, 
   if (policy == SelectionPolicy::Oracle)
     oracle_workspace_ = DeviceArray<std::uint8_t>(
         kernels::attention_scores_workspace_bytes(shape.max_requests, shape.q_heads, static_cast<int>(shape.max_context)));
+  if (policy == SelectionPolicy::Quest) {
+    const std::size_t pairs = requests * heads;
+    quest_bounds_ = DeviceArray<bf16_bits>(list_layers * pairs * static_cast<std::size_t>(quest_pages_of_context()) * 2 *
+                                           static_cast<std::size_t>(shape.head_dim));
+    quest_summarised_ = DeviceArray<std::int32_t>(list_layers * requests);
+    SPECONTEXT_CUDA_CHECK(cudaMemset(quest_summarised_.ptr, 0, quest_summarised_.count * 4));
+    quest_page_counts_ = DeviceArray<std::int32_t>(requests);
+    quest_pages_ = DeviceArray<std::int32_t>(list_layers * pairs * static_cast<std::size_t>(page_budget_));
+    quest_chosen_ = DeviceArray<std::int32_t>(list_layers * pairs);
+  }
   if (draft) {
     aux_layers_ = draft->config.aux_layers;
     head_ = std::make_unique<RetrievalHeadCuda>(*draft, target_embed, shape.max_requests, shape.max_context,
@@ -228,7 +256,70 @@ void CudaSparseDecode::after_prefill_chunk(std::int64_t first_position, const st
   kernels::launch_copy_rows(c, stream);
 }
 
+void CudaSparseDecode::reset_request(int slot, cudaStream_t stream) {
+  if (policy_ != SelectionPolicy::Quest) return;
+  for (int l = 0; l < shape_.layers; ++l)
+    SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(quest_summarised_.ptr + static_cast<std::size_t>(l) * shape_.max_requests + slot, 0, 4, stream));
+}
+
+void CudaSparseDecode::select_quest_pages(int layer, const kernels::DecodeAttentionParams& a, cudaStream_t stream) {
+  const std::int64_t pairs = static_cast<std::int64_t>(shape_.max_requests) * shape_.kv_heads;
+  const std::int64_t head_stride = quest_pages_of_context() * 2 * shape_.head_dim;
+  kernels::QuestPageScoresParams q;
+  q.q = a.q;
+  q.q_row_stride = a.q_row_stride;
+  q.k_cache = a.k_cache;
+  q.kv_request_stride = a.kv_request_stride;
+  q.kv_head_stride = a.kv_head_stride;
+  q.slots = a.slots;
+  q.lengths = a.lengths;
+  q.requests = a.requests;
+  q.q_heads = a.q_heads;
+  q.kv_heads = a.kv_heads;
+  q.head_dim = a.head_dim;
+  q.max_context = a.max_context;
+  q.max_length = a.max_length;
+  q.bounds = quest_bounds_.ptr + static_cast<std::size_t>(layer) * static_cast<std::size_t>(pairs * head_stride);
+  q.bounds_head_stride = head_stride;
+  q.bounds_request_stride = shape_.kv_heads * head_stride;
+  q.summarised = quest_summarised_.ptr + static_cast<std::size_t>(layer) * shape_.max_requests;
+  q.scores = scores_.ptr;
+  q.score_stride = shape_.max_context + 1;
+  q.page_counts = quest_page_counts_.ptr;
+  kernels::launch_quest_page_scores(q, stream);
+  std::int32_t* pages = quest_pages_.ptr + static_cast<std::size_t>(layer) * static_cast<std::size_t>(pairs * page_budget_);
+  std::int32_t* chosen = quest_chosen_.ptr + static_cast<std::size_t>(layer) * static_cast<std::size_t>(pairs);
+  const int max_pages = static_cast<int>(pages_of(a.max_length > 0 ? std::min(a.max_length, a.max_context) : a.max_context));
+  kernels::TopBSelectParams t;
+  t.scores = scores_.ptr;
+  t.score_stride = q.score_stride;
+  t.lengths = quest_page_counts_.ptr;
+  t.rows = a.requests * shape_.kv_heads;
+  t.rows_per_request = shape_.kv_heads;
+  t.max_positions = max_pages;
+  t.budget = static_cast<int>(page_budget_);
+  t.indices = pages;
+  t.index_stride = page_budget_;
+  t.counts = chosen;
+  kernels::launch_top_b_select(t, stream);
+  kernels::QuestExpandParams e;
+  e.pages = pages;
+  e.page_head_stride = page_budget_;
+  e.page_request_stride = shape_.kv_heads * page_budget_;
+  e.page_counts = chosen;
+  e.lengths = a.lengths;
+  e.requests = a.requests;
+  e.kv_heads = shape_.kv_heads;
+  e.max_pages = static_cast<int>(page_budget_);
+  e.positions = lists_of_layer(layer);
+  e.position_head_stride = list_stride();
+  e.position_request_stride = shape_.kv_heads * list_stride();
+  e.position_counts = counts_of_layer(layer);
+  kernels::launch_quest_expand_pages(e, stream);
+}
+
 void CudaSparseDecode::attend(int layer, kernels::DecodeAttentionParams a, cudaStream_t stream) {
+  if (policy_ == SelectionPolicy::Quest) select_quest_pages(layer, a, stream);
   if (policy_ == SelectionPolicy::Oracle) {
     // The LLM's own top-B at this layer: softmax per query head, mean over the group, t pinned.
     kernels::AttentionScoresParams s;
@@ -280,24 +371,29 @@ void CudaSparseDecode::attend(int layer, kernels::DecodeAttentionParams a, cudaS
 
 std::vector<std::vector<TokenSelection>> CudaSparseDecode::download_selections(int rows, const std::vector<std::int32_t>& positions,
                                                                                cudaStream_t stream) const {
-  const int layers = policy_ == SelectionPolicy::Oracle ? shape_.layers : 1;
+  const bool quest = policy_ == SelectionPolicy::Quest;
+  const int layers = per_layer() ? shape_.layers : 1;
   const int heads = list_heads();
-  const std::size_t stride = static_cast<std::size_t>(list_stride());
+  const std::size_t stride = static_cast<std::size_t>(quest ? page_budget_ : list_stride());
+  const std::size_t pairs = static_cast<std::size_t>(shape_.max_requests) * heads;
   std::vector<std::vector<TokenSelection>> out(static_cast<std::size_t>(rows));
   std::vector<std::int32_t> lists(static_cast<std::size_t>(rows) * heads * stride), counts(static_cast<std::size_t>(rows) * heads);
   for (int l = 0; l < layers; ++l) {
-    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(lists.data(), lists_of_layer(l), lists.size() * 4, cudaMemcpyDeviceToHost, stream));
-    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), counts_of_layer(l), counts.size() * 4, cudaMemcpyDeviceToHost, stream));
+    const std::int32_t* layer_lists_ptr = quest ? quest_pages_.ptr + l * pairs * stride : lists_of_layer(l);
+    const std::int32_t* layer_counts_ptr = quest ? quest_chosen_.ptr + l * pairs : counts_of_layer(l);
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(lists.data(), layer_lists_ptr, lists.size() * 4, cudaMemcpyDeviceToHost, stream));
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(counts.data(), layer_counts_ptr, counts.size() * 4, cudaMemcpyDeviceToHost, stream));
     SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(stream));
     for (int i = 0; i < rows; ++i) {
       const std::int64_t t = positions.at(static_cast<std::size_t>(i));
-      const std::int64_t chosen = std::min<std::int64_t>(budget_, t + 1);  // the policy's own top-B, before t was appended
+      // The policy's own top-B before t was appended; quest's pages (it appends nothing to them).
+      const std::int64_t chosen = quest ? std::min<std::int64_t>(page_budget_, pages_of(t + 1)) : std::min<std::int64_t>(budget_, t + 1);
       TokenSelection s;
       s.kv_heads = shape_.kv_heads;
       s.count = chosen;
       for (int g = 0; g < shape_.kv_heads; ++g) {
         const std::size_t row = static_cast<std::size_t>(i) * heads + (heads == 1 ? 0 : g);
-        if (counts[row] < chosen || counts[row] > chosen + 1)
+        if (counts[row] < chosen || counts[row] > chosen + (quest ? 0 : 1))
           throw std::logic_error("CudaSparseDecode: row " + std::to_string(i) + " head " + std::to_string(g) + " lists " +
                                  std::to_string(counts[row]) + " positions, expected " + std::to_string(chosen) + " or one more");
         s.indices.insert(s.indices.end(), lists.begin() + static_cast<std::ptrdiff_t>(row * stride),

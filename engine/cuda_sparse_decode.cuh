@@ -14,6 +14,9 @@
 //   streaming         sinks + recent window, computed on the host and uploaded before the step;
 //   oracle            per layer, attention_scores over the LLM's own keys (mean over the group, t
 //                     pinned) then top_b_select: the upper bound;
+//   quest             per layer, kernels/quest_pages: page summaries (min/max keys of 16 positions)
+//                     kept up to date, the query's bound per page, top_b_select of ceil(B / 16)
+//                     pages, expanded to their positions (+ t when its page was not chosen);
 //   specontext(-batch) the retrieval head (engine/retrieval_head_cuda.cuh) before the forward:
 //                     its scores per KV head (or over all heads), then top_b_select, shared by
 //                     every layer.
@@ -78,8 +81,12 @@ class CudaSparseDecode {
   // kernel is launched. Policy full launches `a` as it is.
   void attend(int layer, kernels::DecodeAttentionParams a, cudaStream_t stream);
 
+  // A request's slot starts over (CudaBackend::reset): Quest forgets its page summaries.
+  void reset_request(int slot, cudaStream_t stream);
+
   // After a step: the lists of rows 0..rows-1 as selections of the policy's top-B (the appended t
-  // removed), one per request or, for the oracle, one per layer. Synchronises `stream`.
+  // removed), one per request or, for the per-layer policies, one per layer; Quest's are its pages,
+  // as the CPU reference records them. Synchronises `stream`.
   std::vector<std::vector<TokenSelection>> download_selections(int rows, const std::vector<std::int32_t>& positions, cudaStream_t stream) const;
 
   // The lists of one layer, [rows][list_heads()][list_stride()], and their counts [rows][list_heads()]
@@ -87,14 +94,20 @@ class CudaSparseDecode {
   // Marks retrieval_head and select on this timer when set (not owned).
   void set_timer(class PhaseTimer* timer) { timer_ = timer; }
   int list_heads() const;  // KV heads with a list of their own (1 for batch-level policies)
-  std::int64_t list_stride() const { return budget_ + 1; }
+  std::int64_t list_stride() const { return list_stride_; }
   std::int32_t* lists_of_layer(int layer) const;
   std::int32_t* counts_of_layer(int layer) const;
 
  private:
 
+  void select_quest_pages(int layer, const kernels::DecodeAttentionParams& a, cudaStream_t stream);
+  bool per_layer() const;
+  std::int64_t quest_pages_of_context() const;
+
   SelectionPolicy policy_;
   std::int64_t budget_;
+  std::int64_t page_budget_ = 0;  // quest: pages per list, ceil(budget / 16)
+  std::int64_t list_stride_ = 0;  // budget + 1, or page_budget * 16 + 1 for quest
   CudaSparseShape shape_;
   std::unique_ptr<RetrievalHeadCuda> head_;
   std::vector<int> aux_layers_;
@@ -107,6 +120,13 @@ class CudaSparseDecode {
   DeviceArray<bf16_bits> features_by_slot_;  // [max_requests, feature_width]: the last position's features
   DeviceArray<bf16_bits> chunk_features_;    // [max_rows + 1, feature_width]: row 0 the position before the chunk
   DeviceArray<std::uint8_t> oracle_workspace_;
+  // quest: [layers][max_requests][kv_heads][pages of max_context][2][head_dim] page bounds, the pages
+  // of each (layer, slot) already summarised, this step's page counts, and the chosen pages
+  DeviceArray<bf16_bits> quest_bounds_;
+  DeviceArray<std::int32_t> quest_summarised_;  // [layers][max_requests]
+  DeviceArray<std::int32_t> quest_page_counts_;  // [max_requests]
+  DeviceArray<std::int32_t> quest_pages_;        // [layers][max_requests][kv_heads][page_budget]
+  DeviceArray<std::int32_t> quest_chosen_;       // [layers][max_requests * kv_heads]
   std::vector<std::int32_t> host_keys_, host_lists_, host_counts_;  // staging of uploads
   class PhaseTimer* timer_ = nullptr;
   const SyntheticSelectionStream* synthetic_ = nullptr;  // pinned in place while this object lives

@@ -7,9 +7,7 @@
 
 namespace specontext {
 
-QuestSelection quest_selection(const float* keys, std::int64_t positions, int kv_heads, int head_dim, const float* queries, int q_heads,
-                               std::int64_t budget) {
-  if (budget < 1) throw std::invalid_argument("quest_selection: the budget must be at least 1, got " + std::to_string(budget));
+std::vector<float> quest_page_scores(const float* keys, std::int64_t positions, int kv_heads, int head_dim, const float* queries, int q_heads) {
   if (positions < 1 || kv_heads < 1 || head_dim < 1 || q_heads < kv_heads || q_heads % kv_heads != 0)
     throw std::invalid_argument("quest_selection: bad sizes");
   const int group = q_heads / kv_heads;
@@ -36,6 +34,14 @@ QuestSelection quest_selection(const float* keys, std::int64_t positions, int kv
         best = std::max(best, bound);
       }
     }
+  return scores;
+}
+
+QuestSelection quest_selection(const float* keys, std::int64_t positions, int kv_heads, int head_dim, const float* queries, int q_heads,
+                               std::int64_t budget) {
+  if (budget < 1) throw std::invalid_argument("quest_selection: the budget must be at least 1, got " + std::to_string(budget));
+  const std::vector<float> scores = quest_page_scores(keys, positions, kv_heads, head_dim, queries, q_heads);
+  const std::int64_t pages = (positions + kQuestPageSize - 1) / kQuestPageSize;
   QuestSelection out;
   const std::int64_t page_budget = (budget + kQuestPageSize - 1) / kQuestPageSize;
   out.pages = select_top_b(scores, kv_heads, pages, page_budget, SelectionLevel::Head);

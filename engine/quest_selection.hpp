@@ -20,6 +20,10 @@ struct QuestSelection {
   std::vector<std::vector<std::int32_t>> positions;  // per KV head, the positions of those pages, ascending
 };
 
+// The page scores alone: [kv_heads][ceil(positions / 16)] row-major, page p of KV head g at
+// g * pages + p (the CPU reference of kernels/quest_pages). Same arguments as quest_selection.
+std::vector<float> quest_page_scores(const float* keys, std::int64_t positions, int kv_heads, int head_dim, const float* queries, int q_heads);
+
 // keys: this layer's roped keys, [positions, kv_heads * head_dim] row-major; queries: the step's
 // roped query heads, [q_heads * head_dim]. Throws std::invalid_argument for a budget < 1 or bad sizes.
 QuestSelection quest_selection(const float* keys, std::int64_t positions, int kv_heads, int head_dim, const float* queries, int q_heads,

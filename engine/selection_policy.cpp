@@ -32,6 +32,12 @@ bool needs_retrieval_head(SelectionPolicy policy) {
   return policy == SelectionPolicy::SpeContext || policy == SelectionPolicy::SpeContextBatch;
 }
 
+void require_offloadable(SelectionPolicy policy, const std::string& origin) {
+  if (policy == SelectionPolicy::Streaming || needs_retrieval_head(policy)) return;
+  throw ConfigError(origin, "", std::string("offloaded layers load one selection per step shared by every layer: policy ") + to_string(policy) +
+                                    " has none (use streaming, specontext or specontext-batch)");
+}
+
 TokenSelection streaming_selection(int kv_heads, std::int64_t positions, std::int64_t budget) {
   if (budget < 1) throw std::invalid_argument("streaming_selection: the budget must be at least 1, got " + std::to_string(budget));
   if (kv_heads < 1 || positions < 1) throw std::invalid_argument("streaming_selection: need at least one head and one position");

@@ -26,6 +26,10 @@ const char* to_string(SelectionPolicy policy);
 SelectionPolicy parse_selection_policy(std::string_view name, const std::string& origin);
 // specontext and specontext-batch: the retrieval head (a distilled LM) chooses.
 bool needs_retrieval_head(SelectionPolicy policy);
+// Offloaded layers load one selection per step that every layer shares (streaming, specontext,
+// specontext-batch); the per-layer policies (oracle, quest) have none. Otherwise a ConfigError
+// naming `origin`.
+void require_offloadable(SelectionPolicy policy, const std::string& origin);
 
 constexpr std::int64_t kStreamingSinks = 4;
 

@@ -6,6 +6,8 @@
 //     at near-ties: we require most of each set to agree (Jaccard; a misaligned head or lost features
 //     would agree about as much as random sets, B/S), and the GPU's logits to equal, at bf16 distance,
 //     the CPU reference's decode_sparse over the GPU's own sets (a mirror backend);
+//   - quest ranks pages by bounds over bf16 keys on the GPU and fp32 keys on the CPU; like the
+//     oracle it chooses per layer, so its logits are compared with the CPU policy's own;
 //   - a budget covering the whole context gives the dense CUDA backend's logits exactly.
 #include <gtest/gtest.h>
 
@@ -124,14 +126,19 @@ TEST_P(GqaPolicies, CudaSparseDecodeFollowsTheCpuReference) {
   PolicyBackend cpu_sparse(cpu, policy, 64, cpu_head.get());
   CpuBackend mirror(gqa().config, gqa().weights, 2, 1024);
   CudaBackend gpu(gqa().config, gqa().weights, sparse_options(policy, 64, head ? &draft : nullptr, 2, 1024));
-  const StepComparison c = compare_steps(cpu_sparse, policy == SelectionPolicy::Oracle ? nullptr : &mirror, gpu,
+  // The per-layer policies choose a set per layer, which the mirror's decode_sparse cannot take:
+  // their logits are compared with the CPU policy's own.
+  const bool per_layer = policy == SelectionPolicy::Oracle || policy == SelectionPolicy::Quest;
+  const StepComparison c = compare_steps(cpu_sparse, per_layer ? nullptr : &mirror, gpu,
                                          {random_tokens(11, 300), random_tokens(12, 190)}, 12, static_cast<int>(gqa().config.shape.vocab));
   RecordProperty("worst_logit_nmse", std::to_string(c.worst_logit_nmse));
   RecordProperty("mean_jaccard", std::to_string(c.mean_jaccard));
   std::cout << to_string(policy) << ": worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean " << c.mean_jaccard
             << " worst " << c.worst_jaccard << " over " << c.compared << " sets\n";
   EXPECT_LT(c.worst_logit_nmse, 1e-3);
-  if (policy == SelectionPolicy::Streaming) EXPECT_EQ(c.worst_jaccard, 1.0);
+  if (policy == SelectionPolicy::Streaming) {
+    EXPECT_EQ(c.worst_jaccard, 1.0);
+  }
   // Random sets of 64 of ~250 positions would give ~0.15.
   EXPECT_GE(c.mean_jaccard, 0.85);
   EXPECT_GE(c.worst_jaccard, 0.6);
@@ -141,7 +148,7 @@ TEST_P(GqaPolicies, CudaSparseDecodeFollowsTheCpuReference) {
 
 INSTANTIATE_TEST_SUITE_P(Policies, GqaPolicies,
                          ::testing::Values(SelectionPolicy::Streaming, SelectionPolicy::Oracle, SelectionPolicy::SpeContext,
-                                           SelectionPolicy::SpeContextBatch),
+                                           SelectionPolicy::SpeContextBatch, SelectionPolicy::Quest),
                          [](const auto& info) {
                            std::string n = to_string(info.param);
                            std::replace(n.begin(), n.end(), '-', '_');
@@ -174,7 +181,8 @@ TEST(CudaSparseDecode, ABudgetCoveringTheContextIsDenseExactly) {
   for (bool graph : {true, false}) {
     CudaBackendOptions dense_options = sparse_options(SelectionPolicy::Full, 0, nullptr, 2, 512, graph);
     CudaBackend dense(gqa().config, gqa().weights, dense_options);
-    for (SelectionPolicy policy : {SelectionPolicy::Streaming, SelectionPolicy::Oracle, SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch}) {
+    for (SelectionPolicy policy : {SelectionPolicy::Streaming, SelectionPolicy::Oracle, SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch,
+                                   SelectionPolicy::Quest}) {
       CudaBackend sparse(gqa().config, gqa().weights,
                          sparse_options(policy, 4096, needs_retrieval_head(policy) ? &draft : nullptr, 2, 512, graph));
       for (int r = 0; r < 2; ++r) {
@@ -198,7 +206,7 @@ TEST(CudaSparseDecode, SmolLM2SpeContextFollowsTheCpuReference) {
   const ModelConfig& config = pair->config;
   const ModelWeights& weights = pair->weights;
   const Eagle3Draft& draft = pair->draft;
-  for (SelectionPolicy policy : {SelectionPolicy::SpeContext, SelectionPolicy::Oracle}) {
+  for (SelectionPolicy policy : {SelectionPolicy::SpeContext, SelectionPolicy::Oracle, SelectionPolicy::Quest}) {
     const bool head = needs_retrieval_head(policy);
     CpuBackend cpu(config, weights, 1, 2100);
     std::unique_ptr<RetrievalHeadCpu> cpu_head;
