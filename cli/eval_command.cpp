@@ -16,7 +16,9 @@
 // (engine/eagle3_draft.hpp, extend_draft_context); JSON "dlm_rope" says which ("none" without a draft).
 //
 // --json prints {"task", "policy", "budget" (null for full), "dlm_rope", "overlap_rate" (mean over decode steps of
-//   adjacent steps' selection overlap, paper Fig. 6b; null for full), "context", "model", "backend", "seed",
+//   adjacent steps' selection overlap, paper Fig. 6b; null for full), "attention_mass" (the mean share of each
+//   query head's dense attention that the attended sets captured, paper Tables 1-2; null for full) and
+//   "attention_mass_per_layer" (CUDA: GPU-resident layers only), "context", "model", "backend", "seed",
 //   "max_new", "heldout", "metric", and by task:
 //     answer tasks  "accuracy": fraction correct, "correct": count,
 //     perplexity    "perplexity": {"mean", "median", "min", "max"} over trials, "pooled_perplexity"
@@ -40,6 +42,7 @@
 #include "cli/format.hpp"
 #include "cli/model_loading.hpp"
 #include "cli/policy_flags.hpp"
+#include "engine/attention_mass.hpp"
 #include "engine/evaluator.hpp"
 #include "engine/heldout_corpus.hpp"
 #include "engine/cpu_backend.hpp"
@@ -183,7 +186,8 @@ void run(EvalFlags& f) {
   if (o.kind != TaskKind::Fidelity) dump();
 
   const auto t_load = Clock::now();
-  const BackendSpec dense_spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
+  BackendSpec dense_spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
+  dense_spec.measure_attention_mass = true;  // sparse CUDA policies only (the CPU reference always measures it)
   PolicyRun run = make_policy_run(dense_spec, f.sparse, config);
   Backend& evaluated = run.run();
   // Fidelity compares with the dense model: the CPU policy wraps it; on CUDA a second, dense backend.
@@ -205,18 +209,23 @@ void run(EvalFlags& f) {
   const EvalResult r = evaluate(evaluated, o.kind, instances, &tokenizer, eval);
   const std::optional<double> overlap = evaluated.overlap_rate();
   const bool sparse = policy != SelectionPolicy::Full;
+  const AttentionMassMeter* mass = evaluated.attention_mass();
+  const std::optional<double> mass_mean = mass ? mass->mean() : std::nullopt;
 
   if (!f.json) {
     print_table(f, instances, r);
     if (sparse)
       std::cout << "budget " << f.sparse.budget << ", overlap of adjacent steps' selections "
                 << (overlap ? fixed(*overlap, 4) : std::string("n/a (fewer than two decode steps)")) << "\n";
+    if (mass_mean) std::cout << "attention mass captured " << fixed(*mass_mean, 4) << "\n";
     return;
   }
   nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.sparse.policy},
                       {"budget", sparse ? nlohmann::json(f.sparse.budget) : nlohmann::json(nullptr)}, {"dlm_rope", run.dlm_rope},
                       {"head_input", needs_retrieval_head(policy) ? nlohmann::json(f.sparse.head_input) : nlohmann::json(nullptr)},
-                      {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)}, {"context", o.context},
+                      {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)},
+                      {"attention_mass", mass_mean ? nlohmann::json(*mass_mean) : nlohmann::json(nullptr)},
+                      {"attention_mass_per_layer", mass_mean ? nlohmann::json(mass->per_layer()) : nlohmann::json(nullptr)}, {"context", o.context},
                       {"model", f.model}, {"backend", f.backend}, {"seed", o.seed}, {"max_new", o.max_new},
                       {"heldout", f.heldout}, {"metric", metric_name(o.kind)}};
   if (is_answer_task(o.kind)) {

@@ -40,6 +40,7 @@ std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& c
   o.draft = s.draft;
   o.head_input = s.head_input;
   o.track_selections = s.track_selections;
+  o.measure_attention_mass = s.measure_attention_mass;
   o.offload_layers = s.offload_layers;
   o.async_prefetch = s.async_prefetch;
   o.adaptive_placement = s.adaptive_placement;

@@ -29,6 +29,7 @@ struct BackendSpec {
   const Eagle3Draft* draft = nullptr;  // specontext*: must outlive the call
   HeadInput head_input = HeadInput::Eagle;
   bool track_selections = false;
+  bool measure_attention_mass = false;  // CUDA sparse policies (eval): AttentionMassMeter per step
   int offload_layers = 0;
   bool async_prefetch = true, adaptive_placement = false;
   double memory_limit_bytes = 0;  // 0: what the device has free

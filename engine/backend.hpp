@@ -35,6 +35,9 @@ class Backend {
   // Under a sparse KV policy, the mean overlap of adjacent decode steps' selections so far
   // (engine/overlap_meter.hpp); nullopt for dense decoding or before two steps.
   virtual std::optional<double> overlap_rate() const { return std::nullopt; }
+  // Under a sparse KV policy, where measured, the attention mass captured so far
+  // (engine/attention_mass.hpp): its meter, or nullptr (dense decoding, or not measured).
+  virtual const class AttentionMassMeter* attention_mass() const { return nullptr; }
 };
 
 }  // namespace specontext

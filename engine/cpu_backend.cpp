@@ -14,6 +14,7 @@
 #include <string>
 #include <utility>
 
+#include "engine/attention_mass.hpp"
 #include "engine/cpu_ops.hpp"
 #include "engine/quest_selection.hpp"
 #include "engine/rope.hpp"
@@ -366,6 +367,17 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
           }
         }
         for (long long g = 0; g < s.kv_heads; ++g) keep[g * visible + visible - 1] = 1;  // the token itself
+        if (sp->mass) {  // each head's dense softmax, summed over its KV head's attended set
+          double captured = 0;
+          for (long long head = 0; head < s.q_heads; ++head) {
+            Eigen::VectorXf p = scores[head];
+            cpu::softmax_in_place(p);
+            const std::uint8_t* kept = keep.data() + (head / group) * visible;
+            for (Eigen::Index i = 0; i < visible; ++i)
+              if (kept[i]) captured += p[i];
+          }
+          sp->mass->add(static_cast<int>(l), captured, s.q_heads);
+        }
         for (long long head = 0; head < s.q_heads; ++head) {
           const long long kv_head = head / group;
           Eigen::VectorXf& sc = scores[head];

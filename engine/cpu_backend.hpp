@@ -30,6 +30,8 @@ struct SparseAttention {
   std::int64_t quest_budget = 0;
   // Receives the selection of each layer ([layers]) of the oracle (positions) or of Quest (pages), when not null.
   std::vector<TokenSelection>* layer_selections = nullptr;
+  // Receives, per layer, the attention mass the attended set captured (engine/attention_mass.hpp), when not null.
+  class AttentionMassMeter* mass = nullptr;
 };
 
 class CpuBackend final : public Backend {

@@ -149,6 +149,7 @@ struct CudaBackend::Impl {
   std::optional<MemoryModel> placement;      // c3: when layers move to host memory
   double device_bytes = 0, baseline_free = 0;  // the device's memory, and what was free before we allocated
   OverlapMeter overlap;
+  AttentionMassMeter mass;
   std::unique_ptr<PhaseTimer> timer;  // profile_steps
   StepProfile profile;
 
@@ -230,6 +231,7 @@ struct CudaBackend::Impl {
     if (options.policy != SelectionPolicy::Full)
       sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
                                                   options.synthetic_selection, options.head_input);
+    if (sparse && options.measure_attention_mass) sparse->enable_attention_mass();
     if (options.profile_steps) {  // after the sparse path exists, so that it marks its phases too
       timer = std::make_unique<PhaseTimer>();
       if (sparse) sparse->set_timer(timer.get());
@@ -390,6 +392,9 @@ double CudaBackend::take_h2d_bytes() {
   return impl_->offload->take_loaded_bytes(impl_->stream);
 }
 std::optional<double> CudaBackend::overlap_rate() const { return impl_->overlap.rate(); }
+const AttentionMassMeter* CudaBackend::attention_mass() const {
+  return impl_->sparse && impl_->options.measure_attention_mass ? &impl_->mass : nullptr;
+}
 const std::vector<TokenSelection>& CudaBackend::last_selections(int request) const {
   require_request(request, impl_->options.max_requests, "last_selections");
   return impl_->overlap.last(request);
@@ -737,6 +742,19 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
   if (I.sparse && I.options.track_selections) {
     std::vector<std::vector<TokenSelection>> now = I.sparse->download_selections(rows, positions, I.stream);
     for (std::size_t i = 0; i < requests.size(); ++i) I.overlap.record(requests[i], std::move(now[i]));
+  }
+  if (I.sparse && I.options.measure_attention_mass) {
+    // [layers][rows][kv_heads], each the mean over the group's query heads: the layer's sum over its
+    // query heads is group times the sum over the KV heads. Offloaded layers are not measured.
+    const std::vector<float> mass = I.sparse->download_attention_mass(rows, I.stream);
+    const ModelShape& m = I.config.shape;
+    const std::size_t per_layer = static_cast<std::size_t>(rows) * m.kv_heads;
+    for (int l = 0; l < static_cast<int>(m.layers); ++l) {
+      if (I.offload && I.offload->offloaded(l)) continue;
+      double sum = 0;
+      for (std::size_t e = 0; e < per_layer; ++e) sum += mass[static_cast<std::size_t>(l) * per_layer + e];
+      I.mass.add(l, sum * static_cast<double>(m.q_heads / m.kv_heads), static_cast<std::int64_t>(rows) * m.q_heads);
+    }
   }
 }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/attention_mass.hpp"
 #include "engine/backend.hpp"
 #include "engine/eagle3_draft.hpp"
 #include "engine/retrieval_head.hpp"
@@ -30,6 +31,9 @@ struct CudaBackendOptions {
   const Eagle3Draft* draft = nullptr;  // specontext*: the retrieval head's draft (copied to the GPU)
   HeadInput head_input = HeadInput::Eagle;  // what feeds the head's attention (engine/retrieval_head.hpp)
   bool track_selections = false;       // download each step's selections for overlap_rate() (a sync per step)
+  // Measure the attention mass each step's sets capture in the GPU-resident layers (attention_mass();
+  // a dense score pass per layer and a sync per step: for evaluations, not benchmarks).
+  bool measure_attention_mass = false;
   // Benchmarks with random weights (specontext): these lists replace the head's each step, after the
   // head and top-B ran. Must outlive the backend; one step per decode call.
   const SyntheticSelectionStream* synthetic_selection = nullptr;
@@ -85,6 +89,8 @@ class CudaBackend final : public Backend {
   std::int64_t length(int request) const override;
   // With track_selections, the overlap of adjacent steps' selections (engine/overlap_meter.hpp).
   std::optional<double> overlap_rate() const override;
+  // With measure_attention_mass and a sparse policy, the attention mass captured so far.
+  const AttentionMassMeter* attention_mass() const override;
   // With track_selections, request r's selections of its last decode step (one, or one per layer for the oracle).
   const std::vector<TokenSelection>& last_selections(int request) const;
 

@@ -9,6 +9,7 @@
 #include "engine/phase_timer.cuh"
 #include "kernels/attention_scores.cuh"
 #include "kernels/copy_rows.cuh"
+#include "kernels/list_mass.cuh"
 #include "kernels/quest_pages.cuh"
 #include "kernels/top_b_select.cuh"
 #include "sim/config_error.hpp"
@@ -318,6 +319,63 @@ void CudaSparseDecode::select_quest_pages(int layer, const kernels::DecodeAttent
   kernels::launch_quest_expand_pages(e, stream);
 }
 
+void CudaSparseDecode::enable_attention_mass() {
+  const auto pairs = static_cast<std::size_t>(shape_.max_requests) * static_cast<std::size_t>(shape_.kv_heads);
+  mass_scores_ = DeviceArray<float>(pairs * static_cast<std::size_t>(shape_.max_context + 1));
+  mass_ = DeviceArray<float>(static_cast<std::size_t>(shape_.layers) * pairs);
+  mass_workspace_ =
+      DeviceArray<std::uint8_t>(kernels::attention_scores_workspace_bytes(shape_.max_requests, shape_.q_heads, static_cast<int>(shape_.max_context)));
+}
+
+void CudaSparseDecode::measure_attention_mass(int layer, const kernels::DecodeAttentionParams& a, cudaStream_t stream) {
+  // Every head's dense softmax over all cached positions (t included, nothing pinned), mean over the group.
+  kernels::AttentionScoresParams s;
+  s.q = a.q;
+  s.q_row_stride = a.q_row_stride;
+  s.k_cache = a.k_cache;
+  s.kv_request_stride = a.kv_request_stride;
+  s.kv_head_stride = a.kv_head_stride;
+  s.slots = a.slots;
+  s.lengths = a.lengths;
+  s.requests = a.requests;
+  s.q_heads = a.q_heads;
+  s.kv_heads = a.kv_heads;
+  s.head_dim = a.head_dim;
+  s.max_context = a.max_context;
+  s.max_length = a.max_length;
+  s.scale = a.scale;
+  s.reduce = kernels::AttentionScoresParams::Reduce::Mean;
+  s.out = mass_scores_.ptr;
+  s.out_stride = shape_.max_context + 1;
+  s.workspace = reinterpret_cast<float*>(mass_workspace_.ptr);
+  s.workspace_bytes = mass_workspace_.count;
+  kernels::launch_attention_scores(s, stream);
+  const int heads = list_heads();
+  kernels::ListMassParams m;
+  m.scores = mass_scores_.ptr;
+  m.score_stride = s.out_stride;
+  m.lists = lists_of_layer(layer);
+  m.list_request_stride = heads * list_stride();
+  m.list_head_stride = heads == 1 ? 0 : list_stride();
+  m.counts = counts_of_layer(layer);
+  m.count_request_stride = heads;
+  m.count_head_stride = heads == 1 ? 0 : 1;
+  m.requests = a.requests;
+  m.kv_heads = shape_.kv_heads;
+  m.out = mass_.ptr + static_cast<std::size_t>(layer) * shape_.max_requests * shape_.kv_heads;
+  kernels::launch_list_mass(m, stream);
+}
+
+std::vector<float> CudaSparseDecode::download_attention_mass(int rows, cudaStream_t stream) const {
+  if (!mass_.ptr) throw std::logic_error("CudaSparseDecode: the attention mass is not measured (enable_attention_mass)");
+  const std::size_t pairs = static_cast<std::size_t>(rows) * shape_.kv_heads, stride = static_cast<std::size_t>(shape_.max_requests) * shape_.kv_heads;
+  std::vector<float> out(static_cast<std::size_t>(shape_.layers) * pairs);
+  for (int l = 0; l < shape_.layers; ++l)
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(out.data() + l * pairs, mass_.ptr + l * stride, pairs * 4, cudaMemcpyDeviceToHost, stream));
+  SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  return out;
+}
+
 void CudaSparseDecode::attend(int layer, kernels::DecodeAttentionParams a, cudaStream_t stream) {
   if (policy_ == SelectionPolicy::Quest) select_quest_pages(layer, a, stream);
   if (policy_ == SelectionPolicy::Oracle) {
@@ -358,6 +416,7 @@ void CudaSparseDecode::attend(int layer, kernels::DecodeAttentionParams a, cudaS
     t.counts = counts_of_layer(layer);
     kernels::launch_top_b_select(t, stream);
   }
+  if (mass_.ptr) measure_attention_mass(layer, a, stream);
   const int heads = list_heads();
   a.indices = lists_of_layer(layer);
   a.index_request_stride = heads * list_stride();

@@ -81,6 +81,13 @@ class CudaSparseDecode {
   // kernel is launched. Policy full launches `a` as it is.
   void attend(int layer, kernels::DecodeAttentionParams a, cudaStream_t stream);
 
+  // From now on, attend() also measures the attention mass its lists capture (a dense
+  // attention_scores pass and kernels/list_mass per layer); read with download_attention_mass.
+  void enable_attention_mass();
+  // The last step's mass per layer, row and KV head ([layers][rows][kv_heads], the mean over the
+  // group's query heads of each head's captured share); layers attend() did not see hold stale values.
+  // Synchronises `stream`.
+  std::vector<float> download_attention_mass(int rows, cudaStream_t stream) const;
   // A request's slot starts over (CudaBackend::reset): Quest forgets its page summaries.
   void reset_request(int slot, cudaStream_t stream);
 
@@ -101,6 +108,7 @@ class CudaSparseDecode {
  private:
 
   void select_quest_pages(int layer, const kernels::DecodeAttentionParams& a, cudaStream_t stream);
+  void measure_attention_mass(int layer, const kernels::DecodeAttentionParams& a, cudaStream_t stream);
   bool per_layer() const;
   std::int64_t quest_pages_of_context() const;
 
@@ -127,6 +135,10 @@ class CudaSparseDecode {
   DeviceArray<std::int32_t> quest_page_counts_;  // [max_requests]
   DeviceArray<std::int32_t> quest_pages_;        // [layers][max_requests][kv_heads][page_budget]
   DeviceArray<std::int32_t> quest_chosen_;       // [layers][max_requests * kv_heads]
+  // attention mass: the dense scores [max_requests][kv_heads][max_context + 1], their workspace, and
+  // the captured mass [layers][max_requests][kv_heads]
+  DeviceArray<float> mass_scores_, mass_;
+  DeviceArray<std::uint8_t> mass_workspace_;
   std::vector<std::int32_t> host_keys_, host_lists_, host_counts_;  // staging of uploads
   class PhaseTimer* timer_ = nullptr;
   const SyntheticSelectionStream* synthetic_ = nullptr;  // pinned in place while this object lives

@@ -73,6 +73,7 @@ std::vector<float> PolicyBackend::decode(const std::vector<int>& requests, const
     }
     if (!now[i].empty()) attention[i].selection = &now[i].front();
     else attention[i].layer_selections = &now[i];
+    attention[i].mass = &mass_;
   }
   std::vector<float> logits = llm_.decode_sparse(requests, tokens, attention);
   for (std::size_t i = 0; i < requests.size(); ++i) {

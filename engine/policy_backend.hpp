@@ -10,11 +10,13 @@
 //   specontext  the retrieval head's decode for the entering token, fed the LLM's feature row of the
 //               previous position (the wiring of tests/test_retrieval_head_golden.cpp), then its
 //               head-level (specontext) or batch-level (specontext-batch) top-B, shared by every layer.
-// It also measures the overlap of adjacent steps' selections (engine/overlap_meter.hpp).
+// It also measures the overlap of adjacent steps' selections (engine/overlap_meter.hpp) and the
+// attention mass the attended sets capture (engine/attention_mass.hpp).
 #include <cstdint>
 #include <optional>
 #include <vector>
 
+#include "engine/attention_mass.hpp"
 #include "engine/backend.hpp"
 #include "engine/cpu_backend.hpp"
 #include "engine/overlap_meter.hpp"
@@ -46,6 +48,8 @@ class PolicyBackend final : public Backend {
   std::optional<double> overlap_rate() const override { return overlap_.rate(); }
   std::int64_t overlap_samples() const { return overlap_.samples(); }
   void clear_overlap() { overlap_.clear(); }
+  // The attention mass every sparse step captured (always measured here: the CPU step has the dense scores).
+  const AttentionMassMeter* attention_mass() const override { return policy_ == SelectionPolicy::Full ? nullptr : &mass_; }
   // Request r's selections of its last decode step: one (streaming, specontext*) or one per layer
   // (oracle); empty for full or before a decode step.
   const std::vector<TokenSelection>& last_selections(int request) const;
@@ -61,6 +65,7 @@ class PolicyBackend final : public Backend {
   RetrievalHeadCpu* head_;
   std::vector<RequestState> requests_;
   OverlapMeter overlap_;
+  AttentionMassMeter mass_;
 };
 
 }  // namespace specontext

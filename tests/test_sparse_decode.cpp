@@ -3,7 +3,9 @@
 // heads, 2 layers): a selection of every position is decode() bit for bit (fixed sets, streaming and
 // the oracle at B >= S); streaming's index set; the oracle's layer-0 set equals a brute-force top-B of
 // the layer's own attention; a small budget changes the logits and lowers fidelity (the machinery is
-// real); streaming's overlap of adjacent steps is (B - 1) / B.
+// real); streaming's overlap of adjacent steps is (B - 1) / B; the attention mass captured is 1 for
+// every position and at layer 0 (whose inputs are the same whatever the policy) the oracle's is at
+// least streaming's at the same budget, step by step (the oracle's set maximises it).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 #include <numeric>
 #include <random>
 
+#include "engine/attention_mass.hpp"
 #include "engine/cpu_backend.hpp"
 #include "engine/cpu_ops.hpp"
 #include "engine/evaluator.hpp"
@@ -176,6 +179,36 @@ TEST(SparseDecode, PoliciesThroughTheEvaluator) {
 
   EXPECT_THROW(PolicyBackend(cpu, SelectionPolicy::Streaming, 0), std::invalid_argument);
   EXPECT_THROW(PolicyBackend(cpu, SelectionPolicy::SpeContext, 8), std::invalid_argument);
+
+  EXPECT_EQ(full.attention_mass(), nullptr);
+  ASSERT_NE(wide.attention_mass(), nullptr);
+  EXPECT_NEAR(*wide.attention_mass()->mean(), 1.0, 1e-6);
+  EXPECT_GT(*narrow.attention_mass()->mean(), 0.0);
+  EXPECT_LT(*narrow.attention_mass()->mean(), 1.0);
+  EXPECT_EQ(oracle.attention_mass()->per_layer().size(), static_cast<std::size_t>(tiny().config.shape.layers));
+}
+
+TEST(SparseDecode, TheOracleCapturesTheMostAttentionMassAtLayerZero) {
+  CpuBackend a(tiny().config, tiny().weights, 1, 128), b(tiny().config, tiny().weights, 1, 128);
+  const std::vector<int> prompt = random_tokens(5, 40), next = random_tokens(6, 10);
+  a.prefill(0, prompt);
+  b.prefill(0, prompt);
+  constexpr std::int64_t kBudget = 8;
+  for (int step = 0; step < 10; ++step) {
+    AttentionMassMeter oracle_mass, streaming_mass;
+    std::vector<SparseAttention> oracle(1), streaming(1);
+    oracle[0].oracle_budget = kBudget;
+    oracle[0].mass = &oracle_mass;
+    const TokenSelection window = streaming_selection(2, b.length(0) + 1, kBudget);
+    streaming[0].selection = &window;
+    streaming[0].mass = &streaming_mass;
+    a.decode_sparse({0}, {next[step]}, oracle);
+    b.decode_sparse({0}, {next[step]}, streaming);
+    const double o = oracle_mass.per_layer().at(0), s = streaming_mass.per_layer().at(0);
+    EXPECT_GE(o, s - 1e-6) << "step " << step;
+    EXPECT_GT(s, 0.0);
+    EXPECT_LT(o, 1.0);
+  }
 }
 
 }  // namespace

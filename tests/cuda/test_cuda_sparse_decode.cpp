@@ -110,6 +110,7 @@ CudaBackendOptions sparse_options(SelectionPolicy policy, std::int64_t budget, c
   o.budget = budget;
   o.draft = draft;
   o.track_selections = true;
+  o.measure_attention_mass = true;
   return o;
 }
 
@@ -144,6 +145,11 @@ TEST_P(GqaPolicies, CudaSparseDecodeFollowsTheCpuReference) {
   EXPECT_GE(c.worst_jaccard, 0.6);
   ASSERT_TRUE(gpu.overlap_rate().has_value());
   EXPECT_NEAR(*gpu.overlap_rate(), *cpu_sparse.overlap_rate(), 0.1);
+  // The attention mass, from attention_scores and list_mass on the GPU, from the dense softmax on the CPU.
+  ASSERT_NE(gpu.attention_mass(), nullptr);
+  const double gpu_mass = *gpu.attention_mass()->mean(), cpu_mass = *cpu_sparse.attention_mass()->mean();
+  std::cout << to_string(policy) << ": attention mass captured GPU " << gpu_mass << ", CPU " << cpu_mass << "\n";
+  EXPECT_NEAR(gpu_mass, cpu_mass, policy == SelectionPolicy::Streaming ? 2e-3 : 0.03);
 }
 
 INSTANTIATE_TEST_SUITE_P(Policies, GqaPolicies,
@@ -194,6 +200,7 @@ TEST(CudaSparseDecode, ABudgetCoveringTheContextIsDenseExactly) {
         const std::vector<int> tokens = {next[2 * s], next[2 * s + 1]};
         ASSERT_EQ(sparse.decode({0, 1}, tokens), dense.decode({0, 1}, tokens)) << to_string(policy) << " step " << s << " graph " << graph;
       }
+      EXPECT_NEAR(*sparse.attention_mass()->mean(), 1.0, 1e-4) << to_string(policy);
     }
   }
 }
