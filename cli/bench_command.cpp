@@ -67,7 +67,7 @@ struct Point {
   std::vector<double> ms_per_step;  // one per repetition
   double median_ms = 0, min_ms = 0, max_ms = 0, bytes_per_step = 0;
   int offloaded_layers = 0;
-  double h2d_bytes_per_step = 0, achieved_overlap = -1;
+  double h2d_bytes_per_step = 0, achieved_overlap = -1, device_bytes_in_use = 0;
   StepProfile phases;  // --breakdown: summed over the timed steps
 };
 
@@ -145,6 +145,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   // token of every request (at the mean depth of the timed steps).
   p.h2d_bytes_per_step = b->take_h2d_bytes() / (f.steps * f.reps);
   p.offloaded_layers = b->offloaded_layers();  // at the end (c3 may have moved layers during the run)
+  p.device_bytes_in_use = b->device_bytes_in_use();  // at the end: caches only grow, and offloading frees
   p.phases = b->take_step_profile();
   const double mean_depth = static_cast<double>(depth + f.warmup) + 0.5 * f.steps * f.reps;
   // Sparse steps read B + 1 positions per layer (quest: its whole pages, ceil(B / 16) * 16 + 1, and
@@ -260,6 +261,7 @@ void run(const BenchFlags& f) {
     nlohmann::json pts = nlohmann::json::array();
     for (const auto& p : points) {
       nlohmann::json j = {{"requests", p.requests}, {"depth", p.depth}, {"fits", p.fits}, {"offloaded_layers", p.offloaded_layers},
+                          {"device_bytes_in_use", p.device_bytes_in_use},
                           {"h2d_bytes_per_step", p.h2d_bytes_per_step},
                           {"synthetic_overlap", p.achieved_overlap >= 0 ? nlohmann::json(p.achieved_overlap) : nlohmann::json(nullptr)}};
       if (p.phases.steps > 0) {

@@ -477,6 +477,8 @@ void adapt_placement(CudaBackend::Impl& I, std::int64_t needed) {
 
 }  // namespace
 
+double CudaBackend::device_bytes_in_use() const { return specontext::device_bytes_in_use(*impl_); }
+
 int CudaBackend::offloaded_layers() const { return impl_->offload ? impl_->offload->active() : 0; }
 int CudaBackend::memory_model_offload(const ModelConfig& config, const CudaBackendOptions& options, double device_bytes, std::int64_t length) {
   const MemoryModel m = engine_memory_model(config, options, device_bytes);

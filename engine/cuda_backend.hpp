@@ -101,6 +101,9 @@ class CudaBackend final : public Backend {
   double take_h2d_bytes();
   // Layers whose KV lives in host memory now, and the positions each resident layer's cache holds.
   int offloaded_layers() const;
+  // Device bytes this backend holds now: what was free when it was built less what is free (so
+  // anything else allocating on the device meanwhile counts too). --gpu-mem's check in benchmarks.
+  double device_bytes_in_use() const;
   std::int64_t cache_capacity() const;
   // With profile_steps: the phases of the decode steps since the last call, summed, and their count.
   StepProfile take_step_profile();

@@ -9,9 +9,9 @@
 #   scripts/gpu_model_pair.sh goldens  GGUF assembled and checked; transformers' golden references
 #   scripts/gpu_model_pair.sh train [train_draft.py flags]   the draft trained and evaluated
 #   scripts/gpu_model_pair.sh evaluate  goldens/draft restored; every test; eval beside transformers
-#   scripts/gpu_model_pair.sh policies  GGUF assembled from the parts stashed by earlier calls
+#   scripts/gpu_model_pair.sh policies [CTX ...]  GGUF assembled from the parts stashed by earlier calls
 #                                       (`mv carry/gguf.part0* $STASH/`) and this one's; the SmolLM2 GPU tests;
-#                                       `eval passkey` per policy x budget on CUDA (JSON lines)
+#                                       `eval passkey` per policy x budget on CUDA (JSON lines per context)
 # Results go to $OUT (the device's return folder) and are committed from there by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,23 +58,31 @@ case "${1:-}" in
     python3 bench/hf_eval.py --model "$GGUF" "$OUT"/*.tasks.json 2>&1 | grep -v 'Converting\|Loading weights'
     ;;
   policies)
+    # policies [CTX ...] (default 2048 8192); SMOLLM2_TESTS=0 skips the tests. Each eval's JSON has
+    # accuracy, overlap_rate and attention_mass.
     mkdir -p "$(dirname "$GGUF")"
     mkdir -p "$STASH" && mv carry/gguf.part0* "$STASH"/ 2>/dev/null || true  # each call stashes the part it carried
-    cat "$STASH"/gguf.part0* > "$GGUF"
+    [ -f "$GGUF" ] || cat "$STASH"/gguf.part0* > "$GGUF"
     echo "$SHA256  $GGUF" | sha256sum -c -
-    ctest --test-dir build-h200 -R 'SmolLM2' --output-on-failure 2>&1 | grep -E 'SmolLM2 |Jaccard|tests passed|Failed|Passed' | tee "$OUT/smollm2_tests.txt"
+    if [ "${SMOLLM2_TESTS:-1}" = 1 ]; then
+      ctest --test-dir build-h200 -R 'SmolLM2' --output-on-failure 2>&1 | grep -E 'SmolLM2 |Jaccard|tests passed|Failed|Passed' | tee "$OUT/smollm2_tests.txt"
+    fi
     bin=build-h200/specontext
-    for ctx in 2048 8192; do
-      $bin eval passkey --model "$GGUF" --backend cuda --context "$ctx" --trials 20 --seed 0 --json >> "$OUT/policies.jsonl"
-      for policy in streaming oracle specontext specontext-batch; do
-        dlm=(); [[ $policy == specontext* ]] && dlm=(--dlm models/smollm2-eagle3)
+    contexts=("${@:2}")
+    [ ${#contexts[@]} -eq 0 ] && contexts=(2048 8192)
+    for ctx in "${contexts[@]}"; do
+      log="$OUT/policies_$ctx.jsonl"
+      $bin eval passkey --model "$GGUF" --backend cuda --context "$ctx" --trials 20 --seed 0 --json >> "$log"
+      for policy in streaming oracle quest specontext specontext-batch specontext:embed; do
+        extra=(); [[ $policy == specontext* ]] && extra=(--dlm models/smollm2-eagle3)
+        [[ $policy == *:embed ]] && extra+=(--head-input embed) && policy=${policy%:embed}
         for budget in 256 512 1024; do
           $bin eval passkey --model "$GGUF" --backend cuda --context "$ctx" --trials 20 --seed 0 --policy "$policy" \
-            --budget "$budget" "${dlm[@]}" --json >> "$OUT/policies.jsonl"
+            --budget "$budget" "${extra[@]}" --json >> "$log"
         done
       done
+      wc -l "$log"
     done
-    wc -l "$OUT/policies.jsonl"
     ;;
   *)
     echo "usage: scripts/gpu_model_pair.sh build|gpu-tests|goldens|train [train_draft.py flags]|evaluate|policies" >&2

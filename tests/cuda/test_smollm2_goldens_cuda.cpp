@@ -47,7 +47,9 @@ TEST(SmolLM2GoldensCuda, LogitsAndGreedyTokensMatchTransformers) {
     worst = std::max(worst, a.max_abs_diff);
     EXPECT_LE(a.max_abs_diff, kMaxLogitDiff) << p.ids.size() << "-token prompt";
     const double margin = p.logits.back().top_logits[0] - p.logits.back().top_logits[1];
-    if (margin > kSafeMargin) EXPECT_TRUE(a.same_argmax) << p.ids.size() << "-token prompt";
+    if (margin > kSafeMargin) {
+      EXPECT_TRUE(a.same_argmax) << p.ids.size() << "-token prompt";
+    }
 
     std::size_t safe = 0;  // greedy steps before the first one bf16 may flip
     while (safe < p.greedy.size() && p.greedy_margins[safe] > kSafeMargin) ++safe;
