@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   specontext::cli::add_plan_command(app);
   specontext::cli::add_sim_command(app);
+  specontext::cli::add_replay_command(app);
   specontext::cli::add_sweep_command(app);
   specontext::cli::add_reproduce_command(app);
   specontext::cli::add_devices_command(app);
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   specontext::cli::add_bench_command(app);
   specontext::cli::add_tokenize_command(app);
   specontext::cli::add_eval_command(app);
+  specontext::cli::add_record_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

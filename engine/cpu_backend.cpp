@@ -326,7 +326,7 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
       }
       const ConstRowMap keys(cache.k.data(), total, kv_dim), values(cache.v.data(), total, kv_dim);
       const SparseAttention* sp = sparse ? &(*sparse)[si] : nullptr;
-      if (sp && (sp->selection || sp->oracle_budget > 0 || sp->quest_budget > 0)) {
+      if (sp && (sp->selection || sp->oracle_budget > 0 || sp->quest_budget > 0 || sp->probe)) {
         // A sparse decode step (one row): the dense scores with the unselected positions masked to
         // -inf before the softmax, so that a selection of every position is decode()'s arithmetic.
         const Eigen::Index row = seg.first_row;
@@ -350,6 +350,8 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
             sp->layer_selections->resize(static_cast<std::size_t>(s.layers));
             (*sp->layer_selections)[l] = std::move(chosen.pages);
           }
+        } else if (sp->oracle_budget <= 0) {  // a probe alone: every position
+          std::fill(keep.begin(), keep.end(), 1);
         } else {
           std::vector<float> mean(static_cast<std::size_t>(s.kv_heads * visible), 0.0f);
           for (long long head = 0; head < s.q_heads; ++head) {
@@ -367,16 +369,24 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
           }
         }
         for (long long g = 0; g < s.kv_heads; ++g) keep[g * visible + visible - 1] = 1;  // the token itself
-        if (sp->mass) {  // each head's dense softmax, summed over its KV head's attended set
+        if (sp->mass || sp->probe) {
+          // Each head's dense softmax: summed over its KV head's attended set (mass), averaged over its group (probe).
           double captured = 0;
+          std::vector<float> group_attention(sp->probe ? static_cast<std::size_t>(s.kv_heads * visible) : 0, 0.0f);
           for (long long head = 0; head < s.q_heads; ++head) {
             Eigen::VectorXf p = scores[head];
             cpu::softmax_in_place(p);
             const std::uint8_t* kept = keep.data() + (head / group) * visible;
             for (Eigen::Index i = 0; i < visible; ++i)
               if (kept[i]) captured += p[i];
+            if (sp->probe)
+              Eigen::Map<Eigen::VectorXf>(group_attention.data() + (head / group) * visible, visible) += p / static_cast<float>(group);
           }
-          sp->mass->add(static_cast<int>(l), captured, s.q_heads);
+          if (sp->mass) sp->mass->add(static_cast<int>(l), captured, s.q_heads);
+          if (sp->probe) {
+            const Eigen::RowVectorXf query = q.row(row);
+            sp->probe->layer(static_cast<int>(l), visible, group_attention.data(), cache.k.data(), query.data());
+          }
         }
         for (long long head = 0; head < s.q_heads; ++head) {
           const long long kv_head = head / group;

@@ -32,6 +32,19 @@ struct SparseAttention {
   std::vector<TokenSelection>* layer_selections = nullptr;
   // Receives, per layer, the attention mass the attended set captured (engine/attention_mass.hpp), when not null.
   class AttentionMassMeter* mass = nullptr;
+  // Shown every layer's dense attention, keys and query, when not null (engine/trace_recorder.hpp).
+  // Alone (no selection, oracle or Quest) the step attends to every position: decode()'s arithmetic.
+  class AttentionProbe* probe = nullptr;
+};
+
+// What a sparse decode step shows a probe at each layer, for one request: the dense attention of each
+// KV head's group (each query head's softmax over positions 0..t, then the mean over the group),
+// [kv_heads][positions]; the layer's roped keys, [positions][kv_heads * head_dim]; the step's roped
+// query heads, [q_heads * head_dim].
+class AttentionProbe {
+ public:
+  virtual ~AttentionProbe() = default;
+  virtual void layer(int layer, std::int64_t positions, const float* group_attention, const float* keys, const float* queries) = 0;
 };
 
 class CpuBackend final : public Backend {

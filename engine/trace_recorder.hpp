@@ -1,0 +1,51 @@
+#pragma once
+// Records attention traces (traces/FORMAT.md, traces/trace_file.hpp) on the CPU reference: a dense,
+// greedy run of each prompt (so every policy is judged against the same trajectory, as the paper's
+// Tables 1–2 are), and at each decode step, beside the LLM's own attention at every layer and KV
+// head, the ranking each recorded policy would have used:
+//   streaming          0, 1, 2, 3, then t, t - 1, ... (its budget-B set is the ranking's first B);
+//   quest              per layer and KV head, pages of 16 by their bound on q.k (engine/quest_selection.hpp),
+//                      best first, each page's positions in order (page_size 16);
+//   specontext         the retrieval head's scores per KV head (engine/retrieval_head.hpp), best first;
+//   specontext-batch   the same over all heads (the max), one ranking.
+// The oracle needs no ranking: it is the LLM's attention itself (sim/trace_replay.hpp ranks it).
+// Rankings hold b_max positions (quest: ceil(b_max / 16) pages); the attention list holds the top
+// b_max positions by probability plus every ranked position and t, so a replay's mass is exact.
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "engine/cpu_backend.hpp"
+#include "engine/retrieval_head.hpp"
+#include "engine/selection_policy.hpp"
+#include "traces/trace_file.hpp"
+
+namespace specontext {
+
+struct TraceRecordOptions {
+  std::vector<SelectionPolicy> policies;  // streaming, quest, specontext, specontext-batch (oracle and full are implicit)
+  std::int64_t b_max = 1024;
+  int max_new = 8;  // decode steps per prompt
+};
+
+// How a recorded policy's rankings are laid out (per layer or shared, per KV head or batch-level, pages).
+// std::invalid_argument for full and oracle, which are not recorded as rankings.
+traces::TracePolicy trace_policy(SelectionPolicy policy);
+
+// Positions 0..n-1 by score, best first (ties: the lower position), the first `limit` of them.
+std::vector<std::int32_t> rank_positions(const float* scores, std::int64_t n, std::int64_t limit);
+
+// StreamingLLM's ranking over positions 0..t: the 4 sinks, then t, t - 1, ...; the first `limit`.
+std::vector<std::int32_t> streaming_ranking(std::int64_t positions, std::int64_t limit);
+
+// Quest's ranking of one KV head from its page scores (quest_page_scores' row): pages best first
+// (ties: the lower page), expanded to their positions below `positions`; ceil(limit / 16) pages.
+std::vector<std::int32_t> quest_ranking(const float* page_scores, std::int64_t positions, std::int64_t limit);
+
+// Runs every prompt through `llm` (request 0, reset first) densely and greedily for o.max_new steps,
+// writing one record per step (request = the prompt's index). `head` is needed for specontext*
+// (its aux layers become the LLM's feature layers). Returns the records written.
+std::int64_t record_traces(CpuBackend& llm, RetrievalHeadCpu* head, const std::vector<std::vector<int>>& prompts, const TraceRecordOptions& o,
+                           traces::TraceWriter& out, const std::function<void(int done, int total)>& progress = {});
+
+}  // namespace specontext
