@@ -51,13 +51,6 @@ std::vector<std::int64_t> parse_budgets(const std::string& text) {
   return out;
 }
 
-std::vector<std::int64_t> default_budgets(std::int64_t b_max) {
-  std::vector<std::int64_t> out;
-  for (std::int64_t b = 16; b <= b_max; b *= 2) out.push_back(b);
-  if (out.empty() || out.back() != b_max) out.push_back(b_max);
-  return out;
-}
-
 std::string describe(const traces::TracePolicy& p) {
   std::string s = std::string(p.per_layer ? "a ranking per layer" : "one ranking for every layer") + ", " +
                   (p.head_level ? "per KV head" : "batch-level (one for every KV head)");
@@ -111,17 +104,11 @@ void add_replay_command(CLI::App& app) {
     const traces::Trace t = traces::read_trace(f->file);
     if (t.steps.empty()) throw ConfigError(f->file, "", "the trace holds no decode steps: nothing to replay");
     ReplayOptions o;
-    o.budgets = f->budgets.empty() ? default_budgets(t.header.b_max) : parse_budgets(f->budgets);
+    o.budgets = f->budgets.empty() ? default_replay_budgets(t.header.b_max) : parse_budgets(f->budgets);
     o.target = target ? &*target : nullptr;
     const auto results = replay_trace(t, o);
     if (f->json) {
-      nlohmann::json j;
-      j["trace"] = traces::to_json(t.header);
-      j["file"] = f->file;
-      j["target"] = target ? nlohmann::json(target->name) : nlohmann::json(nullptr);
-      j["results"] = nlohmann::json::array();
-      for (const auto& r : results) j["results"].push_back(to_json(r));
-      std::cout << j.dump(2) << "\n";
+      std::cout << replay_report_json(t, f->file, o.target, results).dump(2) << "\n";
     } else {
       print_tables(t, f->file, o.target, results);
     }

@@ -1,5 +1,6 @@
-// specontext reproduce: the shipped experiments, memory plans and step traces, then the
-// figures and the report (analysis/make_figures.py) — the README's main job.
+// specontext reproduce: the shipped experiments, memory plans and step traces, the committed attention
+// traces replayed and simulated at paper scale with their measured overlap (cli/trace_experiments.hpp),
+// then the figures and the report (analysis/make_figures.py) — the README's main job.
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/sweep_runner.hpp"
+#include "cli/trace_experiments.hpp"
 #include "sim/config_error.hpp"
 #include "sim/json_fields.hpp"
 #include "sim/scenario_loader.hpp"
@@ -92,6 +94,7 @@ void run(const ReproduceFlags& f) {
     write_json(out / "traces" / (t.string("name") + ".trace.json"), decode_step_trace(sc, *system, t.integer("at")));
     std::cerr << "[traces] " << t.string("name") << "\n";
   }
+  run_trace_experiments(manifest, manifest_path.string(), fs::path(SPECONTEXT_SOURCE_DIR), out);
   if (f.no_figures) return;
   const fs::path script = fs::path(SPECONTEXT_SOURCE_DIR) / "analysis" / "make_figures.py";
   const std::string cmd = python() + " '" + script.string() + "' '" + out.string() + "'";

@@ -69,14 +69,14 @@ std::vector<SystemChoice> parse_systems(const JsonFields& f) {
   return out;
 }
 
+}  // namespace
+
 std::string csv_quote(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;
   std::string q = "\"";
   for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
   return q + "\"";
 }
-
-}  // namespace
 
 Experiment load_experiment(const std::filesystem::path& path) {
   const nlohmann::json j = read_json_file(path);

@@ -60,6 +60,8 @@ using Progress = std::function<void(std::size_t done, std::size_t total, const S
 std::vector<SweepRow> run_experiment(const Experiment& e, const Progress& progress = {}, unsigned threads = 0);
 
 void write_csv_header(std::ostream& out);
+// A CSV cell: quoted (with doubled quotes) when it holds a comma, a quote or a newline.
+std::string csv_quote(const std::string& s);
 void write_csv_row(std::ostream& out, const SweepRow& row);
 
 }  // namespace specontext

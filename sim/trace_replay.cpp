@@ -290,4 +290,21 @@ nlohmann::json to_json(const ReplayResult& r) {
   return j;
 }
 
+std::vector<std::int64_t> default_replay_budgets(std::int64_t b_max) {
+  std::vector<std::int64_t> out;
+  for (std::int64_t b = 16; b <= b_max; b *= 2) out.push_back(b);
+  if (out.empty() || out.back() != b_max) out.push_back(b_max);
+  return out;
+}
+
+nlohmann::json replay_report_json(const traces::Trace& t, const std::string& file, const ModelShape* target, const std::vector<ReplayResult>& results) {
+  nlohmann::json j;
+  j["trace"] = traces::to_json(t.header);
+  j["file"] = file;
+  j["target"] = target ? nlohmann::json(target->name) : nlohmann::json(nullptr);
+  j["results"] = nlohmann::json::array();
+  for (const auto& r : results) j["results"].push_back(to_json(r));
+  return j;
+}
+
 }  // namespace specontext

@@ -66,4 +66,11 @@ double trace_overlap(const traces::Trace& t, const std::string& policy, std::int
 
 nlohmann::json to_json(const ReplayResult& r);
 
+// Powers of two from 16 up to b_max, and b_max itself (the replay's default sweep).
+std::vector<std::int64_t> default_replay_budgets(std::int64_t b_max);
+
+// What `specontext replay --json` prints (and `reproduce` writes): {"trace": the header, "file",
+// "target" (null without), "results": [to_json of each]}.
+nlohmann::json replay_report_json(const traces::Trace& t, const std::string& file, const ModelShape* target, const std::vector<ReplayResult>& results);
+
 }  // namespace specontext
