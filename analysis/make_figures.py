@@ -3,7 +3,8 @@
 
     /usr/bin/python3 analysis/make_figures.py DIR
 
-Reads DIR/csv/*.csv, DIR/plans/*.json and DIR/traces/*.trace.json; writes
+Reads DIR/csv/*.csv, DIR/plans/*.json, DIR/traces/*.trace.json and, when present,
+DIR/attention/*.replay.json, DIR/csv/trace-sims.csv and DIR/accuracy/*.json; writes
 DIR/figures/*.png and *.svg and DIR/report.md. Missing inputs are skipped with
 a note; a malformed input stops with a message naming the file and the field.
 """
@@ -18,6 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from results import EXPERIMENTS, InputError, load_experiments  # noqa: E402
 from plans import load_plans  # noqa: E402
 from traces import load_traces  # noqa: E402
+from attention import (load_accuracy, load_replays, load_trace_sims,  # noqa: E402
+                       normalise_accuracy)
 
 
 def log(msg):
@@ -38,6 +41,9 @@ def main(argv=None):
         experiments = load_experiments(os.path.join(root, "csv"), log)
         plans = load_plans(os.path.join(root, "plans"), log)
         traces = load_traces(os.path.join(root, "traces"), log)
+        replays = load_replays(os.path.join(root, "attention"), log)
+        sims = load_trace_sims(os.path.join(root, "csv"), log)
+        acc_files = load_accuracy(os.path.join(root, "accuracy"), log)
     except InputError as e:
         log("error: %s" % e)
         return 1
@@ -46,9 +52,11 @@ def main(argv=None):
         return 1
 
     # Import matplotlib only once the inputs are known to be good.
+    import fig_attention
     import fig_budget
     import fig_hostlink
     import fig_memory
+    import fig_pareto
     import fig_speedup
     import fig_timeline
     import report
@@ -59,6 +67,12 @@ def main(argv=None):
         missing.append("`plans/*.json`")
     if not traces:
         missing.append("`traces/*.trace.json`")
+    if not replays:
+        missing.append("`attention/*.replay.json`")
+    if sims is None:
+        missing.append("`csv/trace-sims.csv`")
+    if not acc_files:
+        missing.append("`accuracy/*.json`")
 
     exp_figures = {}
     for name in ("cloud-throughput", "edge-throughput"):
@@ -72,8 +86,23 @@ def main(argv=None):
     plan_figure = fig_memory.figure(plans, fig_dir, log) if plans else None
     trace_figures = [fig_timeline.figure(t, fig_dir, log) for t in traces]
 
+    acc_rows = normalise_accuracy(acc_files)
+    att_figures = {}
+    if replays:
+        att_figures["attention-mass-vs-budget"] = fig_attention.mass_figure(replays, fig_dir, log)
+        att_figures["overlap-vs-budget"] = fig_attention.overlap_figure(replays, fig_dir, log)
+        att_figures["attention-mass-per-layer"] = fig_attention.per_layer_figure(replays,
+                                                                                 fig_dir, log)
+    if sims:
+        att_figures["prefetch-vs-budget"] = fig_attention.prefetch_figure(sims, fig_dir, log)
+        att_figures["pareto-recall-vs-throughput"] = fig_pareto.pareto_figure(sims, fig_dir, log)
+    if acc_rows:
+        att_figures["accuracy-vs-budget"] = fig_pareto.accuracy_figure(acc_rows, fig_dir, log)
+    attention = {"replays": replays, "sims": sims, "acc_files": acc_files,
+                 "acc_rows": acc_rows, "figures": att_figures}
+
     text = report.build(experiments, exp_figures, plans, plan_figure, traces, trace_figures,
-                        missing)
+                        missing, attention)
     out = os.path.join(root, "report.md")
     with open(out, "w", encoding="utf-8") as f:
         f.write(text)

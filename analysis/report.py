@@ -1,5 +1,7 @@
 """The markdown report (`DIR/report.md`): tables per experiment plus figure links."""
 
+from attention import (accuracy_series_label, mid_budget, pareto_groups, pareto_title,
+                       policy_order, replay_budgets, replay_policies, sim_point_label)
 from results import distinct, label_order, speedup, workload_label
 
 TITLES = {
@@ -39,7 +41,7 @@ def _cell(text):
 
 def _table(header, rows):
     out = ["| " + " | ".join(header) + " |",
-           "|" + "|".join("---:" if h.endswith(("(tok/s)", "(GB)", "(MB/step)", "R"))
+           "|" + "|".join("---:" if h.endswith(("(tok/s)", "(GB)", "(MB/step)", "(ms)", "R"))
                           or h.startswith("×") else "---" for h in header) + "|"]
     for r in rows:
         out.append("| " + " | ".join(_cell(c) for c in r) + " |")
@@ -181,13 +183,217 @@ def traces_section(traces, figures, traces_rel):
     return lines
 
 
-def build(experiments, exp_figures, plans, plan_figure, traces, trace_figures, missing_notes):
+def _frac(v):
+    return "—" if v is None else "%.3f" % v
+
+
+def _replay_summary(rp):
+    t = rp["trace"]
+    bits = []
+    model = t.get("model") or "?"
+    if t.get("draft"):
+        model += " (draft %s)" % t["draft"]
+    bits.append("model **%s**" % model)
+    if t.get("task"):
+        bits.append("task %s" % t["task"])
+    if t.get("prompt_source"):
+        bits.append("prompts from %s" % t["prompt_source"])
+    if t.get("backend"):
+        bits.append("recorded on the %s backend" % t["backend"])
+    if t.get("layers") and t.get("kv_heads"):
+        bits.append("%d layers × %d KV heads" % (t["layers"], t["kv_heads"]))
+    if t.get("requests"):
+        bits.append("%d request%s" % (t["requests"], "" if t["requests"] == 1 else "s"))
+    if t.get("prompt_tokens"):
+        bits.append("%d-token prompts" % t["prompt_tokens"])
+    if t.get("max_new"):
+        bits.append("up to %d new tokens" % t["max_new"])
+    if t.get("b_max"):
+        bits.append("b_max %d" % t["b_max"])
+    return ", ".join(bits)
+
+
+def _replay_tables(rp):
+    pols = replay_policies(rp)
+    budgets = replay_budgets(rp)
+    by = {(r["policy"], r["budget"]): r for r in rp["results"]}
+    lines = ["Recall (attention mass captured; mean over decode steps, p10–p90 in brackets):",
+             ""]
+    body = []
+    for b in budgets:
+        cells = [b]
+        for p in pols:
+            r = by.get((p, b))
+            cells.append("%.3f (%.3f–%.3f)" % (r["recall"], r["p10"], r["p90"]) if r else "—")
+        body.append(cells)
+    lines += _table(["Budget"] + pols, body)
+    lines += ["", "Overlap of adjacent decode steps' selections (— : no request has two steps):",
+              ""]
+    body = []
+    for b in budgets:
+        cells = [b]
+        for p in pols:
+            r = by.get((p, b))
+            cells.append(_frac(r["overlap"]) if r else "—")
+        body.append(cells)
+    lines += _table(["Budget"] + pols, body)
+    lines.append("")
+    return lines
+
+
+def _pareto_tables(rows):
+    lines = []
+    groups = pareto_groups(rows)
+    for g in groups:
+        lines += ["#### %s" % pareto_title(g, groups), ""]
+        if g["front"]:
+            body = []
+            for r in g["front"]:
+                h2d = r["h2d_bytes_per_step"]
+                body.append([sim_point_label(r, rows), r["system_label"], r["budget"],
+                             r["trace_budget"] if r["trace_budget"] is not None else "—",
+                             _frac(r["recall"]), _frac(r["overlap"]),
+                             r["requests"] if r["requests"] is not None else "—",
+                             fmt_num(r["throughput_tok_s"]),
+                             fmt_num(h2d / 1e6) if h2d is not None else "—",
+                             fmt_num(r["prefetch_ms"])])
+            lines += _table(["Policy", "System", "Budget", "Trace budget", "Recall", "Overlap",
+                             "R", "Throughput (tok/s)", "H2D (MB/step)", "Prefetch (ms)"], body)
+            lines.append("")
+        else:
+            lines += ["_No feasible point with a throughput and a recall._", ""]
+        note = "%d of %d feasible point%s %s non-dominated." % (
+            len(g["front"]), len(g["points"]), "" if len(g["points"]) == 1 else "s",
+            "is" if len(g["front"]) == 1 else "are")
+        if g["left_out"]:
+            reasons = distinct(g["left_out"], lambda r: r["reason"] or (
+                "infeasible" if not r["feasible"] else "no throughput or recall"))
+            note += " %d more %s left out (%s)." % (
+                len(g["left_out"]), "is" if len(g["left_out"]) == 1 else "are",
+                "; ".join(reasons))
+        lines += [note, ""]
+    return lines
+
+
+def _accuracy_table(acc_rows):
+    def key(r):
+        return (r["file_index"], r["context"], r["policy"] != "full",
+                policy_order(r["policy"]), r["variant"], r["budget"] or 0)
+    body = []
+    for r in sorted(acc_rows, key=key):
+        label = accuracy_series_label(r, acc_rows) if r["policy"] != "full" else "full (dense)"
+        dense = "—" if r["dense"] is None else "%.2f" % r["dense"]
+        if r["dense"] is not None and r["dense_source"] != r["source"]:
+            dense += " (%s)" % r["dense_source"]
+        body.append([r["source"], r["backend"] or "—", r["context"], label,
+                     "full" if r["policy"] == "full" else (r["budget"] or "—"),
+                     r["trials"] if r["trials"] is not None else "—",
+                     "%.2f" % r["accuracy"], dense,
+                     "—" if r["normalised"] is None else "%.2f" % r["normalised"],
+                     _frac(r["overlap_rate"])])
+    return _table(["Source", "Backend", "Context", "Policy", "Budget", "Trials", "Accuracy",
+                   "Dense accuracy", "Accuracy / dense", "Overlap rate"], body)
+
+
+def attention_section(replays, sims, acc_files, acc_rows, figures, attention_rel="attention",
+                      sims_rel="csv/trace-sims.csv", accuracy_rel="accuracy"):
+    """Attention traces and Pareto fronts: replays, trace-driven simulations, accuracy."""
+    figures = figures or {}
+    lines = ["## Attention traces and Pareto fronts", ""]
+    lines += ["Unlike the sections above, recall (the attention mass a policy's budget-B "
+              "selection captures) and overlap (of adjacent decode steps' selections) are "
+              "**measured** on recorded attention traces, replayed offline by `specontext "
+              "replay`, and accuracy is **measured** on real sparse runs of the engine. The "
+              "throughput and prefetch in the Pareto fronts are **simulated** at paper scale "
+              "with the trace's measured overlap.", ""]
+
+    lines += ["### Attention mass and overlap vs budget", ""]
+    if not replays:
+        lines += ["_Not produced: no attention replays (`%s/*.replay.json`) were found; these "
+                  "figures and tables are skipped._" % attention_rel, ""]
+    else:
+        for stem, alt in (("attention-mass-vs-budget", "attention mass vs budget"),
+                          ("overlap-vs-budget", "overlap vs budget"),
+                          ("attention-mass-per-layer", "attention mass per layer")):
+            if figures.get(stem):
+                lines += ["![%s](figures/%s)" % (alt, figures[stem]), ""]
+        for rp in replays:
+            lines += ["#### Trace %s" % rp["name"], ""]
+            src = "Source: `%s/%s.replay.json`" % (attention_rel, rp["name"])
+            if rp["file"]:
+                src += " (replay of `%s`)" % rp["file"]
+            lines += [src + ".", ""]
+            lines += [_replay_summary(rp) + ".", ""]
+            if not rp["results"]:
+                lines += ["_The replay has no results._", ""]
+                continue
+            b = mid_budget(rp)
+            if b is not None:
+                lines += ["The per-layer figure shows B = %d." % b, ""]
+            if all(r["overlap"] is None for r in rp["results"]):
+                lines += ["No request of this trace has two decode steps, so it has no "
+                          "overlap and is not in the overlap figure.", ""]
+            lines += _replay_tables(rp)
+
+    lines += ["### Pareto fronts: recall vs simulated throughput", ""]
+    lines.append("Source: `%s`." % sims_rel)
+    lines.append("")
+    if sims is None:
+        lines += ["_Not produced: `%s` was not found, so the Pareto and prefetch figures and "
+                  "tables are skipped._" % sims_rel, ""]
+    elif not sims:
+        lines += ["_`%s` has a header but no rows; nothing to show._" % sims_rel, ""]
+    else:
+        lines += ["Each point is one (policy, budget) simulated on the hardware with the "
+                  "overlap measured on the trace; its recall was read at *trace budget*, the "
+                  "same fraction of the trace's context as *budget* is of the simulated one. "
+                  "A point is on the front (non-dominated) when no other point has both a "
+                  "higher or equal throughput and a higher or equal recall; the front is the "
+                  "best recall reachable at any throughput ≥ x.", ""]
+        for stem, alt in (("pareto-recall-vs-throughput", "pareto recall vs throughput"),
+                          ("prefetch-vs-budget", "prefetch vs budget")):
+            if figures.get(stem):
+                lines += ["![%s](figures/%s)" % (alt, figures[stem]), ""]
+        if not figures.get("prefetch-vs-budget"):
+            lines += ["_No prefetch figure: `%s` has no rows of policy specontext._"
+                      % sims_rel, ""]
+        lines += _pareto_tables(sims)
+
+    lines += ["### Accuracy vs budget (measured)", ""]
+    if not acc_files:
+        lines += ["_Not produced: no accuracy results (`%s/*.json`) were found; this figure "
+                  "and table are skipped._" % accuracy_rel, ""]
+        return lines
+    lines += ["Accuracy of real sparse runs of the engine, divided by the accuracy of the "
+              "dense (full KV) run of the same context: from the same file, else from another "
+              "file with the same context and backend (named in brackets); — when there is "
+              "none or it is 0.", ""]
+    for f in acc_files:
+        desc = "- `%s/%s.json`" % (accuracy_rel, f["name"])
+        if f["what"]:
+            desc += ": %s" % f["what"]
+        if f["machine"]:
+            desc += " (%s)" % f["machine"]
+        lines.append(desc)
+    lines.append("")
+    if figures.get("accuracy-vs-budget"):
+        lines += ["![accuracy vs budget](figures/%s)" % figures["accuracy-vs-budget"], ""]
+    else:
+        lines += ["_No figure: no sparse row has a dense reference._", ""]
+    lines += _accuracy_table(acc_rows)
+    lines.append("")
+    return lines
+
+
+def build(experiments, exp_figures, plans, plan_figure, traces, trace_figures, missing_notes,
+          attention=None):
     lines = [
         "# SpeContext reproduction: simulated results",
         "",
         "> **These numbers are simulated predictions** of the `specontext` performance model "
         "(analytic operation costs scheduled over GPU, host link and host), not measurements "
-        "on real hardware.",
+        "on real hardware — except the recall, overlap and accuracy in *Attention traces and "
+        "Pareto fronts*, which are measured.",
         "",
         "Produced by `specontext reproduce --out DIR`; figures and this report by "
         "`/usr/bin/python3 analysis/make_figures.py DIR`.",
@@ -207,4 +413,6 @@ def build(experiments, exp_figures, plans, plan_figure, traces, trace_figures, m
                                     "csv/%s.csv" % name)
     lines += plans_section(plans, plan_figure, "plans")
     lines += traces_section(traces, trace_figures, "traces")
+    if attention is not None:
+        lines += attention_section(**attention)
     return "\n".join(lines).rstrip() + "\n"

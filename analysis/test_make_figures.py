@@ -20,6 +20,7 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 
 sys.path.insert(0, HERE)
 from results import COLUMNS  # noqa: E402
+from attention import SIM_COLUMNS, pareto_front  # noqa: E402
 
 SYSTEMS = [("hf-eager", ""), ("hf-flash", ""), ("flashinfer", ""), ("quest", ""),
            ("clusterkv", ""), ("shadowkv", ""), ("specontext", "c1"),
@@ -75,8 +76,133 @@ def throughput_rows(exp, hw, model, workloads, base_tok_s):
     return rows
 
 
-def make_synthetic_inputs(root):
-    """Write a small SYNTHETIC `specontext reproduce` output tree under root."""
+REPLAY_POLICIES = ("oracle", "specontext", "specontext-batch", "quest", "streaming")
+# Recall at B=16 and its growth per doubling of the budget (SYNTHETIC).
+RECALL_BASE = {"oracle": (0.80, 0.04), "specontext": (0.45, 0.07),
+               "specontext-batch": (0.50, 0.06), "quest": (0.40, 0.09),
+               "streaming": (0.55, 0.04)}
+
+
+def replay_doc(name, budgets, layers, overlap=True, policies=REPLAY_POLICIES):
+    """A SYNTHETIC `specontext replay --json` document."""
+    results = []
+    for p in policies:
+        base, step = RECALL_BASE[p]
+        for b in budgets:
+            k = len([x for x in budgets if x < b])
+            mean = min(0.99, base + step * k)
+            results.append({
+                "policy": p, "budget": b,
+                "recall": {"mean": mean, "min": mean - 0.2, "max": min(1.0, mean + 0.08),
+                           "p10": mean - 0.06, "p90": min(1.0, mean + 0.05),
+                           "per_layer": [min(1.0, mean + 0.03 * (l % 3) - 0.02)
+                                         for l in range(layers)]},
+                "overlap": (0.99 if p == "streaming" else 0.4 + 0.05 * k) if overlap else None,
+                "selected": float(b),
+                "load_bytes_per_step": 1.5e5 * b * (1.0 - (0.4 + 0.05 * k)),
+            })
+    header = {"format": "specontext-trace", "version": 1, "model": "models/smollm2/x.gguf",
+              "draft": "models/smollm2-eagle3 (eagle input)", "task": name.split("-")[0],
+              "prompt_source": "synthetic", "backend": "cpu", "config_hash": "0123abcd",
+              "layers": layers, "q_heads": 9, "kv_heads": 3, "head_dim": 64,
+              "b_max": budgets[-1], "prompt_tokens": 2040, "max_new": 8, "requests": 4,
+              "policies": [{"name": p, "per_layer": p == "quest", "head_level": True,
+                            "page_size": 16 if p == "quest" else 1}
+                           for p in policies if p != "oracle"],
+              "extra": {"synthetic": True}}
+    return {"file": "traces/%s.trace" % name, "target": "llama-3.1-8b", "trace": header,
+            "results": results}
+
+
+# (policy, budget, throughput, recall) on a800-80g; the non-dominated ones, by throughput:
+PARETO_POINTS = [
+    ("specontext", 256, 100.0, 0.60), ("specontext", 512, 80.0, 0.70),
+    ("specontext", 1024, 60.0, 0.82), ("quest", 256, 90.0, 0.55), ("quest", 512, 70.0, 0.75),
+    ("quest", 1024, 50.0, 0.80), ("streaming", 256, 120.0, 0.40),
+    ("streaming", 512, 100.0, 0.45), ("oracle", 512, 80.0, 0.70),
+    ("oracle", 1024, None, 0.95),     # infeasible
+]
+PARETO_FRONT = [("specontext", 1024), ("quest", 512), ("specontext", 512),
+                ("specontext", 256), ("streaming", 256)]
+
+
+def trace_sims_rows():
+    rows = []
+    hw_scale = (("a800-80g", 1.0, 2.5e10), ("rtx4060-laptop", 0.2, 1.6e10))
+    for hw, scale, bw in hw_scale:
+        for policy, budget, thr, recall in PARETO_POINTS:
+            if hw != "a800-80g" and policy == "streaming":
+                continue
+            feasible = thr is not None and not (hw == "rtx4060-laptop" and budget == 1024)
+            h2d = 2.0e6 * budget / 256.0 * (0.3 if policy == "specontext" else 1.0)
+            system = "specontext" if policy != "quest" else "quest"
+            rows.append({
+                "trace": "passkey-2k", "policy": policy, "system": system,
+                "components": "c1,c2,c3" if system == "specontext" else "",
+                "hardware": hw, "model": "llama-3.1-8b", "input": 2048, "output": 16384,
+                "requests": 8, "budget": budget, "trace_budget": budget // 16,
+                "recall": recall, "overlap": 0.5, "feasible": 1 if feasible else 0,
+                "reason": "" if feasible else "out of GPU memory",
+                "throughput_tok_s": thr * scale if feasible else "",
+                "decode_throughput_tok_s": thr * scale * 1.05 if feasible else "",
+                "mean_step_ms": 1000.0 * 8 / (thr * scale) if feasible else "",
+                "h2d_bytes_per_step": h2d if feasible else "",
+                "prefetch_ms": 1e3 * h2d / bw if feasible else "",
+                "peak_gpu_bytes": 4e10 if feasible else "",
+            })
+    return rows
+
+
+def accuracy_docs():
+    """Two SYNTHETIC accuracy files; the second has no dense row of its own."""
+    rows = [{"policy": "full", "budget": None, "context": 2048, "accuracy": 0.8,
+             "overlap_rate": None, "backend": "cpu", "seed": 0, "trials": 10},
+            {"policy": "full", "budget": None, "context": 4096, "accuracy": 0.5,
+             "overlap_rate": None, "backend": "cpu", "seed": 0, "trials": 10}]
+    for ctx, full in ((2048, 0.8), (4096, 0.5)):
+        for p, f in (("oracle", 1.0), ("specontext", 0.75), ("streaming", 0.25)):
+            for b in (256, 512):
+                rows.append({"policy": p, "budget": b, "context": ctx,
+                             "accuracy": round(full * f * (1.0 if b == 512 else 0.875), 4),
+                             "overlap_rate": 0.5, "backend": "cpu", "seed": 0,
+                             "trials": [{"trial": i} for i in range(10)]})
+    first = {"what": "SYNTHETIC accuracy", "command": "none", "machine": "none", "rows": rows}
+    head = []
+    for mode, acc in (("embed", 0.2), ("eagle", 0.6)):
+        for b in (256, 512):
+            head.append({"policy": "specontext", "head_input": mode, "budget": b,
+                         "context": 2048, "trials": 10, "accuracy": acc, "overlap_rate": 0.5,
+                         "correct": 6, "backend": "cpu", "seed": 0, "dlm_rope": "native"})
+    second = {"what": "SYNTHETIC head input", "command": "none", "machine": "none",
+              "rows": head}
+    return {"acc_cpu": first, "acc_headinput": second}
+
+
+def make_attention_inputs(root):
+    """The SYNTHETIC attention replays, trace-sims.csv and accuracy files under root."""
+    for d in ("attention", "accuracy", "csv"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    docs = {"passkey-2k": replay_doc("passkey-2k", [16, 32, 64, 128, 256, 512, 1000], 6),
+            "qa-single": replay_doc("qa-single", [16, 64, 256], 4, overlap=False,
+                                    policies=("oracle", "specontext", "streaming"))}
+    for name, doc in docs.items():
+        with open(os.path.join(root, "attention", name + ".replay.json"), "w") as f:
+            json.dump(doc, f, indent=1)
+    with open(os.path.join(root, "csv", "trace-sims.csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(SIM_COLUMNS))
+        w.writeheader()
+        for r in trace_sims_rows():
+            w.writerow(r)
+    for name, doc in accuracy_docs().items():
+        with open(os.path.join(root, "accuracy", name + ".json"), "w") as f:
+            json.dump(doc, f, indent=1)
+
+
+def make_synthetic_inputs(root, attention=True):
+    """Write a small SYNTHETIC `specontext reproduce` output tree under root (without the
+    attention inputs when attention is False: an older reproduce's output)."""
+    if attention:
+        make_attention_inputs(root)
     for d in ("csv", "plans", "traces"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     wls = [(2048, 16384), (2048, 32768), (16384, 2048), (32768, 2048)]
@@ -264,6 +390,169 @@ class MakeFiguresTest(unittest.TestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("budget-sweep.csv", p.stderr)
         self.assertIn("'feasible'", p.stderr)
+
+    def _report(self):
+        with open(os.path.join(self.tmp, "report.md")) as f:
+            return f.read()
+
+    def test_attention_figures_and_report(self):
+        make_synthetic_inputs(self.tmp)
+        p = run_script(self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        figs = os.path.join(self.tmp, "figures")
+        stems = ("attention-mass-vs-budget", "overlap-vs-budget", "prefetch-vs-budget",
+                 "attention-mass-per-layer", "pareto-recall-vs-throughput",
+                 "accuracy-vs-budget")
+        for stem in stems:
+            for ext in ("png", "svg"):
+                path = os.path.join(figs, "%s.%s" % (stem, ext))
+                self.assertTrue(os.path.isfile(path), path)
+                self.assertGreater(os.path.getsize(path), 1000, path)
+        text = self._report()
+        self.assertIn("## Attention traces and Pareto fronts", text)
+        for stem in stems:
+            self.assertIn("](figures/%s.png)" % stem, text)
+        self.assertIn("#### Trace passkey-2k", text)
+        self.assertIn("#### Trace qa-single", text)
+        # Recall mean (p10-p90) of specontext at B=16 in the passkey-2k table.
+        self.assertIn("| 16 | 0.800 (0.740–0.850) | 0.450 (0.390–0.500) |", text)
+        self.assertIn("The per-layer figure shows B = 128.", text)
+        self.assertNotIn("Missing inputs", text)
+
+    def test_pareto_front_in_report(self):
+        make_synthetic_inputs(self.tmp)
+        self.assertEqual(run_script(self.tmp).returncode, 0)
+        text = self._report()
+        section = text.split("#### a800-80g", 1)[1].split("####", 1)[0]
+        got = []
+        for line in section.splitlines():
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if line.startswith("| ") and cells[2].isdigit():
+                got.append((cells[0], int(cells[2])))
+        self.assertEqual(got, PARETO_FRONT)
+        self.assertIn("5 of 9 feasible points are non-dominated. 1 more is left out "
+                      "(out of GPU memory).", section)
+
+    def test_pareto_front_function(self):
+        pts = [(1.0, 5.0, "a"), (2.0, 4.0, "b"), (2.0, 3.0, "c"), (3.0, 4.0, "d"),
+               (4.0, 1.0, "e"), (0.5, 5.0, "f"), (3.0, 4.0, "g"), (None, 9.0, "h"),
+               (9.0, None, "i")]
+        self.assertEqual([p[2] for p in pareto_front(pts)], ["a", "d", "e"])
+        self.assertEqual(pareto_front([]), [])
+        self.assertEqual(pareto_front([(1, 1)]), [(1, 1)])
+        # Same x: only the higher y survives; same y: only the higher x.
+        self.assertEqual(pareto_front([(1, 2), (1, 3), (0, 3)]), [(1, 3)])
+        # The synthetic trace-sims points of a800-80g.
+        pts = [(thr, rec, (p, b)) for p, b, thr, rec in PARETO_POINTS]
+        self.assertEqual([x[2] for x in pareto_front(pts)], PARETO_FRONT)
+
+    def test_accuracy_normalised(self):
+        make_synthetic_inputs(self.tmp)
+        self.assertEqual(run_script(self.tmp).returncode, 0)
+        text = self._report()
+        acc = text.split("### Accuracy vs budget (measured)", 1)[1]
+        # specontext at 2048, B=256: 0.8 * 0.75 * 0.875 = 0.525; / 0.8 = 0.66.
+        self.assertIn("| acc_cpu | cpu | 2048 | specontext | 256 | 10 | 0.53 | 0.80 | 0.66 |",
+                      acc)
+        # The head-input file has no dense row: the reference comes from acc_cpu.
+        self.assertIn("| acc_headinput | cpu | 2048 | specontext (head_input=eagle) | 512 | 10 | "
+                      "0.60 | 0.80 (acc_cpu) | 0.75 |", acc)
+        self.assertIn("| acc_cpu | cpu | 4096 | full (dense) | full | 10 | 0.50 | 0.50 | 1.00 |",
+                      acc)
+
+    def test_old_output_without_attention_inputs(self):
+        make_synthetic_inputs(self.tmp, attention=False)
+        p = run_script(self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        text = self._report()
+        self.assertIn("## Attention traces and Pareto fronts", text)
+        self.assertIn("no attention replays (`attention/*.replay.json`) were found", text)
+        self.assertIn("`csv/trace-sims.csv` was not found", text)
+        self.assertIn("no accuracy results (`accuracy/*.json`) were found", text)
+        for n in ("`attention/*.replay.json`", "`csv/trace-sims.csv`", "`accuracy/*.json`"):
+            self.assertIn("- %s" % n, text)
+        for stem in ("attention-mass-vs-budget", "pareto-recall-vs-throughput",
+                     "accuracy-vs-budget", "prefetch-vs-budget"):
+            self.assertFalse(os.path.exists(os.path.join(self.tmp, "figures", stem + ".png")))
+        # The older figures are still drawn.
+        self.assertTrue(os.path.isfile(os.path.join(self.tmp, "figures",
+                                                    "throughput-vs-budget.png")))
+
+    def test_some_attention_inputs_missing(self):
+        make_synthetic_inputs(self.tmp)
+        shutil.rmtree(os.path.join(self.tmp, "accuracy"))
+        os.remove(os.path.join(self.tmp, "csv", "trace-sims.csv"))
+        p = run_script(self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        text = self._report()
+        self.assertIn("](figures/attention-mass-vs-budget.png)", text)
+        self.assertIn("`csv/trace-sims.csv` was not found", text)
+        self.assertIn("no accuracy results", text)
+
+    def test_trace_sims_header_only(self):
+        make_synthetic_inputs(self.tmp)
+        with open(os.path.join(self.tmp, "csv", "trace-sims.csv"), "w") as f:
+            f.write(",".join(SIM_COLUMNS) + "\n")
+        p = run_script(self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("`csv/trace-sims.csv` has a header but no rows", self._report())
+
+    def _edit_json(self, rel, edit):
+        path = os.path.join(self.tmp, rel)
+        with open(path) as f:
+            doc = json.load(f)
+        edit(doc)
+        with open(path, "w") as f:
+            json.dump(doc, f)
+
+    def test_malformed_replay_names_file_and_field(self):
+        make_synthetic_inputs(self.tmp)
+        rel = os.path.join("attention", "passkey-2k.replay.json")
+        self._edit_json(rel, lambda d: d["results"][1]["recall"].__setitem__("mean", "high"))
+        p = run_script(self.tmp)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("passkey-2k.replay.json", p.stderr)
+        self.assertIn("results[1].recall.mean", p.stderr)
+
+    def test_replay_without_results_names_field(self):
+        make_synthetic_inputs(self.tmp)
+        rel = os.path.join("attention", "qa-single.replay.json")
+        self._edit_json(rel, lambda d: d.pop("results"))
+        p = run_script(self.tmp)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("qa-single.replay.json", p.stderr)
+        self.assertIn("'results'", p.stderr)
+
+    def test_replay_not_json(self):
+        make_synthetic_inputs(self.tmp)
+        with open(os.path.join(self.tmp, "attention", "qa-single.replay.json"), "w") as f:
+            f.write("{not json")
+        p = run_script(self.tmp)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("qa-single.replay.json: not valid JSON", p.stderr)
+
+    def test_malformed_accuracy_names_file_and_field(self):
+        make_synthetic_inputs(self.tmp)
+        self._edit_json(os.path.join("accuracy", "acc_cpu.json"),
+                        lambda d: d["rows"][3].__setitem__("accuracy", "most"))
+        p = run_script(self.tmp)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("acc_cpu.json", p.stderr)
+        self.assertIn("rows[3].accuracy", p.stderr)
+
+    def test_malformed_trace_sims_names_file_and_column(self):
+        make_synthetic_inputs(self.tmp)
+        path = os.path.join(self.tmp, "csv", "trace-sims.csv")
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        rows[2][rows[0].index("prefetch_ms")] = "soon"
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(rows)
+        p = run_script(self.tmp)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("trace-sims.csv", p.stderr)
+        self.assertIn("line 3", p.stderr)
+        self.assertIn("prefetch_ms", p.stderr)
 
     def test_missing_directory(self):
         p = run_script(os.path.join(self.tmp, "does-not-exist"))

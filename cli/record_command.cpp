@@ -95,8 +95,10 @@ void run(RecordFlags& f) {
       answers.push_back(inst.answer);
     }
     extra["answers"] = answers;
+    // The held-out folder relative to the source tree when it lies there, so that a committed trace names no machine's paths.
+    const std::filesystem::path heldout = std::filesystem::path(f.heldout).lexically_proximate(SPECONTEXT_SOURCE_DIR);
     prompt_source = f.task + ": context " + std::to_string(f.tasks.context) + ", " + std::to_string(f.tasks.trials) + " trials, seed " +
-                    std::to_string(f.tasks.seed) + ", held-out text " + f.heldout;
+                    std::to_string(f.tasks.seed) + ", held-out text " + heldout.string();
   } else {
     std::vector<int> ids;
     if (tokenizer.add_bos() && tokenizer.bos_id() >= 0) ids.push_back(tokenizer.bos_id());

@@ -1,0 +1,153 @@
+"""Pareto fronts: recall vs simulated throughput per hardware (trace-sims.csv), and measured
+accuracy vs budget normalised to the dense run of the same context (accuracy/*.json)."""
+
+import math
+
+from matplotlib.lines import Line2D
+
+from attention import (accuracy_series_label, label_order, pareto_groups, pareto_title,
+                       sim_point_label)
+from fig_attention import policy_color
+from style import finish_with_top_legend, legend_height_in, plt, save
+
+
+def _grid(n, max_cols):
+    ncols = min(max_cols, n)
+    return int(math.ceil(n / float(ncols))), ncols
+
+
+def _marker_size(budget, budgets):
+    """Marker area grows with log2(budget) across the budgets drawn."""
+    if not budget or not budgets:
+        return 40.0
+    lo, hi = math.log2(min(budgets)), math.log2(max(budgets))
+    f = 0.5 if hi == lo else (math.log2(budget) - lo) / (hi - lo)
+    return 18.0 + 72.0 * f
+
+
+def pareto_figure(rows, fig_dir, log, stem="pareto-recall-vs-throughput"):
+    """Per hardware (and model, workload, trace) a panel: one marker per (policy, budget) at
+    (simulated throughput, recall); the non-dominated points joined as a step line."""
+    groups = [g for g in pareto_groups(rows or []) if g["rows"]]
+    if not groups:
+        return None
+    labels = []
+    for r in rows:
+        lab = sim_point_label(r, rows)
+        if lab not in labels:
+            labels.append(lab)
+    labels.sort(key=label_order)
+    handles = [Line2D([], [], color=policy_color(l), marker="o", ls="none", ms=6, label=l)
+               for l in labels]
+    handles.append(Line2D([], [], color="black", lw=1.2, drawstyle="steps-pre",
+                          label="Pareto front (labels: budget B)"))
+    ncol = len(handles) if len(handles) <= 6 else 4
+    n = len(groups)
+    nrows, ncols = _grid(n, 2)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.0 * nrows
+                                                    + legend_height_in(len(handles), ncol)),
+                             squeeze=False)
+    for idx, g in enumerate(groups):
+        ax = axes[idx // ncols][idx % ncols]
+        budgets = [r["budget"] for r in g["points"] if r["budget"]]
+        for r in g["points"]:
+            lab = sim_point_label(r, rows)
+            ax.scatter([r["throughput_tok_s"]], [r["recall"]], s=_marker_size(r["budget"], budgets),
+                       color=policy_color(lab), edgecolors="none", alpha=0.85, zorder=3)
+        front = g["front"]
+        if front:
+            ax.plot([r["throughput_tok_s"] for r in front], [r["recall"] for r in front],
+                    color="black", lw=1.2, drawstyle="steps-pre", zorder=4)
+            ax.scatter([r["throughput_tok_s"] for r in front], [r["recall"] for r in front],
+                       s=[_marker_size(r["budget"], budgets) for r in front],
+                       facecolors="none", edgecolors="black", lw=1.0, zorder=5)
+            for r in front:
+                ax.annotate("%s" % r["budget"], (r["throughput_tok_s"], r["recall"]),
+                            xytext=(4, 3), textcoords="offset points", fontsize=6.5)
+        xs = [r["throughput_tok_s"] for r in g["points"] if r["throughput_tok_s"] > 0]
+        if xs and max(xs) / min(xs) > 30:
+            ax.set_xscale("log")
+        else:
+            ax.set_xlim(left=0, right=(max(xs) * 1.12) if xs else None)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("throughput (tokens/s, simulated)")
+        ax.set_ylabel("recall (attention mass, measured)")
+        title = pareto_title(g, groups)
+        bad = len(g["left_out"])
+        if bad:
+            title += "\n(%d infeasible point%s not drawn)" % (bad, "" if bad == 1 else "s")
+        if not g["points"]:
+            ax.text(0.5, 0.5, "no feasible point", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=9, color="#555555")
+        ax.set_title(title, fontsize=9)
+    for idx in range(n, nrows * ncols):
+        axes[idx // ncols][idx % ncols].set_visible(False)
+    finish_with_top_legend(fig, handles, "Recall vs throughput per (policy, budget): the "
+                           "Pareto front (marker size grows with the budget)", ncol)
+    return save(fig, fig_dir, stem, log)
+
+
+def _budget_axis(ax, budgets):
+    if not budgets:
+        return
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(budgets)
+    ax.set_xticklabels([str(b) for b in budgets], rotation=45 if len(budgets) > 6 else 0)
+    ax.minorticks_off()
+
+
+def accuracy_figure(acc_rows, fig_dir, log, stem="accuracy-vs-budget"):
+    """Per context a panel: measured accuracy / the dense accuracy of that context vs budget,
+    a line per policy (and variant, and backend or file where needed)."""
+    rows = [r for r in acc_rows if r["policy"] != "full" and r["normalised"] is not None
+            and r["budget"]]
+    if not rows:
+        return None
+    contexts = sorted({r["context"] for r in rows})
+    series = {}
+    for r in rows:
+        series.setdefault((r["context"], accuracy_series_label(r, acc_rows)), []).append(r)
+    labels = sorted({lab for _, lab in series}, key=label_order)
+    # Colour by policy; line style and marker by (file, variant), the same in every panel.
+    combos = sorted({(r["file_index"], r["variant"]) for r in rows})
+    ls_cycle = ["-", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1, 1, 1, 1, 1))]
+    style = {}
+    for r in rows:
+        lab = accuracy_series_label(r, acc_rows)
+        if lab not in style:
+            i = combos.index((r["file_index"], r["variant"]))
+            style[lab] = (policy_color(r["policy"]), ls_cycle[i % len(ls_cycle)], "osD^v"[i % 5])
+    handles = [Line2D([], [], color=style[lab][0], ls=style[lab][1], marker=style[lab][2],
+                      ms=4, label=lab) for lab in labels]
+    handles.append(Line2D([], [], color="#555555", ls="--", lw=0.9,
+                          label="dense (full KV) = 1"))
+    ncol = min(len(handles), 4)
+    n = len(contexts)
+    nrows, ncols = _grid(n, 3)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows
+                                                    + legend_height_in(len(handles), ncol)),
+                             squeeze=False)
+    top = max([1.0] + [r["normalised"] for r in rows])
+    for idx, ctx in enumerate(contexts):
+        ax = axes[idx // ncols][idx % ncols]
+        budgets = sorted({r["budget"] for r in rows if r["context"] == ctx})
+        for lab in labels:
+            rs = sorted(series.get((ctx, lab), []), key=lambda r: r["budget"])
+            if not rs:
+                continue
+            color, ls, marker = style[lab]
+            ax.plot([r["budget"] for r in rs], [r["normalised"] for r in rs], color=color,
+                    ls=ls, marker=marker, ms=4, lw=1.4)
+        ax.axhline(1.0, color="#555555", ls="--", lw=0.9)
+        _budget_axis(ax, budgets)
+        ax.set_ylim(0, top * 1.08)
+        dense = sorted({r["dense"] for r in rows if r["context"] == ctx})
+        ax.set_title("context %d (dense accuracy %s)"
+                     % (ctx, " / ".join("%.2f" % d for d in dense)), fontsize=9)
+        ax.set_xlabel("KV budget B (tokens per head)")
+        ax.set_ylabel("accuracy / dense accuracy")
+    for idx in range(n, nrows * ncols):
+        axes[idx // ncols][idx % ncols].set_visible(False)
+    finish_with_top_legend(fig, handles, "Measured accuracy vs KV budget, normalised to the "
+                           "dense run of the same context", ncol)
+    return save(fig, fig_dir, stem, log)
