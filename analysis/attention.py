@@ -12,13 +12,12 @@ Also the pure helpers the figures and the report share: policy order, the Pareto
 the accuracy normalisation.
 """
 
-import csv
 import glob
 import json
 import math
 import os
 
-from results import (InputError, _parse_bool, _parse_number, components_key, system_label,
+from results import (InputError, _parse_bool, components_key, system_label, typed_csv_rows,
                      workload_label)
 
 # Display order of selection policies (the oracle, an upper bound, first).
@@ -245,54 +244,27 @@ _SIM_RESULT_COLUMNS = ("throughput_tok_s", "decode_throughput_tok_s", "mean_step
 
 def read_trace_sims(path):
     """Rows of trace-sims.csv as typed dicts (InputError naming file, line and column)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise InputError("%s: empty file (expected a header row with columns %s)"
-                             % (path, ",".join(SIM_COLUMNS)))
-        missing = [c for c in SIM_COLUMNS if c not in header]
-        if missing:
-            raise InputError("%s: header is missing column%s %s"
-                             % (path, "s" if len(missing) > 1 else "",
-                                ", ".join("'%s'" % m for m in missing)))
-        rows = []
-        for fields in reader:
-            line = reader.line_num
-            if not fields or all(not x.strip() for x in fields):
-                continue
-            if len(fields) != len(header):
-                raise InputError("%s: line %d: %d fields, header has %d (column '%s' %s)"
-                                 % (path, line, len(fields), len(header),
-                                    header[len(fields)]
-                                    if len(fields) < len(header) else header[-1],
-                                    "and later are missing" if len(fields) < len(header)
-                                    else "is followed by extra fields"))
-            raw = dict(zip(header, fields))
-            row = {c: raw[c].strip() for c in SIM_COLUMNS}
-            for c in SIM_INT_COLUMNS:
-                row[c] = _parse_number(raw[c], int, path, line, c)
-            for c in SIM_FLOAT_COLUMNS:
-                v = _parse_number(raw[c], float, path, line, c)
-                if v is not None and (math.isnan(v) or math.isinf(v)):
-                    v = None
-                row[c] = v
-            row["feasible"] = _parse_bool(raw["feasible"], path, line, "feasible")
-            for c in ("trace", "policy", "system", "hardware"):
-                if not row[c]:
-                    raise InputError("%s: line %d: column '%s' is empty" % (path, line, c))
-            for c in ("recall", "overlap"):
-                v = row[c]
-                if v is not None and not (-FRACTION_SLACK <= v <= 1.0 + FRACTION_SLACK):
-                    raise InputError("%s: line %d: column '%s': expected a fraction in [0, 1], "
-                                     "got %r" % (path, line, c, raw[c]))
-            if not row["feasible"]:
-                for c in _SIM_RESULT_COLUMNS:
-                    row[c] = None
-            row["system_label"] = system_label(row["system"], row["components"])
-            row["components_key"] = components_key(row["components"])
-            rows.append(row)
+    rows = []
+    for line, raw, row in typed_csv_rows(path, SIM_COLUMNS, SIM_INT_COLUMNS, SIM_FLOAT_COLUMNS):
+        for c in SIM_FLOAT_COLUMNS:
+            v = row[c]
+            if v is not None and (math.isnan(v) or math.isinf(v)):
+                row[c] = None
+        row["feasible"] = _parse_bool(raw["feasible"], path, line, "feasible")
+        for c in ("trace", "policy", "system", "hardware"):
+            if not row[c]:
+                raise InputError("%s: line %d: column '%s' is empty" % (path, line, c))
+        for c in ("recall", "overlap"):
+            v = row[c]
+            if v is not None and not (-FRACTION_SLACK <= v <= 1.0 + FRACTION_SLACK):
+                raise InputError("%s: line %d: column '%s': expected a fraction in [0, 1], "
+                                 "got %r" % (path, line, c, raw[c]))
+        if not row["feasible"]:
+            for c in _SIM_RESULT_COLUMNS:
+                row[c] = None
+        row["system_label"] = system_label(row["system"], row["components"])
+        row["components_key"] = components_key(row["components"])
+        rows.append(row)
     return rows
 
 

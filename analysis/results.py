@@ -104,12 +104,12 @@ def _kilo(n):
     return str(n)
 
 
-def read_csv(path):
-    """Rows of one experiment CSV as dicts with typed values.
+def typed_csv_rows(path, columns, int_columns, float_columns):
+    """(line, raw, row) for each non-blank row of a CSV with a header: raw maps every header
+    column to its text, row the `columns` to stripped text, ints or floats (None when empty).
 
-    Raises InputError naming the file (and line and column) when the header is
-    missing a column, a row has the wrong number of fields or a value does not
-    parse.
+    Raises InputError naming the file (and line and column) when the header is missing one of
+    `columns`, a row has the wrong number of fields or a number does not parse.
     """
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
@@ -117,13 +117,12 @@ def read_csv(path):
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise InputError("%s: empty file (expected a header row with columns %s)"
-                             % (path, ",".join(COLUMNS)))
-        missing = [c for c in COLUMNS if c not in header]
+                             % (path, ",".join(columns)))
+        missing = [c for c in columns if c not in header]
         if missing:
             raise InputError("%s: header is missing column%s %s"
                              % (path, "s" if len(missing) > 1 else "",
                                 ", ".join("'%s'" % m for m in missing)))
-        rows = []
         for fields in reader:
             line = reader.line_num
             if not fields or all(not x.strip() for x in fields):
@@ -136,23 +135,35 @@ def read_csv(path):
                                     "and later are missing" if len(fields) < len(header)
                                     else "is followed by extra fields"))
             raw = dict(zip(header, fields))
-            row = {c: raw[c].strip() for c in COLUMNS}
-            for c in INT_COLUMNS:
+            row = {c: raw[c].strip() for c in columns}
+            for c in int_columns:
                 row[c] = _parse_number(raw[c], int, path, line, c)
-            for c in FLOAT_COLUMNS:
+            for c in float_columns:
                 row[c] = _parse_number(raw[c], float, path, line, c)
-            row["feasible"] = _parse_bool(raw["feasible"], path, line, "feasible")
-            mode = row["requests_mode"].lower()
-            if mode not in ("best", "fixed"):
-                raise InputError("%s: line %d: column 'requests_mode': expected best or "
-                                 "fixed, got %r" % (path, line, row["requests_mode"]))
-            row["requests_mode"] = mode
-            if not row["system"]:
-                raise InputError("%s: line %d: column 'system' is empty" % (path, line))
-            row["label"] = system_label(row["system"], row["components"])
-            if not row["feasible"]:
-                row["throughput_tok_s"] = None
-            rows.append(row)
+            yield line, raw, row
+
+
+def read_csv(path):
+    """Rows of one experiment CSV as dicts with typed values.
+
+    Raises InputError naming the file (and line and column) when the header is
+    missing a column, a row has the wrong number of fields or a value does not
+    parse.
+    """
+    rows = []
+    for line, raw, row in typed_csv_rows(path, COLUMNS, INT_COLUMNS, FLOAT_COLUMNS):
+        row["feasible"] = _parse_bool(raw["feasible"], path, line, "feasible")
+        mode = row["requests_mode"].lower()
+        if mode not in ("best", "fixed"):
+            raise InputError("%s: line %d: column 'requests_mode': expected best or "
+                             "fixed, got %r" % (path, line, row["requests_mode"]))
+        row["requests_mode"] = mode
+        if not row["system"]:
+            raise InputError("%s: line %d: column 'system' is empty" % (path, line))
+        row["label"] = system_label(row["system"], row["components"])
+        if not row["feasible"]:
+            row["throughput_tok_s"] = None
+        rows.append(row)
     return rows
 
 

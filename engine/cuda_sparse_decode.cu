@@ -26,6 +26,33 @@ std::int64_t stride_of_lists(SelectionPolicy p, std::int64_t budget) {
   return p == SelectionPolicy::Quest ? pages_of(budget) * kernels::kQuestPageSize + 1 : budget + 1;
 }
 
+// The LLM's dense attention of a decode-attention launch's queries over its cached keys, each query
+// head's softmax averaged over its group (the oracle's ranking, and the attention mass's reference).
+kernels::AttentionScoresParams group_mean_scores(const kernels::DecodeAttentionParams& a, float* out, std::int64_t out_stride,
+                                                 const DeviceArray<std::uint8_t>& workspace) {
+  kernels::AttentionScoresParams s;
+  s.q = a.q;
+  s.q_row_stride = a.q_row_stride;
+  s.k_cache = a.k_cache;
+  s.kv_request_stride = a.kv_request_stride;
+  s.kv_head_stride = a.kv_head_stride;
+  s.slots = a.slots;
+  s.lengths = a.lengths;
+  s.requests = a.requests;
+  s.q_heads = a.q_heads;
+  s.kv_heads = a.kv_heads;
+  s.head_dim = a.head_dim;
+  s.max_context = a.max_context;
+  s.max_length = a.max_length;
+  s.scale = a.scale;
+  s.reduce = kernels::AttentionScoresParams::Reduce::Mean;
+  s.out = out;
+  s.out_stride = out_stride;
+  s.workspace = reinterpret_cast<float*>(workspace.ptr);
+  s.workspace_bytes = workspace.count;
+  return s;
+}
+
 }  // namespace
 
 int CudaSparseDecode::list_heads() const { return batch_level(policy_) ? 1 : shape_.kv_heads; }
@@ -329,26 +356,7 @@ void CudaSparseDecode::enable_attention_mass() {
 
 void CudaSparseDecode::measure_attention_mass(int layer, const kernels::DecodeAttentionParams& a, cudaStream_t stream) {
   // Every head's dense softmax over all cached positions (t included, nothing pinned), mean over the group.
-  kernels::AttentionScoresParams s;
-  s.q = a.q;
-  s.q_row_stride = a.q_row_stride;
-  s.k_cache = a.k_cache;
-  s.kv_request_stride = a.kv_request_stride;
-  s.kv_head_stride = a.kv_head_stride;
-  s.slots = a.slots;
-  s.lengths = a.lengths;
-  s.requests = a.requests;
-  s.q_heads = a.q_heads;
-  s.kv_heads = a.kv_heads;
-  s.head_dim = a.head_dim;
-  s.max_context = a.max_context;
-  s.max_length = a.max_length;
-  s.scale = a.scale;
-  s.reduce = kernels::AttentionScoresParams::Reduce::Mean;
-  s.out = mass_scores_.ptr;
-  s.out_stride = shape_.max_context + 1;
-  s.workspace = reinterpret_cast<float*>(mass_workspace_.ptr);
-  s.workspace_bytes = mass_workspace_.count;
+  kernels::AttentionScoresParams s = group_mean_scores(a, mass_scores_.ptr, shape_.max_context + 1, mass_workspace_);
   kernels::launch_attention_scores(s, stream);
   const int heads = list_heads();
   kernels::ListMassParams m;
@@ -380,27 +388,8 @@ void CudaSparseDecode::attend(int layer, kernels::DecodeAttentionParams a, cudaS
   if (policy_ == SelectionPolicy::Quest) select_quest_pages(layer, a, stream);
   if (policy_ == SelectionPolicy::Oracle) {
     // The LLM's own top-B at this layer: softmax per query head, mean over the group, t pinned.
-    kernels::AttentionScoresParams s;
-    s.q = a.q;
-    s.q_row_stride = a.q_row_stride;
-    s.k_cache = a.k_cache;
-    s.kv_request_stride = a.kv_request_stride;
-    s.kv_head_stride = a.kv_head_stride;
-    s.slots = a.slots;
-    s.lengths = a.lengths;
-    s.requests = a.requests;
-    s.q_heads = a.q_heads;
-    s.kv_heads = a.kv_heads;
-    s.head_dim = a.head_dim;
-    s.max_context = a.max_context;
-    s.max_length = a.max_length;
-    s.scale = a.scale;
-    s.reduce = kernels::AttentionScoresParams::Reduce::Mean;
-    s.out = scores_.ptr;
-    s.out_stride = shape_.max_context + 1;
+    kernels::AttentionScoresParams s = group_mean_scores(a, scores_.ptr, shape_.max_context + 1, oracle_workspace_);
     s.pin_last = true;
-    s.workspace = reinterpret_cast<float*>(oracle_workspace_.ptr);
-    s.workspace_bytes = oracle_workspace_.count;
     kernels::launch_attention_scores(s, stream);
     kernels::TopBSelectParams t;
     t.scores = scores_.ptr;
