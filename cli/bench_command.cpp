@@ -28,6 +28,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/model_config.hpp"
 #include "engine/selection_policy.hpp"
+#include "engine/step_profile.hpp"
 #include "engine/synthetic_selection.hpp"
 #include "cli/scenario_flags.hpp"
 #include "sim/scenario.hpp"

@@ -7,19 +7,11 @@
 // kernel; the intervals then include launch gaps, as the step does.
 #include <cuda_runtime.h>
 
-#include <array>
 #include <vector>
 
+#include "engine/step_profile.hpp"
+
 namespace specontext {
-
-enum class StepPhase { RetrievalHead, Select, Prefetch, PrefetchWait, Attention, Mlp, Other, Count };
-const char* to_string(StepPhase phase);
-
-struct StepProfile {
-  std::array<double, static_cast<std::size_t>(StepPhase::Count)> ms{};  // summed over the steps
-  int steps = 0;
-  double total_ms() const;
-};
 
 class PhaseTimer {
  public:
