@@ -1,6 +1,7 @@
 #pragma once
 // Everything one simulated run needs: hardware, model, draft, workload, system switches.
 // Hardware, model and workload stay separate inputs, as in Vidur and LLMCompass.
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +38,9 @@ struct Scenario {
   double gpu_memory_bytes = 0;  // usable GPU memory: the card's, or a cap (the paper's 4 GB edge setup)
   double overlap = 0.8;          // adjacent-step selection overlap for elastic loading (PAPER.md §3.2)
   BufferTerm buffer_term = BufferTerm::Eq7;
+  // A fixed placement: the last this many layers' KV in host memory at every S, instead of what
+  // c3 or the static rule decides (a measured run's placement, for calibration). Offloading systems only.
+  std::optional<long long> offloaded_layers;
   nlohmann::json system_params;  // this system's entry of configs/systems.json
   std::string params_origin;
 

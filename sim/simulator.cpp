@@ -19,25 +19,20 @@ class StepEvaluator {
 
   StepCost operator()(long long S) {
     auto it = cache_.find(S);
-    if (it != cache_.end()) return it->second;
-    StepGraph g;
-    system_.build_decode_step(g, sc_, S);
-    const Schedule sched = g.schedule(sc_.hw);
-    StepCost c{sched.makespan, g.total_link_bytes(Resource::H2D)};
-    cache_.emplace(S, c);
-    return c;
+    if (it == cache_.end()) it = cache_.emplace(S, decode_step(sc_, system_, S)).first;
+    return {it->second.step_s, it->second.h2d_bytes};
   }
 
   std::vector<StepSample> samples() const {
     std::vector<StepSample> out;
-    for (const auto& [S, c] : cache_) out.push_back({S, c.seconds, system_.memory_at(sc_, S).gpu_layers, c.h2d_bytes});
+    for (const auto& [S, s] : cache_) out.push_back(s);
     return out;
   }
 
  private:
   const Scenario& sc_;
   const SystemModel& system_;
-  std::map<long long, StepCost> cache_;
+  std::map<long long, StepSample> cache_;
 };
 
 struct Sum {
@@ -99,6 +94,12 @@ Sum sum_steps(StepEvaluator& f, long long a, long long b, double rel_tol) {
 }
 
 }  // namespace
+
+StepSample decode_step(const Scenario& sc, const SystemModel& system, long long S) {
+  StepGraph g;
+  system.build_decode_step(g, sc, S);
+  return {S, g.schedule(sc.hw).makespan, system.memory_at(sc, S).gpu_layers, g.total_link_bytes(Resource::H2D)};
+}
 
 SimResult simulate(const Scenario& sc, const SystemModel& system, const SimOptions& opt) {
   SimResult r;

@@ -49,6 +49,10 @@ SimResult simulate(const Scenario& sc, const SystemModel& system, const SimOptio
 // system at its own request count.
 SimResult simulate_best_requests(Scenario sc, const SystemModel& system, const SimOptions& opt = {});
 
+// One decode step at context length S, placed as simulate() places it (or as sc.offloaded_layers
+// fixes it): its time, GPU-resident layers and H2D bytes.
+StepSample decode_step(const Scenario& sc, const SystemModel& system, long long S);
+
 // The predicted timeline of one decode step at context length S, as a Chrome trace.
 nlohmann::json decode_step_trace(const Scenario& sc, const SystemModel& system, long long S);
 

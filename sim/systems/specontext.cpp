@@ -3,6 +3,15 @@
 // them. c2: the host-resident layers' selections move on the copy engine while the GPU
 // computes, and only S_now - S_last (1 - overlap of B) moves. c3: layers move to host
 // memory one by one, last first, as S crosses the memory model's thresholds.
+//
+// Two optional system parameters describe an implementation's loading (configs/systems.json's
+// entry leaves them out: the paper's system; sim/calibration.cpp sets them for our engine):
+//   prefetch_group_layers  offloaded layers moved by one gather (default 1). With one position of
+//                          every offloaded layer contiguous in host memory (the engine's layout), a
+//                          group of g layers moves rows of g layers' K|V (g x 512 B at head_dim 128),
+//                          which the link moves faster than one layer's.
+//   elastic_sync_loads     1: without c2 the synchronous loads still move only the changed rows (the
+//                          engine's c1); 0 (default): all B rows (the paper's c1).
 #include <algorithm>
 #include <cmath>
 
@@ -22,6 +31,7 @@ class SpeContext final : public SystemModel {
   // inference, as the paper's prior systems do: all on the GPU if the whole generation fits
   // (Eq. 6), otherwise every layer offloaded.
   long long cpu_layers(const Scenario& sc, long long S) const {
+    if (sc.offloaded_layers) return *sc.offloaded_layers;
     const MemoryModel mm = sc.memory_model();
     if (sc.components.c3) return mm.cpu_layers_at(S);
     return mm.all_on_gpu(sc.final_length()) <= sc.gpu_memory_bytes ? 0 : sc.model.layers;
@@ -48,13 +58,16 @@ class SpeContext final : public SystemModel {
     const double row = ops::kv_row_bytes(m);
     // Rows that change between adjacent steps' selections (PAPER.md §3.3).
     const double changed_rows = std::ceil((1.0 - sc.overlap) * B);
+    const long long group = std::max(1LL, static_cast<long long>(optional_param(sc, "prefetch_group_layers", 1)));
+    const bool elastic_sync = optional_param(sc, "elastic_sync_loads", 0) != 0;
+    const bool offloading = first_cpu_layer < m.layers;
     std::vector<OpId> prefetched(static_cast<std::size_t>(m.layers), 0);
 
     auto before_layers = [&](OpId x) {
       x = is.gpu(retrieval_projection(sc, R), {x});
       x = is.gpu(ops::candidate_scores("retrieval_scores", sc.draft, -1, R, s, 1.0), {x});
       x = is.gpu(ops::topk_select("select", sc.draft, -1, R, s, B), {x});
-      if (!sc.components.c2 || first_cpu_layer >= m.layers) return x;
+      if (!offloading || !(sc.components.c2 || elastic_sync)) return x;
       // Set differences S_now - S_last and S_last - S_now per (request, KV head), on the GPU.
       Op diff;
       diff.name = "elastic_diff";
@@ -62,9 +75,17 @@ class SpeContext final : public SystemModel {
       diff.hbm_bytes = R * static_cast<double>(m.kv_heads) * B * 4.0 * 3.0;
       diff.launches = 1;
       x = is.gpu(diff, {x});
-      for (long long l = first_cpu_layer; l < m.layers; ++l)
-        prefetched[static_cast<std::size_t>(l)] =
-            g.add(ops::host_gather("prefetch", Resource::H2D, m, static_cast<int>(l), R, changed_rows, row), {x});
+      if (!sc.components.c2) return x;
+      // Host slot s holds layer L-1-s (the last layer first); groups of slots s / group are gathered in
+      // the order the forward reaches them, and a layer waits for its group.
+      const long long cpu = m.layers - first_cpu_layer;
+      for (long long gi = (cpu + group - 1) / group - 1; gi >= 0; --gi) {
+        const long long slot_begin = gi * group, slot_end = std::min(cpu, slot_begin + group);
+        const OpId copy = g.add(ops::host_gather("prefetch", Resource::H2D, m, static_cast<int>(m.layers - slot_end), R, changed_rows,
+                                                 row * static_cast<double>(slot_end - slot_begin)),
+                                {x});
+        for (long long s = slot_begin; s < slot_end; ++s) prefetched[static_cast<std::size_t>(m.layers - 1 - s)] = copy;
+      }
       return x;
     };
 
@@ -74,8 +95,8 @@ class SpeContext final : public SystemModel {
       if (offloaded) {
         if (sc.components.c2) {
           deps.push_back(prefetched[static_cast<std::size_t>(l)]);
-        } else {  // c1 alone: all B rows, loaded synchronously before the layer's attention
-          deps.push_back(g.add(ops::host_gather("load", Resource::H2D, m, l, R, B, row), {after}));
+        } else {  // c1 alone: loaded synchronously before the layer's attention, one layer at a time
+          deps.push_back(g.add(ops::host_gather("load", Resource::H2D, m, l, R, elastic_sync ? changed_rows : B, row), {after}));
         }
         // The new token's K and V go to the layer's host copy as well.
         g.add(ops::host_gather("kv_to_host", Resource::D2H, m, l, R, 1.0, row), {after});
@@ -105,6 +126,10 @@ class SpeContext final : public SystemModel {
   }
 
  private:
+  static double optional_param(const Scenario& sc, const char* key, double fallback) {
+    return sc.system_params.contains(key) ? sc.param(key) : fallback;
+  }
+
   // The pruned head's projections: fc over three target features, norms, Q and K.
   static Op retrieval_projection(const Scenario& sc, double tokens) {
     const double bytes = draft_bytes(sc.draft, sc.draft_part == DraftPart::Full ? DraftPart::HeadEagleInput : sc.draft_part);

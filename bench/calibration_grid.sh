@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The simulator's calibration grid on the H200 at the Llama-3.1-8B shape (random bf16 weights), JSON
+# and the measurements CSV (sim/calibration.hpp) into $OUT:
+#   dense   R = 1, 4, 16, 32 x S = 2K, 8K, 16K (12 points; all fit: R = 32 at 16K holds 69 GB of KV);
+#   b1024, b2048   specontext with B = 1024 or 2048: the EAGLE-3 draft's shape with a synthetic
+#           selection stream of overlap 0.8, R = 8, 32 x S = 8K, 16K, 24K, 32K, each
+#             --offload-layers auto                c1,c2,c3 (the memory model's placement: none at
+#                                                  R = 8, up to 8 layers at R = 32, 32K),
+#             --offload-layers 4 and 8             c1,c2 (copy-stream elastic prefetch),
+#             --offload-layers 4 --sync-prefetch   c1 (elastic loads on the compute stream);
+#           32 points each.
+# 76 points in all, 25 of them held out by `specontext calibrate`. Then every $OUT/json/*.json there is
+# goes through bench/bench_to_calibration_csv.py into $OUT/h200_grid.csv (the machine's details in
+# each row), and `specontext devices --json` into $OUT/devices.json. Each point builds its own engine
+# (random weights; for offloaded layers pinned host memory, ~0.5 s per GiB, up to 34 GB at R = 32,
+# 32K, 8 layers), which dominates: an estimated 6 minutes in all, of which the timed steps take under
+# half a minute. Parts may run in separate calls (each rewrites the CSV from all JSON so far).
+# Usage: bench/calibration_grid.sh [dense] [b1024] [b2048]  (default: all)
+# Commit $OUT/h200_grid.csv as bench/results/calibration/h200_grid.csv, with json/ and devices.json
+# beside it; then `specontext calibrate` and `specontext calibrate --check` (sim/VALIDATION.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/out/calibration}
+J="$OUT/json"
+mkdir -p "$J"
+bin=${BIN:-build-h200/specontext}
+common=(--model llama-3.1-8b --random-weights --steps "${STEPS:-6}" --reps "${REPS:-3}" --warmup 2 --json)
+sparse=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}" --requests 8,32 --depth 8192,16384,24576,32768)
+start=$SECONDS
+step() {  # name, bench flags...: one bench call into $J/name.json
+  local name=$1
+  shift
+  echo "[calibration_grid] $name ($((SECONDS - start)) s so far)" >&2
+  $bin bench "${common[@]}" "$@" > "$J/$name.json"
+}
+
+parts=("$@")
+[ ${#parts[@]} -eq 0 ] && parts=(dense b1024 b2048)
+$bin devices --json > "$OUT/devices.json"
+for part in "${parts[@]}"; do
+  case "$part" in
+    dense) step dense --requests 1,4,16,32 --depth 2048,8192,16384 ;;
+    b1024 | b2048)
+      B=${part#b}
+      step "specontext_b${B}_auto" "${sparse[@]}" --budget "$B" --offload-layers auto
+      step "specontext_b${B}_off4" "${sparse[@]}" --budget "$B" --offload-layers 4
+      step "specontext_b${B}_off8" "${sparse[@]}" --budget "$B" --offload-layers 8
+      step "specontext_b${B}_off4_sync" "${sparse[@]}" --budget "$B" --offload-layers 4 --sync-prefetch
+      ;;
+    *) echo "unknown part '$part' (dense, b1024, b2048)" >&2; exit 2 ;;
+  esac
+done
+echo "[calibration_grid] measured in $((SECONDS - start)) s" >&2
+
+# The ablation label of each file, from its name: the JSON cannot tell c1,c2 from c1,c2,c3.
+files=()
+labels=()
+for f in "$J"/*.json; do
+  case "$(basename "$f")" in
+    dense.json) l=- ;;
+    *_auto.json) l=c1,c2,c3 ;;
+    *_sync.json) l=c1 ;;
+    *_off[0-9]*.json) l=c1,c2 ;;
+    *) echo "[calibration_grid] $f: no label for it, left out of the CSV" >&2; continue ;;
+  esac
+  files+=("$f")
+  labels+=(--components "$l")
+done
+python3 bench/bench_to_calibration_csv.py "${files[@]}" "${labels[@]}" --date "$(date -u +%F)" --out "$OUT/h200_grid.csv"
