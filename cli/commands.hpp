@@ -15,5 +15,7 @@ void add_bench_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_record_command(CLI::App& app);
+void add_calibrate_command(CLI::App& app);
+void add_profile_command(CLI::App& app);
 
 }  // namespace specontext::cli

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   specontext::cli::add_tokenize_command(app);
   specontext::cli::add_eval_command(app);
   specontext::cli::add_record_command(app);
+  specontext::cli::add_calibrate_command(app);
+  specontext::cli::add_profile_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
