@@ -41,7 +41,8 @@ def _grid(n, max_cols=3):
     return nrows, ncols
 
 
-def _budget_axis(ax, budgets):
+def budget_axis(ax, budgets):
+    """A log2 budget axis with a tick at each budget (shared with fig_pareto)."""
     if not budgets:
         return
     ax.set_xscale("log", base=2)
@@ -116,7 +117,7 @@ def mass_figure(replays, fig_dir, log, stem="attention-mass-vs-budget"):
                             alpha=0.12, lw=0)
             ax.plot(xs, [r["recall"] for r in rs], color=color, ls=policy_style(p),
                     marker="o", ms=3.5, lw=2.0 if p == "specontext" else 1.4)
-        _budget_axis(ax, replay_budgets(rp))
+        budget_axis(ax, replay_budgets(rp))
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("KV budget B (tokens per head)")
         ax.set_ylabel("attention mass captured (recall)")
@@ -147,7 +148,7 @@ def overlap_figure(replays, fig_dir, log, stem="overlap-vs-budget"):
                 continue
             ax.plot([r["budget"] for r in rs], [r["overlap"] for r in rs], color=policy_color(p),
                     ls=policy_style(p), marker="o", ms=3.5, lw=2.0 if p == "specontext" else 1.4)
-        _budget_axis(ax, replay_budgets(rp))
+        budget_axis(ax, replay_budgets(rp))
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("KV budget B (tokens per head)")
         ax.set_ylabel("overlap of adjacent steps' selections")
@@ -269,7 +270,7 @@ def prefetch_figure(rows, fig_dir, log, stem="prefetch-vs-budget"):
                         mew=2, ls="none", clip_on=False)
     for ax, ylabel in ((ax_ms, "prefetch per decode step (ms)"),
                        (ax_mb, "H2D per decode step (MB)")):
-        _budget_axis(ax, budgets)
+        budget_axis(ax, budgets)
         ax.set_ylim(bottom=0)
         ax.set_xlabel("KV budget B (tokens per head)")
         ax.set_ylabel(ylabel)

@@ -7,7 +7,7 @@ from matplotlib.lines import Line2D
 
 from attention import (accuracy_series_label, label_order, pareto_groups, pareto_title,
                        sim_point_label)
-from fig_attention import policy_color
+from fig_attention import budget_axis, policy_color
 from style import finish_with_top_legend, legend_height_in, plt, save
 
 
@@ -87,15 +87,6 @@ def pareto_figure(rows, fig_dir, log, stem="pareto-recall-vs-throughput"):
     return save(fig, fig_dir, stem, log)
 
 
-def _budget_axis(ax, budgets):
-    if not budgets:
-        return
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(budgets)
-    ax.set_xticklabels([str(b) for b in budgets], rotation=45 if len(budgets) > 6 else 0)
-    ax.minorticks_off()
-
-
 def accuracy_figure(acc_rows, fig_dir, log, stem="accuracy-vs-budget"):
     """Per context a panel: measured accuracy / the dense accuracy of that context vs budget,
     a line per policy (and variant, and backend or file where needed)."""
@@ -139,7 +130,7 @@ def accuracy_figure(acc_rows, fig_dir, log, stem="accuracy-vs-budget"):
             ax.plot([r["budget"] for r in rs], [r["normalised"] for r in rs], color=color,
                     ls=ls, marker=marker, ms=4, lw=1.4)
         ax.axhline(1.0, color="#555555", ls="--", lw=0.9)
-        _budget_axis(ax, budgets)
+        budget_axis(ax, budgets)
         ax.set_ylim(0, top * 1.08)
         dense = sorted({r["dense"] for r in rows if r["context"] == ctx})
         ax.set_title("context %d (dense accuracy %s)"
