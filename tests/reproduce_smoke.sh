@@ -16,11 +16,11 @@ done
 ls "$out"/plans/*.json "$out"/traces/*.trace.json "$out"/figures/timeline-*.svg > /dev/null
 grep -q "SpeContext" "$out/report.md"
 grep -q "## Attention traces and Pareto fronts" "$out/report.md"
-# 4 targets x 3 policies x 4 budgets, each read from the trace at a budget within its b_max (256)
+# 2 workloads x 4 targets x 3 policies x 4 budgets, each read from the trace at a budget within its b_max (256)
 /usr/bin/python3 - "$out/csv/trace-sims.csv" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-assert len(rows) == 48, len(rows)
+assert len(rows) == 96, len(rows)  # and the same for [32K in, 2K out]
 assert all(1 <= int(r["trace_budget"]) <= 256 for r in rows), "trace_budget outside 1..256"
 assert all(0 < float(r["recall"]) <= 1.001 and 0 <= float(r["overlap"]) <= 1 for r in rows)
 PY
