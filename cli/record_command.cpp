@@ -1,10 +1,10 @@
-// specontext record: attention traces (traces/FORMAT.md) of a dense greedy run on the CPU reference,
+// specontext record: attention traces (traces/FORMAT.md) of a dense greedy run on either backend,
 // with the rankings of the listed policies at every decode step (engine/trace_recorder.hpp), for
 // `specontext replay` and `sim --overlap-from`.
 //
 //   specontext record --model M [--dlm DIR [--head-input eagle|embed]] --policies specontext,quest,...
 //       (--task passkey|multikey|vartrack --context N [--trials K --seed S --keys --hops] | --prompt-file F)
-//       [--max-new 8] [--b-max 1024] [--backend cpu] --out FILE [--progress]
+//       [--max-new 8] [--b-max 1024] [--backend cpu|cuda] --out FILE [--progress]
 // Prints what it wrote (records, bytes, seconds). The task's prompts are the ones `eval` builds for
 // the same flags (same held-out text and seed), so a trace and an eval run see the same trials.
 #include <chrono>
@@ -19,6 +19,9 @@
 #include "cli/format.hpp"
 #include "cli/model_loading.hpp"
 #include "engine/cpu_backend.hpp"
+#if defined(SPECONTEXT_HAVE_CUDA)
+#include "engine/cuda_backend.hpp"
+#endif
 #include "engine/eagle3_draft.hpp"
 #include "engine/heldout_corpus.hpp"
 #include "engine/long_context_tasks.hpp"
@@ -68,7 +71,10 @@ std::string read_file(const std::string& path, const std::string& origin) {
 
 void run(RecordFlags& f) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (f.backend != "cpu") throw ConfigError("--backend", "", "traces are recorded on the CPU reference (--backend cpu) so far");
+  if (f.backend != "cpu" && f.backend != "cuda") throw ConfigError("--backend", "", "expected cpu or cuda, got '" + f.backend + "'");
+#if !defined(SPECONTEXT_HAVE_CUDA)
+  if (f.backend == "cuda") throw ConfigError("--backend", "", "this build has no CUDA (no nvcc at configure time); use --backend cpu");
+#endif
   const std::vector<SelectionPolicy> policies = parse_policies(f.policies);
   bool needs_head = false;
   for (SelectionPolicy p : policies) needs_head = needs_head || needs_retrieval_head(p);
@@ -112,14 +118,35 @@ void run(RecordFlags& f) {
   const std::int64_t context = longest + f.tasks.max_new;
   check_model_context(config, context, "the prompt and --max-new");
 
-  CpuBackend llm(config, load_model_weights(f.model, config), 1, static_cast<int>(context));
+  // The dense LLM on either backend; the retrieval head runs on the CPU (fed the LLM's residual
+  // streams), reading the LLM's embedding from the host weights.
+  ModelWeights weights = load_model_weights(f.model, config);
+  std::unique_ptr<CpuBackend> cpu;
+  std::unique_ptr<RecordableLlm> llm;
+  const Matrix* embedding = &weights.embed;
+#if defined(SPECONTEXT_HAVE_CUDA)
+  std::unique_ptr<CudaBackend> cuda;
+  if (f.backend == "cuda") {
+    CudaBackendOptions o;
+    o.max_requests = 1;
+    o.max_context = context;
+    o.cuda_graph = false;
+    cuda = std::make_unique<CudaBackend>(config, weights, o);
+    llm = std::make_unique<Recordable<CudaBackend>>(*cuda);
+  }
+#endif
+  if (!llm) {
+    cpu = std::make_unique<CpuBackend>(config, std::move(weights), 1, static_cast<int>(context));
+    embedding = &cpu->weights().embed;
+    llm = std::make_unique<Recordable<CpuBackend>>(*cpu);
+  }
   std::unique_ptr<RetrievalHeadCpu> head;
   std::string draft_config;
   if (needs_head) {
     Eagle3Draft draft = load_eagle3_draft(f.dlm, config);
     extend_draft_context(draft.config, context);
     draft_config = read_file((std::filesystem::path(f.dlm) / "config.json").string(), "--dlm");
-    head = std::make_unique<RetrievalHeadCpu>(std::move(draft), &llm.weights().embed, 1, context, input);
+    head = std::make_unique<RetrievalHeadCpu>(std::move(draft), embedding, 1, context, input);
   }
 
   traces::TraceHeader h;
@@ -127,7 +154,7 @@ void run(RecordFlags& f) {
   h.draft = f.dlm.empty() ? "" : f.dlm + " (" + f.head_input + " input)";
   h.task = f.task.empty() ? "prompt-file" : f.task;
   h.prompt_source = prompt_source;
-  h.backend = "cpu";
+  h.backend = f.backend;
   const ModelShape& s = config.shape;
   // The model's shape and RoPE as the engine read them, and the draft's config.json as written.
   std::ostringstream shape;
@@ -157,7 +184,7 @@ void run(RecordFlags& f) {
       std::cerr << "record: " << done << "/" << total << " prompts ("
                 << fixed(std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count(), 1) << " s)\n";
     };
-  const std::int64_t records = record_traces(llm, head.get(), prompts, o, writer, progress);
+  const std::int64_t records = record_traces(*llm, head.get(), prompts, o, writer, progress);
   writer.close();
   std::cout << "wrote " << f.out << ": " << records << " records (" << prompts.size() << " prompts x up to " << f.tasks.max_new << " steps), "
             << fixed(static_cast<double>(writer.bytes()) / 1e6, 2) << " MB, in "
@@ -183,7 +210,7 @@ void add_record_command(CLI::App& app) {
   cmd->add_option("--heldout", f->heldout, "folder of held-out documents")->capture_default_str();
   cmd->add_option("--max-new", f->tasks.max_new, "decode steps recorded per prompt (greedy, dense)")->capture_default_str();
   cmd->add_option("--b-max", f->b_max, "positions per ranking, and the attention's guaranteed top")->capture_default_str();
-  cmd->add_option("--backend", f->backend, "cpu (the fp32 reference)")->capture_default_str();
+  cmd->add_option("--backend", f->backend, "cpu (the fp32 reference) or cuda (bf16; the retrieval head stays on the CPU)")->capture_default_str();
   cmd->add_option("--out", f->out, "the trace file to write")->required();
   cmd->add_flag("--progress", f->progress, "report each prompt on stderr");
   cmd->callback([f]() { run(*f); });

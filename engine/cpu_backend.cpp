@@ -217,6 +217,12 @@ std::vector<float> CpuBackend::decode(const std::vector<int>& requests, const st
   return decode_step(requests, tokens, nullptr, "decode");
 }
 
+std::vector<float> CpuBackend::decode_probed(int request, int token, AttentionProbe& probe) {
+  std::vector<SparseAttention> att(1);
+  att[0].probe = &probe;
+  return decode_sparse({request}, {token}, att);
+}
+
 std::vector<float> CpuBackend::decode_sparse(const std::vector<int>& requests, const std::vector<int>& tokens,
                                              const std::vector<SparseAttention>& attention) {
   if (attention.size() != requests.size())

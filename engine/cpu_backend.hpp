@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine/attention_probe.hpp"
 #include "engine/backend.hpp"
 #include "engine/model_config.hpp"
 #include "engine/token_selection.hpp"
@@ -34,18 +35,9 @@ struct SparseAttention {
   class AttentionMassMeter* mass = nullptr;
   // Shown every layer's dense attention, keys and query, when not null (engine/trace_recorder.hpp).
   // Alone (no selection, oracle or Quest) the step attends to every position: decode()'s arithmetic.
-  class AttentionProbe* probe = nullptr;
+  AttentionProbe* probe = nullptr;
 };
 
-// What a sparse decode step shows a probe at each layer, for one request: the dense attention of each
-// KV head's group (each query head's softmax over positions 0..t, then the mean over the group),
-// [kv_heads][positions]; the layer's roped keys, [positions][kv_heads * head_dim]; the step's roped
-// query heads, [q_heads * head_dim].
-class AttentionProbe {
- public:
-  virtual ~AttentionProbe() = default;
-  virtual void layer(int layer, std::int64_t positions, const float* group_attention, const float* keys, const float* queries) = 0;
-};
 
 class CpuBackend final : public Backend {
  public:
@@ -67,6 +59,9 @@ class CpuBackend final : public Backend {
   // index outside 0..t.
   std::vector<float> decode_sparse(const std::vector<int>& requests, const std::vector<int>& tokens,
                                    const std::vector<SparseAttention>& attention);
+  // Recording (engine/trace_recorder.hpp): one dense decode step of one request that shows `probe`
+  // every layer's attention, keys and query (decode_sparse with the probe alone).
+  std::vector<float> decode_probed(int request, int token, AttentionProbe& probe);
 
   // Like prefill, but returns the logits of every new position: [tokens.size() * vocab].
   std::vector<float> prefill_all_logits(int request, const std::vector<int>& tokens);

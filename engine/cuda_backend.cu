@@ -14,6 +14,7 @@
 #include "engine/cuda_device_array.cuh"
 #include "engine/cuda_gemm.cuh"
 #include "engine/cuda_sparse_decode.cuh"
+#include "kernels/reference/bf16.hpp"
 #include "engine/kv_offload.cuh"
 #include "engine/nvtx.hpp"
 #include "engine/overlap_meter.hpp"
@@ -150,6 +151,16 @@ struct CudaBackend::Impl {
   double device_bytes = 0, baseline_free = 0;  // the device's memory, and what was free before we allocated
   OverlapMeter overlap;
   AttentionMassMeter mass;
+  // Recording (engine/trace_recorder.hpp): the residual streams entering these layers, kept on the
+  // host per request and position; the rows of the forward under way (request, position); the probe
+  // of a decode_probed step and its device buffers.
+  std::vector<int> feature_layers;
+  std::vector<std::vector<float>> host_features;
+  std::vector<int> row_requests;
+  std::vector<std::int64_t> row_positions;
+  AttentionProbe* probe = nullptr;
+  DeviceArray<float> probe_scores;
+  DeviceArray<std::uint8_t> probe_workspace;
   std::unique_ptr<PhaseTimer> timer;  // profile_steps
   StepProfile profile;
 
@@ -166,6 +177,7 @@ struct CudaBackend::Impl {
     vocab = m.vocab;
     max_rows = std::max<std::int64_t>(o.max_requests, o.prefill_chunk);
     lengths_host.assign(static_cast<std::size_t>(o.max_requests), 0);
+    host_features.assign(static_cast<std::size_t>(o.max_requests), {});
   }
   ~Impl() {
     for (auto& [_, g] : decode_graphs) cudaGraphExecDestroy(g);
@@ -380,6 +392,7 @@ void CudaBackend::reset(int request) {
   impl_->overlap.reset(request);
   if (impl_->offload) impl_->offload->reset_request(request, impl_->stream);
   if (impl_->sparse) impl_->sparse->reset_request(request, impl_->stream);
+  impl_->host_features[static_cast<std::size_t>(request)].clear();
 }
 StepProfile CudaBackend::take_step_profile() {
   StepProfile p = impl_->profile;
@@ -479,6 +492,46 @@ void adapt_placement(CudaBackend::Impl& I, std::int64_t needed) {
 
 double CudaBackend::device_bytes_in_use() const { return specontext::device_bytes_in_use(*impl_); }
 
+const ModelConfig& CudaBackend::config() const { return impl_->config; }
+
+// Recording needs the dense step over GPU-resident caches: the probe reads the full K cache.
+static void require_recordable(const CudaBackend::Impl& I, const char* where) {
+  if (I.options.policy != SelectionPolicy::Full || I.offload || I.options.adaptive_placement)
+    throw std::invalid_argument(std::string(where) + ": recording needs policy full with every layer on the GPU");
+}
+
+void CudaBackend::set_feature_layers(std::vector<int> layers) {
+  require_recordable(*impl_, "set_feature_layers");
+  for (int l : layers)
+    if (l < 0 || l >= static_cast<int>(impl_->config.shape.layers))
+      throw std::invalid_argument("CudaBackend::set_feature_layers: layer " + std::to_string(l) + " is outside the model's layers 0.." +
+                                  std::to_string(impl_->config.shape.layers - 1));
+  impl_->feature_layers = std::move(layers);
+  for (auto& f : impl_->host_features) f.clear();
+}
+
+const std::vector<float>& CudaBackend::features(int request) const {
+  require_request(request, impl_->options.max_requests, "features");
+  return impl_->host_features[static_cast<std::size_t>(request)];
+}
+
+std::int64_t CudaBackend::feature_width() const { return static_cast<std::int64_t>(impl_->feature_layers.size()) * impl_->hidden; }
+
+std::vector<float> CudaBackend::decode_probed(int request, int token, AttentionProbe& probe) {
+  Impl& I = *impl_;
+  require_recordable(I, "decode_probed");
+  I.probe = &probe;
+  std::vector<float> out;
+  try {
+    out = decode({request}, {token});
+  } catch (...) {
+    I.probe = nullptr;
+    throw;
+  }
+  I.probe = nullptr;
+  return out;
+}
+
 int CudaBackend::offloaded_layers() const { return impl_->offload ? impl_->offload->active() : 0; }
 int CudaBackend::memory_model_offload(const ModelConfig& config, const CudaBackendOptions& options, double device_bytes, std::int64_t length) {
   const MemoryModel m = engine_memory_model(config, options, device_bytes);
@@ -527,6 +580,58 @@ struct PrefillChunk {
 // Runs `rows` tokens (ids, slots and positions already in the device arrays) through every
 // layer; `attention` issues the layer's attention from the QKV buffer into attn_out. Leaves the
 // final-normed hidden states of all rows in x_bf16.
+// Recording: the residual entering `layer` (fp32) of each row, copied to its request's row of
+// features at its position, in the column block of every feature layer equal to `layer`.
+void keep_features(CudaBackend::Impl& I, int layer, std::int64_t rows) {
+  const std::size_t width = I.feature_layers.size() * static_cast<std::size_t>(I.hidden);
+  std::vector<float> staged;
+  for (std::size_t k = 0; k < I.feature_layers.size(); ++k) {
+    if (I.feature_layers[k] != layer) continue;
+    if (staged.empty()) {
+      staged.resize(static_cast<std::size_t>(rows * I.hidden));
+      SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(staged.data(), I.residual.ptr, staged.size() * sizeof(float), cudaMemcpyDeviceToHost, I.stream));
+      SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+    }
+    for (std::int64_t i = 0; i < rows; ++i) {
+      std::vector<float>& f = I.host_features[static_cast<std::size_t>(I.row_requests.at(static_cast<std::size_t>(i)))];
+      const auto position = static_cast<std::size_t>(I.row_positions.at(static_cast<std::size_t>(i)));
+      if (f.size() < (position + 1) * width) f.resize((position + 1) * width, 0.0f);
+      std::copy_n(staged.begin() + static_cast<std::ptrdiff_t>(i * I.hidden), I.hidden,
+                  f.begin() + static_cast<std::ptrdiff_t>(position * width + k * static_cast<std::size_t>(I.hidden)));
+    }
+  }
+}
+
+// Recording: the one request's dense attention at this layer (each query head's softmax, mean over
+// its group), its keys 0..t and its query, downloaded and shown to the probe in CpuBackend's layouts.
+void show_probe(CudaBackend::Impl& I, int layer, const kernels::DecodeAttentionParams& a) {
+  const ModelShape& m = I.config.shape;
+  const std::int64_t stride = I.options.max_context + 1, kv = m.kv_heads, d = I.head_dim;
+  if (!I.probe_scores.ptr) {
+    I.probe_scores = DeviceArray<float>(static_cast<std::size_t>(kv * stride));
+    I.probe_workspace = DeviceArray<std::uint8_t>(
+        kernels::attention_scores_workspace_bytes(1, static_cast<int>(m.q_heads), static_cast<int>(I.options.max_context)));
+  }
+  kernels::launch_attention_scores(group_mean_scores(a, I.probe_scores.ptr, stride, I.probe_workspace), I.stream);
+  const std::int64_t positions = I.row_positions.at(0) + 1, slot = I.row_requests.at(0);
+  std::vector<float> scores(static_cast<std::size_t>(kv * stride));
+  std::vector<bf16_bits> k(static_cast<std::size_t>(kv * positions * d)), q(static_cast<std::size_t>(I.q_dim));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(scores.data(), I.probe_scores.ptr, scores.size() * sizeof(float), cudaMemcpyDeviceToHost, I.stream));
+  for (std::int64_t g = 0; g < kv; ++g)
+    SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(k.data() + g * positions * d, a.k_cache + slot * a.kv_request_stride + g * a.kv_head_stride,
+                                          static_cast<std::size_t>(positions * d) * sizeof(bf16_bits), cudaMemcpyDeviceToHost, I.stream));
+  SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(q.data(), a.q, q.size() * sizeof(bf16_bits), cudaMemcpyDeviceToHost, I.stream));
+  SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  std::vector<float> group(static_cast<std::size_t>(kv * positions)), keys(static_cast<std::size_t>(positions * kv * d)), queries(q.size());
+  for (std::int64_t g = 0; g < kv; ++g) {
+    std::copy_n(scores.begin() + g * stride, positions, group.begin() + g * positions);
+    for (std::int64_t p = 0; p < positions; ++p)
+      for (std::int64_t e = 0; e < d; ++e) keys[static_cast<std::size_t>((p * kv + g) * d + e)] = ref::bf16_to_float(k[static_cast<std::size_t>((g * positions + p) * d + e)]);
+  }
+  for (std::size_t e = 0; e < q.size(); ++e) queries[e] = ref::bf16_to_float(q[e]);
+  I.probe->layer(layer, positions, group.data(), keys.data(), queries.data());
+}
+
 template <class Attention>
 void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk* chunk, Attention&& attention) {
   const bool prefill = chunk != nullptr;
@@ -540,6 +645,7 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
     // residual += previous delta (the embedding for layer 0, the MLP output after); normed input
     kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, L.input_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
     if (I.sparse) I.sparse->export_features(static_cast<int>(l), I.residual.ptr, I.slots.ptr, rows, prefill, I.stream);
+    if (!I.feature_layers.empty()) keep_features(I, static_cast<int>(l), rows);
     {
       NvtxRange range("attention");
       I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wqkv.ptr, I.qkv_dim, I.qkv.ptr, CUDA_R_16BF);
@@ -625,6 +731,7 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
     } else {
       kernels::launch_decode_attention(a, I.stream);
     }
+    if (I.probe) show_probe(I, layer, a);
   });
   if (I.offload) I.offload->join(I.stream);
   I.gemm(I.x_bf16.ptr, rows, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
@@ -661,6 +768,8 @@ std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tok
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.slots.ptr, slots.data(), slots.size() * 4, cudaMemcpyHostToDevice, I.stream));
     SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
     if (I.sparse) I.sparse->stage_prefill(positions, I.stream);
+    I.row_requests.assign(positions.size(), request);
+    I.row_positions.assign(positions.begin(), positions.end());
     const PrefillChunk chunk{request, len};
     forward_layers(I, rows, &chunk, [&](int layer, LayerDevice& L, std::int64_t request_stride) {
       kernels::PrefillAttentionParams a;
@@ -716,7 +825,10 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.positions.ptr, positions.data(), positions.size() * 4, cudaMemcpyHostToDevice, I.stream));
   SPECONTEXT_CUDA_CHECK(cudaMemcpyAsync(I.lengths.ptr, lengths.data(), lengths.size() * 4, cudaMemcpyHostToDevice, I.stream));
   if (I.sparse) I.sparse->stage_decode(positions, I.stream);
-  if (!I.options.cuda_graph || I.timer) {
+  I.row_requests.assign(requests.begin(), requests.end());
+  I.row_positions.assign(positions.begin(), positions.end());
+  // Host copies inside the forward (profiling, recording) cannot be captured: kernel by kernel then.
+  if (!I.options.cuda_graph || I.timer || I.probe || !I.feature_layers.empty()) {
     int max_length = 0;
     for (int l : lengths) max_length = std::max(max_length, l);
     decode_forward(I, rows, max_length);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "engine/attention_mass.hpp"
+#include "engine/attention_probe.hpp"
 #include "engine/backend.hpp"
 #include "engine/eagle3_draft.hpp"
 #include "engine/retrieval_head.hpp"
@@ -93,6 +94,17 @@ class CudaBackend final : public Backend {
   const AttentionMassMeter* attention_mass() const override;
   // With track_selections, request r's selections of its last decode step (one, or one per layer for the oracle).
   const std::vector<TokenSelection>& last_selections(int request) const;
+
+  // Recording (engine/trace_recorder.hpp), as CpuBackend has them, for policy full with every layer
+  // resident: the residual streams entering `layers` kept on the host for every position
+  // (features(request): [positions][layers x hidden], fp32); and one dense decode step of one request
+  // that shows `probe` each layer's attention, keys and query, downloaded layer by layer. Both run
+  // kernel by kernel (no CUDA graph): slow, for recording only.
+  void set_feature_layers(std::vector<int> layers);
+  const std::vector<float>& features(int request) const;
+  std::int64_t feature_width() const;
+  std::vector<float> decode_probed(int request, int token, AttentionProbe& probe);
+  const ModelConfig& config() const;
 
   // Benchmarks: request r's context becomes `length` tokens of random K and V in every layer.
   void fill_random_context(int request, std::int64_t length, std::uint64_t seed);

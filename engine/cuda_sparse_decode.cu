@@ -26,8 +26,8 @@ std::int64_t stride_of_lists(SelectionPolicy p, std::int64_t budget) {
   return p == SelectionPolicy::Quest ? pages_of(budget) * kernels::kQuestPageSize + 1 : budget + 1;
 }
 
-// The LLM's dense attention of a decode-attention launch's queries over its cached keys, each query
-// head's softmax averaged over its group (the oracle's ranking, and the attention mass's reference).
+}  // namespace
+
 kernels::AttentionScoresParams group_mean_scores(const kernels::DecodeAttentionParams& a, float* out, std::int64_t out_stride,
                                                  const DeviceArray<std::uint8_t>& workspace) {
   kernels::AttentionScoresParams s;
@@ -52,8 +52,6 @@ kernels::AttentionScoresParams group_mean_scores(const kernels::DecodeAttentionP
   s.workspace_bytes = workspace.count;
   return s;
 }
-
-}  // namespace
 
 int CudaSparseDecode::list_heads() const { return batch_level(policy_) ? 1 : shape_.kv_heads; }
 bool CudaSparseDecode::per_layer() const { return layer_lists(policy_); }

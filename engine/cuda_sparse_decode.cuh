@@ -34,6 +34,7 @@
 #include "engine/retrieval_head_cuda.cuh"
 #include "engine/selection_policy.hpp"
 #include "engine/synthetic_selection.hpp"
+#include "kernels/attention_scores.cuh"
 #include "kernels/decode_attention.cuh"
 
 namespace specontext {
@@ -42,6 +43,12 @@ struct CudaSparseShape {
   int max_requests = 0, q_heads = 0, kv_heads = 0, head_dim = 0, layers = 0;
   std::int64_t max_context = 0, max_rows = 0, hidden = 0;
 };
+
+// The LLM's dense attention of a decode-attention launch's queries over its cached keys, each query
+// head's softmax averaged over its group (the oracle's ranking, the attention mass's reference, the
+// trace recorder's attention): attention_scores' parameters, writing to `out` rows of `out_stride`.
+kernels::AttentionScoresParams group_mean_scores(const kernels::DecodeAttentionParams& a, float* out, std::int64_t out_stride,
+                                                 const DeviceArray<std::uint8_t>& workspace);
 
 class CudaSparseDecode {
  public:

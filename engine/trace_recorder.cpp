@@ -82,7 +82,7 @@ std::vector<std::int32_t> quest_ranking(const float* page_scores, std::int64_t p
   return out;
 }
 
-std::int64_t record_traces(CpuBackend& llm, RetrievalHeadCpu* head, const std::vector<std::vector<int>>& prompts, const TraceRecordOptions& o,
+std::int64_t record_traces(RecordableLlm& llm, RetrievalHeadCpu* head, const std::vector<std::vector<int>>& prompts, const TraceRecordOptions& o,
                            traces::TraceWriter& out, const std::function<void(int, int)>& progress) {
   const ModelShape& shape = llm.config().shape;
   const int layers = static_cast<int>(shape.layers), kv_heads = static_cast<int>(shape.kv_heads);
@@ -123,9 +123,7 @@ std::int64_t record_traces(CpuBackend& llm, RetrievalHeadCpu* head, const std::v
         head_scores = a.kv_head_scores();
       }
       RecordingProbe probe(shape, quest, o.b_max);
-      std::vector<SparseAttention> att(1);
-      att[0].probe = &probe;
-      logits = llm.decode_sparse({0}, {token}, att);
+      logits = llm.decode_probed(0, token, probe);
       if (static_cast<int>(probe.attention.size()) != layers) throw std::logic_error("record_traces: the probe saw " + std::to_string(probe.attention.size()) + " layers");
       for (SelectionPolicy p : o.policies) {
         std::vector<std::vector<std::int32_t>> lists;

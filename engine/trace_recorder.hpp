@@ -1,5 +1,5 @@
 #pragma once
-// Records attention traces (traces/FORMAT.md, traces/trace_file.hpp) on the CPU reference: a dense,
+// Records attention traces (traces/FORMAT.md, traces/trace_file.hpp) on either backend: a dense,
 // greedy run of each prompt (so every policy is judged against the same trajectory, as the paper's
 // Tables 1–2 are), and at each decode step, beside the LLM's own attention at every layer and KV
 // head, the ranking each recorded policy would have used:
@@ -15,7 +15,8 @@
 #include <functional>
 #include <vector>
 
-#include "engine/cpu_backend.hpp"
+#include "engine/attention_probe.hpp"
+#include "engine/model_config.hpp"
 #include "engine/retrieval_head.hpp"
 #include "engine/selection_policy.hpp"
 #include "traces/trace_file.hpp"
@@ -42,10 +43,45 @@ std::vector<std::int32_t> streaming_ranking(std::int64_t positions, std::int64_t
 // (ties: the lower page), expanded to their positions below `positions`; ceil(limit / 16) pages.
 std::vector<std::int32_t> quest_ranking(const float* page_scores, std::int64_t positions, std::int64_t limit);
 
+// What the recorder needs of an LLM backend: CpuBackend and CudaBackend both have these members
+// (dense prefill and probed decode of request 0, the residual streams the retrieval head reads);
+// Recordable<Backend> adapts either.
+class RecordableLlm {
+ public:
+  virtual ~RecordableLlm() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual std::int64_t max_context() const = 0;
+  virtual std::int64_t length(int request) const = 0;
+  virtual void reset(int request) = 0;
+  virtual std::vector<float> prefill(int request, const std::vector<int>& tokens) = 0;
+  virtual std::vector<float> decode_probed(int request, int token, AttentionProbe& probe) = 0;
+  virtual void set_feature_layers(std::vector<int> layers) = 0;
+  virtual const std::vector<float>& features(int request) const = 0;
+  virtual std::int64_t feature_width() const = 0;
+};
+
+template <class Backend>
+class Recordable final : public RecordableLlm {
+ public:
+  explicit Recordable(Backend& b) : b_(b) {}
+  const ModelConfig& config() const override { return b_.config(); }
+  std::int64_t max_context() const override { return b_.max_context(); }
+  std::int64_t length(int request) const override { return b_.length(request); }
+  void reset(int request) override { b_.reset(request); }
+  std::vector<float> prefill(int request, const std::vector<int>& tokens) override { return b_.prefill(request, tokens); }
+  std::vector<float> decode_probed(int request, int token, AttentionProbe& probe) override { return b_.decode_probed(request, token, probe); }
+  void set_feature_layers(std::vector<int> layers) override { b_.set_feature_layers(std::move(layers)); }
+  const std::vector<float>& features(int request) const override { return b_.features(request); }
+  std::int64_t feature_width() const override { return b_.feature_width(); }
+
+ private:
+  Backend& b_;
+};
+
 // Runs every prompt through `llm` (request 0, reset first) densely and greedily for o.max_new steps,
 // writing one record per step (request = the prompt's index). `head` is needed for specontext*
 // (its aux layers become the LLM's feature layers). Returns the records written.
-std::int64_t record_traces(CpuBackend& llm, RetrievalHeadCpu* head, const std::vector<std::vector<int>>& prompts, const TraceRecordOptions& o,
+std::int64_t record_traces(RecordableLlm& llm, RetrievalHeadCpu* head, const std::vector<std::vector<int>>& prompts, const TraceRecordOptions& o,
                            traces::TraceWriter& out, const std::function<void(int done, int total)>& progress = {});
 
 }  // namespace specontext

@@ -92,7 +92,8 @@ TEST(TraceRecorder, RecordsReadBackAndTheReplaysMassIsTheEnginesAtLayerZero) {
     o.b_max = kBMax;
     o.max_new = 3;
     traces::TraceWriter w(path, h);
-    EXPECT_EQ(record_traces(llm, &head, {prompt, random_tokens(32, 90)}, o, w), 6);
+    Recordable<CpuBackend> recordable(llm);
+    EXPECT_EQ(record_traces(recordable, &head, {prompt, random_tokens(32, 90)}, o, w), 6);
     w.close();
   }
   const traces::Trace trace = traces::read_trace(path);
