@@ -185,27 +185,34 @@ double integrate_ms(const std::vector<Point>& sampled, long long from, long long
 }
 #endif
 
-void run(const BenchFlags& f) {
-#if !defined(SPECONTEXT_HAVE_CUDA)
-  (void)f;
-  throw ConfigError("bench", "", "this build has no CUDA (no nvcc at configure time)");
-#else
+// The flags, checked before the device is asked (and in builds without CUDA), so that a bad one is
+// named on any machine. Returns the policy and the ablation's components, if any.
+std::pair<SelectionPolicy, std::optional<Components>> check_flags(const BenchFlags& f, const ModelConfig& config) {
   if (!f.random_weights) throw ConfigError("--random-weights", "", "bench runs on random weights at the model's shape; pass --random-weights");
   if (f.steps <= 0 || f.reps <= 0 || f.warmup < 0) throw ConfigError("--steps/--reps", "", "must be positive");
-  const ModelConfig config = load_engine_config(resolve_config(f.model, "models"));
-  const Hardware hw = load_hardware(resolve_config(f.hw, "hardware"));
-  // The flags first, so that a bad one is named on any machine, before the device is asked.
-  SparseSetup sp;
-  sp.policy = parse_selection_policy(f.policy, "--policy");
-  if (sp.policy != SelectionPolicy::Full && f.budget < 1) throw ConfigError("--budget", "", "policy " + f.policy + " needs a KV budget (--budget B)");
-  if (f.overlap >= 0 && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--overlap", "", "a synthetic selection stream replaces policy specontext's choice");
+  const SelectionPolicy policy = parse_selection_policy(f.policy, "--policy");
+  if (policy != SelectionPolicy::Full && f.budget < 1) throw ConfigError("--budget", "", "policy " + f.policy + " needs a KV budget (--budget B)");
+  if (f.overlap >= 0 && policy != SelectionPolicy::SpeContext) throw ConfigError("--overlap", "", "a synthetic selection stream replaces policy specontext's choice");
   if (f.overlap > 1) throw ConfigError("--overlap", "", "must be in [0, 1], got " + std::to_string(f.overlap));
   if (f.prefetch_group < 1) throw ConfigError("--prefetch-group", "", "must be positive, got " + std::to_string(f.prefetch_group));
   if (f.gather_blocks < 1) throw ConfigError("--gather-blocks", "", "must be positive, got " + std::to_string(f.gather_blocks));
   if (f.offload != "auto") parse_integer_list(f.offload, "--offload-layers", 0, config.shape.layers);
   if (!f.gpu_mem.empty()) parse_bytes(f.gpu_mem, "--gpu-mem");
   const std::optional<Components> components = f.components.empty() ? std::nullopt : std::optional<Components>(parse_components(f.components));
-  if (components && sp.policy != SelectionPolicy::SpeContext) throw ConfigError("--components", "", "the ablation runs policy specontext");
+  if (components && policy != SelectionPolicy::SpeContext) throw ConfigError("--components", "", "the ablation runs policy specontext");
+  return {policy, components};
+}
+
+void run(const BenchFlags& f) {
+  const ModelConfig config = load_engine_config(resolve_config(f.model, "models"));
+  const Hardware hw = load_hardware(resolve_config(f.hw, "hardware"));
+  const auto [policy, components] = check_flags(f, config);
+#if !defined(SPECONTEXT_HAVE_CUDA)
+  (void)hw, (void)policy, (void)components;
+  throw ConfigError("bench", "", "this build has no CUDA (no nvcc at configure time)");
+#else
+  SparseSetup sp;
+  sp.policy = policy;
   const DeviceReport dev = query_devices();
   if (dev.devices.empty()) throw ConfigError("bench", "", "no CUDA device: " + dev.error);
   if (needs_retrieval_head(sp.policy)) {
