@@ -313,7 +313,7 @@ def pareto_front(points):
 # Row keys with a meaning here; every other key is ignored, except that a string-valued one
 # telling apart two rows of the same policy, budget and context names a variant.
 _ACC_KNOWN = ("policy", "budget", "context", "accuracy", "overlap_rate", "backend", "seed",
-              "trials", "correct")
+              "trials", "correct", "task", "metric", "perplexity", "attention_mass")
 
 
 def _trial_count(row):
@@ -333,9 +333,9 @@ def _variant_keys(raw_rows):
     between rows sharing policy, budget and context; per policy."""
     groups = {}
     for r in raw_rows:
-        groups.setdefault((r.get("policy"), r.get("budget"), r.get("context")), []).append(r)
+        groups.setdefault((r.get("policy"), r.get("budget"), r.get("context"), r.get("task")), []).append(r)
     keys = {}
-    for (policy, _, _), rs in groups.items():
+    for (policy, _, _, _), rs in groups.items():
         if len(rs) < 2:
             continue
         names = set()
@@ -360,7 +360,8 @@ def read_accuracy(path):
     """{'name', 'path', 'what', 'machine', 'rows': [...]} of one accuracy results file.
 
     Each row: {'policy', 'budget' (None for full; a sparse row without one is listed in the
-    report but not drawn), 'context', 'accuracy', 'overlap_rate',
+    report but not drawn), 'task' (the row's, else the file's, else ''), 'context', 'accuracy',
+    'overlap_rate',
     'backend', 'seed', 'trials' (a count or None), 'variant' ('' or 'key=value, ...'),
     'source' (the file's name)}.
     """
@@ -382,9 +383,11 @@ def read_accuracy(path):
         backend = r.get("backend")
         variant = ", ".join("%s=%s" % (k, "none" if r.get(k) is None else r.get(k))
                             for k in variants.get(policy, []))
+        task = r.get("task", doc.get("task"))
         rows.append({
             "policy": policy,
             "budget": budget if policy != "full" else None,
+            "task": str(task) if task is not None else "",
             "context": _number(r.get("context"), path, where + ".context", integer=True,
                                positive=True),
             "accuracy": _number(r.get("accuracy"), path, where + ".accuracy", fraction=True),
@@ -421,7 +424,7 @@ def normalise_accuracy(files):
     """Every accuracy row with 'dense' (the reference accuracy or None), 'dense_source' and
     'normalised' (accuracy / dense, None when there is no reference or it is 0).
 
-    The reference of a row is the `full` row of the same context: from the same file when
+    The reference of a row is the `full` row of the same task and context: from the same file when
     it has one (the same backend preferred), else from another file with the same context
     and backend (the first by file name); else there is none.
     """
@@ -430,7 +433,7 @@ def normalise_accuracy(files):
         for r in f["rows"]:
             ref = None
             same = [x for x in f["rows"] if x["policy"] == "full"
-                    and x["context"] == r["context"]]
+                    and x["context"] == r["context"] and x["task"] == r["task"]]
             same_backend = [x for x in same if x["backend"] == r["backend"]]
             if same_backend or same:
                 ref = (same_backend or same)[0]
@@ -438,7 +441,7 @@ def normalise_accuracy(files):
                 for g in files:
                     if g is f:
                         continue
-                    cand = [x for x in g["rows"] if x["policy"] == "full"
+                    cand = [x for x in g["rows"] if x["policy"] == "full" and x["task"] == r["task"]
                             and x["context"] == r["context"] and x["backend"] == r["backend"]]
                     if cand:
                         ref = cand[0]

@@ -88,16 +88,16 @@ def pareto_figure(rows, fig_dir, log, stem="pareto-recall-vs-throughput"):
 
 
 def accuracy_figure(acc_rows, fig_dir, log, stem="accuracy-vs-budget"):
-    """Per context a panel: measured accuracy / the dense accuracy of that context vs budget,
+    """Per task and context a panel: measured accuracy / the dense accuracy there vs budget,
     a line per policy (and variant, and backend or file where needed)."""
     rows = [r for r in acc_rows if r["policy"] != "full" and r["normalised"] is not None
             and r["budget"]]
     if not rows:
         return None
-    contexts = sorted({r["context"] for r in rows})
+    panels = sorted({(r["task"], r["context"]) for r in rows})
     series = {}
     for r in rows:
-        series.setdefault((r["context"], accuracy_series_label(r, acc_rows)), []).append(r)
+        series.setdefault(((r["task"], r["context"]), accuracy_series_label(r, acc_rows)), []).append(r)
     labels = sorted({lab for _, lab in series}, key=label_order)
     # Colour by policy; line style and marker by (file, variant), the same in every panel.
     combos = sorted({(r["file_index"], r["variant"]) for r in rows})
@@ -113,17 +113,18 @@ def accuracy_figure(acc_rows, fig_dir, log, stem="accuracy-vs-budget"):
     handles.append(Line2D([], [], color="#555555", ls="--", lw=0.9,
                           label="dense (full KV) = 1"))
     ncol = min(len(handles), 4)
-    n = len(contexts)
+    n = len(panels)
     nrows, ncols = _grid(n, 3)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows
                                                     + legend_height_in(len(handles), ncol)),
                              squeeze=False)
     top = max([1.0] + [r["normalised"] for r in rows])
-    for idx, ctx in enumerate(contexts):
+    for idx, panel in enumerate(panels):
         ax = axes[idx // ncols][idx % ncols]
-        budgets = sorted({r["budget"] for r in rows if r["context"] == ctx})
+        in_panel = [r for r in rows if (r["task"], r["context"]) == panel]
+        budgets = sorted({r["budget"] for r in in_panel})
         for lab in labels:
-            rs = sorted(series.get((ctx, lab), []), key=lambda r: r["budget"])
+            rs = sorted(series.get((panel, lab), []), key=lambda r: r["budget"])
             if not rs:
                 continue
             color, ls, marker = style[lab]
@@ -132,13 +133,13 @@ def accuracy_figure(acc_rows, fig_dir, log, stem="accuracy-vs-budget"):
         ax.axhline(1.0, color="#555555", ls="--", lw=0.9)
         budget_axis(ax, budgets)
         ax.set_ylim(0, top * 1.08)
-        dense = sorted({r["dense"] for r in rows if r["context"] == ctx})
-        ax.set_title("context %d (dense accuracy %s)"
-                     % (ctx, " / ".join("%.2f" % d for d in dense)), fontsize=9)
+        dense = sorted({r["dense"] for r in in_panel})
+        ax.set_title("%scontext %d (dense %s)"
+                     % (panel[0] + " · " if panel[0] else "", panel[1], " / ".join("%.2f" % d for d in dense)), fontsize=9)
         ax.set_xlabel("KV budget B (tokens per head)")
         ax.set_ylabel("accuracy / dense accuracy")
     for idx in range(n, nrows * ncols):
         axes[idx // ncols][idx % ncols].set_visible(False)
     finish_with_top_legend(fig, handles, "Measured accuracy vs KV budget, normalised to the "
-                           "dense run of the same context", ncol)
+                           "dense run of the same task and context", ncol)
     return save(fig, fig_dir, stem, log)

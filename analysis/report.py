@@ -277,7 +277,7 @@ def _pareto_tables(rows):
 
 def _accuracy_table(acc_rows):
     def key(r):
-        return (r["file_index"], r["context"], r["policy"] != "full",
+        return (r["file_index"], r["task"], r["context"], r["policy"] != "full",
                 policy_order(r["policy"]), r["variant"], r["budget"] or 0)
     body = []
     for r in sorted(acc_rows, key=key):
@@ -285,13 +285,13 @@ def _accuracy_table(acc_rows):
         dense = "—" if r["dense"] is None else "%.2f" % r["dense"]
         if r["dense"] is not None and r["dense_source"] != r["source"]:
             dense += " (%s)" % r["dense_source"]
-        body.append([r["source"], r["backend"] or "—", r["context"], label,
+        body.append([r["source"], r["backend"] or "—", r["task"] or "—", r["context"], label,
                      "full" if r["policy"] == "full" else (r["budget"] or "—"),
                      r["trials"] if r["trials"] is not None else "—",
                      "%.2f" % r["accuracy"], dense,
                      "—" if r["normalised"] is None else "%.2f" % r["normalised"],
                      _frac(r["overlap_rate"])])
-    return _table(["Source", "Backend", "Context", "Policy", "Budget", "Trials", "Accuracy",
+    return _table(["Source", "Backend", "Task", "Context", "Policy", "Budget", "Trials", "Accuracy",
                    "Dense accuracy", "Accuracy / dense", "Overlap rate"], body)
 
 

@@ -20,7 +20,7 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 
 sys.path.insert(0, HERE)
 from results import COLUMNS  # noqa: E402
-from attention import SIM_COLUMNS, pareto_front  # noqa: E402
+from attention import normalise_accuracy, SIM_COLUMNS, pareto_front  # noqa: E402
 
 SYSTEMS = [("hf-eager", ""), ("hf-flash", ""), ("flashinfer", ""), ("quest", ""),
            ("clusterkv", ""), ("shadowkv", ""), ("specontext", "c1"),
@@ -452,13 +452,28 @@ class MakeFiguresTest(unittest.TestCase):
         text = self._report()
         acc = text.split("### Accuracy vs budget (measured)", 1)[1]
         # specontext at 2048, B=256: 0.8 * 0.75 * 0.875 = 0.525; / 0.8 = 0.66.
-        self.assertIn("| acc_cpu | cpu | 2048 | specontext | 256 | 10 | 0.53 | 0.80 | 0.66 |",
+        self.assertIn("| acc_cpu | cpu | — | 2048 | specontext | 256 | 10 | 0.53 | 0.80 | 0.66 |",
                       acc)
         # The head-input file has no dense row: the reference comes from acc_cpu.
-        self.assertIn("| acc_headinput | cpu | 2048 | specontext (head_input=eagle) | 512 | 10 | "
+        self.assertIn("| acc_headinput | cpu | — | 2048 | specontext (head_input=eagle) | 512 | 10 | "
                       "0.60 | 0.80 (acc_cpu) | 0.75 |", acc)
-        self.assertIn("| acc_cpu | cpu | 4096 | full (dense) | full | 10 | 0.50 | 0.50 | 1.00 |",
+        self.assertIn("| acc_cpu | cpu | — | 4096 | full (dense) | full | 10 | 0.50 | 0.50 | 1.00 |",
                       acc)
+
+    def test_accuracy_reference_is_the_same_tasks(self):
+        # Two tasks at one context: each row is divided by its own task's dense row.
+        files = [{"rows": [
+            {"policy": "full", "budget": None, "task": "passkey", "context": 2048, "accuracy": 0.8,
+             "backend": "cpu", "source": "a"},
+            {"policy": "full", "budget": None, "task": "fidelity", "context": 2048, "accuracy": 1.0,
+             "backend": "cpu", "source": "a"},
+            {"policy": "quest", "budget": 256, "task": "fidelity", "context": 2048, "accuracy": 0.5,
+             "backend": "cpu", "source": "a"},
+            {"policy": "quest", "budget": 256, "task": "passkey", "context": 2048, "accuracy": 0.4,
+             "backend": "cpu", "source": "a"}]}]
+        got = {(r["task"], r["policy"]): r["normalised"] for r in normalise_accuracy(files)}
+        self.assertAlmostEqual(got[("fidelity", "quest")], 0.5)
+        self.assertAlmostEqual(got[("passkey", "quest")], 0.5)
 
     def test_old_output_without_attention_inputs(self):
         make_synthetic_inputs(self.tmp, attention=False)
