@@ -155,7 +155,8 @@ struct CudaBackend::Impl {
   // host per request and position; the rows of the forward under way (request, position); the probe
   // of a decode_probed step and its device buffers.
   std::vector<int> feature_layers;
-  std::vector<std::vector<float>> host_features;
+  std::vector<std::vector<float>> host_features;  // per request: the rows of its last prefill or decode, as CpuBackend
+  std::vector<std::int64_t> feature_base;         // per request: the first position of that call
   std::vector<int> row_requests;
   std::vector<std::int64_t> row_positions;
   AttentionProbe* probe = nullptr;
@@ -178,6 +179,7 @@ struct CudaBackend::Impl {
     max_rows = std::max<std::int64_t>(o.max_requests, o.prefill_chunk);
     lengths_host.assign(static_cast<std::size_t>(o.max_requests), 0);
     host_features.assign(static_cast<std::size_t>(o.max_requests), {});
+    feature_base.assign(static_cast<std::size_t>(o.max_requests), 0);
   }
   ~Impl() {
     for (auto& [_, g] : decode_graphs) cudaGraphExecDestroy(g);
@@ -580,8 +582,14 @@ struct PrefillChunk {
 // Runs `rows` tokens (ids, slots and positions already in the device arrays) through every
 // layer; `attention` issues the layer's attention from the QKV buffer into attn_out. Leaves the
 // final-normed hidden states of all rows in x_bf16.
-// Recording: the residual entering `layer` (fp32) of each row, copied to its request's row of
-// features at its position, in the column block of every feature layer equal to `layer`.
+// Recording: a prefill or decode call of `request` starting at `position` replaces its feature rows.
+void start_features(CudaBackend::Impl& I, int request, std::int64_t position) {
+  I.host_features[static_cast<std::size_t>(request)].clear();
+  I.feature_base[static_cast<std::size_t>(request)] = position;
+}
+
+// Recording: the residual entering `layer` (fp32) of each row, copied to its request's feature row
+// (its position less the call's first), in the column block of every feature layer equal to `layer`.
 void keep_features(CudaBackend::Impl& I, int layer, std::int64_t rows) {
   const std::size_t width = I.feature_layers.size() * static_cast<std::size_t>(I.hidden);
   std::vector<float> staged;
@@ -593,11 +601,12 @@ void keep_features(CudaBackend::Impl& I, int layer, std::int64_t rows) {
       SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
     }
     for (std::int64_t i = 0; i < rows; ++i) {
-      std::vector<float>& f = I.host_features[static_cast<std::size_t>(I.row_requests.at(static_cast<std::size_t>(i)))];
-      const auto position = static_cast<std::size_t>(I.row_positions.at(static_cast<std::size_t>(i)));
-      if (f.size() < (position + 1) * width) f.resize((position + 1) * width, 0.0f);
+      const auto request = static_cast<std::size_t>(I.row_requests.at(static_cast<std::size_t>(i)));
+      std::vector<float>& f = I.host_features[request];
+      const auto row = static_cast<std::size_t>(I.row_positions.at(static_cast<std::size_t>(i)) - I.feature_base[request]);
+      if (f.size() < (row + 1) * width) f.resize((row + 1) * width, 0.0f);
       std::copy_n(staged.begin() + static_cast<std::ptrdiff_t>(i * I.hidden), I.hidden,
-                  f.begin() + static_cast<std::ptrdiff_t>(position * width + k * static_cast<std::size_t>(I.hidden)));
+                  f.begin() + static_cast<std::ptrdiff_t>(row * width + k * static_cast<std::size_t>(I.hidden)));
     }
   }
 }
@@ -756,6 +765,7 @@ std::vector<float> CudaBackend::prefill(int request, const std::vector<int>& tok
   for (std::int64_t other : I.lengths_host) needed = std::max(needed, other);
   adapt_placement(I, needed);
   NvtxRange range("prefill");
+  start_features(I, request, len);
   std::vector<std::int32_t> ids, slots, positions;
   for (std::size_t begin = 0; begin < tokens.size(); begin += static_cast<std::size_t>(I.options.prefill_chunk)) {
     const std::size_t end = std::min(tokens.size(), begin + static_cast<std::size_t>(I.options.prefill_chunk));
@@ -827,6 +837,7 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
   if (I.sparse) I.sparse->stage_decode(positions, I.stream);
   I.row_requests.assign(requests.begin(), requests.end());
   I.row_positions.assign(positions.begin(), positions.end());
+  for (std::size_t i = 0; i < requests.size(); ++i) start_features(I, requests[i], positions[i]);
   // Host copies inside the forward (profiling, recording) cannot be captured: kernel by kernel then.
   if (!I.options.cuda_graph || I.timer || I.probe || !I.feature_layers.empty()) {
     int max_length = 0;

@@ -96,8 +96,8 @@ class CudaBackend final : public Backend {
   const std::vector<TokenSelection>& last_selections(int request) const;
 
   // Recording (engine/trace_recorder.hpp), as CpuBackend has them, for policy full with every layer
-  // resident: the residual streams entering `layers` kept on the host for every position
-  // (features(request): [positions][layers x hidden], fp32); and one dense decode step of one request
+  // resident: the residual streams entering `layers` kept on the host (features(request): the rows of
+  // its last prefill or decode, [positions][layers x hidden], fp32); and one dense decode step of one request
   // that shows `probe` each layer's attention, keys and query, downloaded layer by layer. Both run
   // kernel by kernel (no CUDA graph): slow, for recording only.
   void set_feature_layers(std::vector<int> layers);

@@ -129,12 +129,15 @@ TEST(TraceRecorderCuda, FeaturesFollowTheCpuAndSparsePoliciesAreRefused) {
   CudaBackend gpu(tiny().config, tiny().weights, co);
   cpu.set_feature_layers({0, 1, 1});
   gpu.set_feature_layers({0, 1, 1});
+  ASSERT_EQ(gpu.feature_width(), cpu.feature_width());
+  // The rows of the last call, as CpuBackend keeps them: the prompt's (across prefill chunks), then one.
   cpu.prefill(0, prompt);
   gpu.prefill(0, prompt);
+  ASSERT_EQ(gpu.features(0).size(), cpu.features(0).size());
+  EXPECT_LT(testing::normalised_mse(gpu.features(0), cpu.features(0)), 1e-3);
   cpu.decode({0}, {5});
   gpu.decode({0}, {5});
-  ASSERT_EQ(gpu.feature_width(), cpu.feature_width());
-  ASSERT_EQ(gpu.features(0).size(), cpu.features(0).size());
+  ASSERT_EQ(gpu.features(0).size(), static_cast<std::size_t>(gpu.feature_width()));
   EXPECT_LT(testing::normalised_mse(gpu.features(0), cpu.features(0)), 1e-3);
 
   CudaBackendOptions sparse = co;
