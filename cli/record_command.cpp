@@ -149,7 +149,11 @@ void run(RecordFlags& f) {
     head = std::make_unique<RetrievalHeadCpu>(std::move(draft), embedding, 1, context, input);
   }
 
-  traces::TraceHeader h;
+  TraceRecordOptions o;
+  o.policies = policies;
+  o.b_max = f.b_max;
+  o.max_new = f.tasks.max_new;
+  traces::TraceHeader h = trace_header(config, o, prompts);
   h.model = f.model;
   h.draft = f.dlm.empty() ? "" : f.dlm + " (" + f.head_input + " input)";
   h.task = f.task.empty() ? "prompt-file" : f.task;
@@ -161,22 +165,9 @@ void run(RecordFlags& f) {
   shape << s.layers << ' ' << s.hidden << ' ' << s.q_heads << ' ' << s.kv_heads << ' ' << s.head_dim << ' ' << s.ffn << ' ' << s.vocab << ' '
         << config.rope.theta << '\n';
   h.config_hash = traces::fnv1a64_hex(shape.str() + draft_config);
-  h.layers = static_cast<int>(s.layers);
-  h.q_heads = static_cast<int>(s.q_heads);
-  h.kv_heads = static_cast<int>(s.kv_heads);
-  h.head_dim = static_cast<int>(s.head_dim);
-  h.b_max = f.b_max;
-  h.prompt_tokens = longest;
-  h.max_new = f.tasks.max_new;
-  h.requests = static_cast<int>(prompts.size());
-  for (SelectionPolicy p : policies) h.policies.push_back(trace_policy(p));
   h.extra = extra;
 
   traces::TraceWriter writer(f.out, h);
-  TraceRecordOptions o;
-  o.policies = policies;
-  o.b_max = f.b_max;
-  o.max_new = f.tasks.max_new;
   const auto t_run = std::chrono::steady_clock::now();
   std::function<void(int, int)> progress;
   if (f.progress)

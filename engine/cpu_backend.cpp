@@ -342,6 +342,21 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
           const Eigen::RowVectorXf query = q.row(row).segment(head * hd, hd);
           scores[head] = (keys.block(0, (head / group) * hd, visible, hd) * query.transpose()) * scale;
         }
+        // Each head's dense softmax over every position (once, for whoever needs it): the attention
+        // mass sums it over the head's attended set; its mean over each group is the oracle's ranking
+        // and what a probe is shown.
+        std::vector<Eigen::VectorXf> dense;
+        std::vector<float> group_mean;
+        if (sp->oracle_budget > 0 || sp->mass || sp->probe) {
+          dense.resize(static_cast<std::size_t>(s.q_heads));
+          if (sp->oracle_budget > 0 || sp->probe) group_mean.assign(static_cast<std::size_t>(s.kv_heads * visible), 0.0f);
+          for (long long head = 0; head < s.q_heads; ++head) {
+            dense[head] = scores[head];
+            cpu::softmax_in_place(dense[head]);
+            if (!group_mean.empty())
+              Eigen::Map<Eigen::VectorXf>(group_mean.data() + (head / group) * visible, visible) += dense[head] / static_cast<float>(group);
+          }
+        }
         std::vector<std::uint8_t> keep(static_cast<std::size_t>(s.kv_heads * visible), 0);
         if (sp->selection) {
           for (long long g = 0; g < s.kv_heads; ++g)
@@ -359,12 +374,7 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
         } else if (sp->oracle_budget <= 0) {  // a probe alone: every position
           std::fill(keep.begin(), keep.end(), 1);
         } else {
-          std::vector<float> mean(static_cast<std::size_t>(s.kv_heads * visible), 0.0f);
-          for (long long head = 0; head < s.q_heads; ++head) {
-            Eigen::VectorXf p = scores[head];
-            cpu::softmax_in_place(p);
-            Eigen::Map<Eigen::VectorXf>(mean.data() + (head / group) * visible, visible) += p / static_cast<float>(group);
-          }
+          std::vector<float> mean = group_mean;
           for (long long g = 0; g < s.kv_heads; ++g) mean[g * visible + visible - 1] = std::numeric_limits<float>::infinity();
           TokenSelection chosen = select_top_b(mean, static_cast<int>(s.kv_heads), visible, sp->oracle_budget, SelectionLevel::Head);
           for (long long g = 0; g < s.kv_heads; ++g)
@@ -375,24 +385,18 @@ std::vector<float> CpuBackend::forward(const std::vector<Segment>& segments, con
           }
         }
         for (long long g = 0; g < s.kv_heads; ++g) keep[g * visible + visible - 1] = 1;  // the token itself
-        if (sp->mass || sp->probe) {
-          // Each head's dense softmax: summed over its KV head's attended set (mass), averaged over its group (probe).
+        if (sp->mass) {
           double captured = 0;
-          std::vector<float> group_attention(sp->probe ? static_cast<std::size_t>(s.kv_heads * visible) : 0, 0.0f);
           for (long long head = 0; head < s.q_heads; ++head) {
-            Eigen::VectorXf p = scores[head];
-            cpu::softmax_in_place(p);
             const std::uint8_t* kept = keep.data() + (head / group) * visible;
             for (Eigen::Index i = 0; i < visible; ++i)
-              if (kept[i]) captured += p[i];
-            if (sp->probe)
-              Eigen::Map<Eigen::VectorXf>(group_attention.data() + (head / group) * visible, visible) += p / static_cast<float>(group);
+              if (kept[i]) captured += dense[head][i];
           }
-          if (sp->mass) sp->mass->add(static_cast<int>(l), captured, s.q_heads);
-          if (sp->probe) {
-            const Eigen::RowVectorXf query = q.row(row);
-            sp->probe->layer(static_cast<int>(l), visible, group_attention.data(), cache.k.data(), query.data());
-          }
+          sp->mass->add(static_cast<int>(l), captured, s.q_heads);
+        }
+        if (sp->probe) {
+          const Eigen::RowVectorXf query = q.row(row);
+          sp->probe->layer(static_cast<int>(l), visible, group_mean.data(), cache.k.data(), query.data());
         }
         for (long long head = 0; head < s.q_heads; ++head) {
           const long long kv_head = head / group;

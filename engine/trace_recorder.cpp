@@ -55,6 +55,21 @@ traces::TracePolicy trace_policy(SelectionPolicy policy) {
   return p;
 }
 
+traces::TraceHeader trace_header(const ModelConfig& config, const TraceRecordOptions& o, const std::vector<std::vector<int>>& prompts) {
+  traces::TraceHeader h;
+  const ModelShape& s = config.shape;
+  h.layers = static_cast<int>(s.layers);
+  h.q_heads = static_cast<int>(s.q_heads);
+  h.kv_heads = static_cast<int>(s.kv_heads);
+  h.head_dim = static_cast<int>(s.head_dim);
+  h.b_max = o.b_max;
+  h.max_new = o.max_new;
+  h.requests = static_cast<int>(prompts.size());
+  for (const auto& p : prompts) h.prompt_tokens = std::max<std::int64_t>(h.prompt_tokens, static_cast<std::int64_t>(p.size()));
+  for (SelectionPolicy p : o.policies) h.policies.push_back(trace_policy(p));
+  return h;
+}
+
 std::vector<std::int32_t> rank_positions(const float* scores, std::int64_t n, std::int64_t limit) {
   std::vector<std::int32_t> order(static_cast<std::size_t>(n));
   std::iota(order.begin(), order.end(), 0);

@@ -33,6 +33,11 @@ struct TraceRecordOptions {
 // std::invalid_argument for full and oracle, which are not recorded as rankings.
 traces::TracePolicy trace_policy(SelectionPolicy policy);
 
+// The header fields the recording itself decides: the model's shape, b_max, max_new, the policies'
+// layouts, the prompt count and the longest prompt. The caller names the model, draft, task, source,
+// backend and config hash.
+traces::TraceHeader trace_header(const ModelConfig& config, const TraceRecordOptions& o, const std::vector<std::vector<int>>& prompts);
+
 // Positions 0..n-1 by score, best first (ties: the lower position), the first `limit` of them.
 std::vector<std::int32_t> rank_positions(const float* scores, std::int64_t n, std::int64_t limit);
 

@@ -74,26 +74,18 @@ TEST(TraceRecorder, RecordsReadBackAndTheReplaysMassIsTheEnginesAtLayerZero) {
   {
     CpuBackend llm(tiny().config, tiny().weights, 1, 256);
     RetrievalHeadCpu head(testing::gqa_draft(7, 3.0f), &llm.weights().embed, 1, 256);
-    traces::TraceHeader h;
+    TraceRecordOptions o;
+    o.policies = {SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch, SelectionPolicy::Quest, SelectionPolicy::Streaming};
+    o.b_max = kBMax;
+    o.max_new = 3;
+    const std::vector<std::vector<int>> prompts = {prompt, random_tokens(32, 90)};
+    traces::TraceHeader h = trace_header(tiny().config, o, prompts);
     h.model = "llama-gqa";
     h.task = "test";
     h.backend = "cpu";
-    h.layers = static_cast<int>(tiny().config.shape.layers);
-    h.q_heads = static_cast<int>(tiny().config.shape.q_heads);
-    h.kv_heads = static_cast<int>(tiny().config.shape.kv_heads);
-    h.head_dim = static_cast<int>(tiny().config.shape.head_dim);
-    h.b_max = kBMax;
-    h.prompt_tokens = static_cast<std::int64_t>(prompt.size());
-    h.max_new = 3;
-    h.requests = 2;
-    TraceRecordOptions o;
-    o.policies = {SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch, SelectionPolicy::Quest, SelectionPolicy::Streaming};
-    for (SelectionPolicy p : o.policies) h.policies.push_back(trace_policy(p));
-    o.b_max = kBMax;
-    o.max_new = 3;
     traces::TraceWriter w(path, h);
     Recordable<CpuBackend> recordable(llm);
-    EXPECT_EQ(record_traces(recordable, &head, {prompt, random_tokens(32, 90)}, o, w), 6);
+    EXPECT_EQ(record_traces(recordable, &head, prompts, o, w), 6);
     w.close();
   }
   const traces::Trace trace = traces::read_trace(path);

@@ -43,18 +43,10 @@ traces::Trace record(RecordableLlm& llm, RetrievalHeadCpu& head, const std::vect
   o.policies = {SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch, SelectionPolicy::Quest, SelectionPolicy::Streaming};
   o.b_max = 48;
   o.max_new = 4;
-  traces::TraceHeader h;
+  traces::TraceHeader h = trace_header(tiny().config, o, prompts);
   h.model = "llama-gqa";
   h.task = "test";
   h.backend = backend;
-  h.layers = static_cast<int>(tiny().config.shape.layers);
-  h.q_heads = static_cast<int>(tiny().config.shape.q_heads);
-  h.kv_heads = static_cast<int>(tiny().config.shape.kv_heads);
-  h.head_dim = static_cast<int>(tiny().config.shape.head_dim);
-  h.b_max = o.b_max;
-  h.max_new = o.max_new;
-  h.requests = static_cast<int>(prompts.size());
-  for (SelectionPolicy p : o.policies) h.policies.push_back(trace_policy(p));
   {
     traces::TraceWriter w(path, h);
     record_traces(llm, &head, prompts, o, w);
