@@ -115,6 +115,11 @@ void run(const ProfileFlags& f) {
          << r.ranges.size() << " NVTX ranges (NVTX: " << summary.at("nvtx_routing").get<std::string>() << ") -> " << f.out << "\n";
   if (r.dropped_records > 0)
     report << "profile: warning: CUPTI dropped " << r.dropped_records << " records for lack of buffer space; the timeline is incomplete\n";
+  if (r.incomplete_records > 0) report << "profile: warning: " << r.incomplete_records << " GPU records without timestamps were left out\n";
+  if (r.unpaired_markers > 0) report << "profile: warning: " << r.unpaired_markers << " NVTX markers without their start or end\n";
+  std::size_t unlaunched = 0;
+  for (const KernelRecord& k : r.kernels) unlaunched += !k.launch.known;
+  if (unlaunched > 0) report << "profile: warning: " << unlaunched << " kernels without their launching call: they count outside every step\n";
   if (summary.at("steps").empty()) {
     report << "profile: no `step N` NVTX ranges, so no per-step breakdown"
            << (r.ranges.empty() ? " (no NVTX ranges were recorded at all)" : "") << "\n";

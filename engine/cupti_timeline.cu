@@ -263,8 +263,10 @@ void CUPTIAPI buffer_completed(CUcontext context, std::uint32_t stream, std::uin
   if (sink && buffer) {
     try {
       CUpti_Activity* record = nullptr;
-      // Stops at the end (CUPTI_ERROR_MAX_LIMIT_REACHED) or at an incomplete record (INVALID_KIND).
-      while (cuptiActivityGetNextRecord(buffer, valid, &record) == CUPTI_SUCCESS) take(*sink, record);
+      CUptiResult status = CUPTI_SUCCESS;
+      while ((status = cuptiActivityGetNextRecord(buffer, valid, &record)) == CUPTI_SUCCESS) take(*sink, record);
+      // Anything but the end (an incomplete or unknown record) loses the rest of this buffer.
+      if (status != CUPTI_ERROR_MAX_LIMIT_REACHED) ++sink->incomplete;
     } catch (...) {  // no exception may cross into CUPTI (bad_alloc is the one possible)
       sink->out_of_memory = true;
     }
@@ -277,6 +279,13 @@ void CUPTIAPI buffer_completed(CUcontext context, std::uint32_t stream, std::uin
 void register_callbacks() {
   static std::once_flag once;
   std::call_once(once, [] {  // retried on the next start if it throws
+    // Records are read through this build's cupti.h structs: a libcupti of another minor version
+    // (LD_LIBRARY_PATH wins over the build's RUNPATH) may lay them out differently.
+    std::uint32_t version = 0;
+    SPECONTEXT_CUPTI_CHECK(cuptiGetVersion(&version));
+    if (version / 100 != CUPTI_API_VERSION / 100)
+      throw std::runtime_error("CUPTI: the loaded libcupti has API version " + std::to_string(version) + ", this build's cupti.h " +
+                               std::to_string(CUPTI_API_VERSION) + ": run with the toolkit's libcupti (check LD_LIBRARY_PATH)");
     SPECONTEXT_CUPTI_CHECK(cuptiActivityRegisterCallbacks(buffer_requested, buffer_completed));
     // System thread ids in marker and API records alike, so that launches meet their ranges.
     SPECONTEXT_CUPTI_CHECK(cuptiSetThreadIdType(CUPTI_ACTIVITY_THREAD_ID_TYPE_SYSTEM));
@@ -386,8 +395,12 @@ void CuptiTimeline::start() {
       SPECONTEXT_CUPTI_CHECK(cuptiActivityEnable(kind));
       I.enabled.push_back(kind);
     }
+    // Driver launches outside any public API call (take() reads them like API records); optional.
+    if (cuptiActivityEnable(CUPTI_ACTIVITY_KIND_INTERNAL_LAUNCH_API) == CUPTI_SUCCESS)
+      I.enabled.push_back(CUPTI_ACTIVITY_KIND_INTERNAL_LAUNCH_API);
   } catch (...) {
     I.release();
+    if (g_nvtx_state.load() == kNvtxNotBound) g_nvtx_armed = false;  // no timeline: NVTX stays tool-less
     throw;
   }
   I.running = true;
@@ -403,6 +416,12 @@ void CuptiTimeline::stop() {
   I.enabled.clear();
   // Forced: also the buffers holding records still incomplete, which are then left out.
   const CUptiResult flush = cuptiActivityFlushAll(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);
+  // Drops after the last completed buffer (e.g. every buffer request failed) are counted only here.
+  std::size_t dropped = 0;
+  if (cuptiActivityGetNumDroppedRecords(nullptr, 0, &dropped) == CUPTI_SUCCESS) {
+    std::lock_guard<std::mutex> lock(g_sink_mutex);
+    I.raw.dropped += dropped;
+  }
   I.release();
   I.build();
   if (sync != cudaSuccess)

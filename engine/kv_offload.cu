@@ -234,7 +234,8 @@ void KvOffload::activate_next_layer(const bf16_bits* k_cache, const bf16_bits* v
 }
 
 void KvOffload::join(cudaStream_t stream) {
-  if (shape_.asynchronous) SPECONTEXT_CUDA_CHECK(cudaStreamWaitEvent(stream, copies_done_, 0));
+  // Before c3's first move nothing was recorded on copies_done_: no wait (and none captured in a graph).
+  if (shape_.asynchronous && active_ > 0) SPECONTEXT_CUDA_CHECK(cudaStreamWaitEvent(stream, copies_done_, 0));
 }
 
 double KvOffload::take_loaded_bytes(cudaStream_t stream) {

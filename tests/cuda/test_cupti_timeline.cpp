@@ -44,6 +44,7 @@ TEST(CuptiTimeline, RecordsTheKernelsCopiesAndNvtxRangesOfDecodeSteps) {
   timeline.stop();
   const GpuTimeline& r = timeline.records();
   EXPECT_EQ(r.dropped_records, 0u);
+  EXPECT_EQ(r.incomplete_records, 0u);
 
   ASSERT_FALSE(r.kernels.empty());
   std::size_t launched = 0;
@@ -70,6 +71,7 @@ TEST(CuptiTimeline, RecordsTheKernelsCopiesAndNvtxRangesOfDecodeSteps) {
   if (CuptiTimeline::nvtx_routing() != NvtxRouting::Cupti)
     GTEST_SKIP() << "NVTX is not routed to CUPTI in this process (" << to_string(CuptiTimeline::nvtx_routing())
                  << "); an earlier test made the first NVTX call: run this test in a process of its own, as ctest does";
+  EXPECT_EQ(r.unpaired_markers, 0u);
   std::set<std::string> names;
   for (const RangeRecord& range : r.ranges) {
     EXPECT_EQ(range.domain, "specontext");

@@ -35,8 +35,10 @@ std::vector<float> slot_keys(const std::vector<std::uint16_t>& cache, int slot, 
 
 TEST(QuestPages, ScoresFollowTheCpuReferenceAsTheContextGrows) {
   SPECONTEXT_REQUIRE_GPU();
-  constexpr int kMaxContext = 300, kSlots = 3;
-  for (const Shape s : {Shape{8, 2, 128}, Shape{9, 3, 64}, Shape{4, 4, 32}, Shape{6, 1, 64}}) {
+  // 1,200 positions: the row at 1,100+ has 69+ pages, so the score kernel runs several page blocks
+  // and the bound kernel's warps loop; 96 x 128 query floats fill the 48 KiB of shared memory exactly.
+  constexpr int kMaxContext = 1200, kSlots = 3;
+  for (const Shape s : {Shape{8, 2, 128}, Shape{9, 3, 64}, Shape{4, 4, 32}, Shape{6, 1, 64}, Shape{96, 1, 128}}) {
     const int pages_all = (kMaxContext + 15) / 16;
     const std::vector<std::uint16_t> cache_host = testing::random_bf16(static_cast<std::size_t>(kSlots) * s.kv_heads * kMaxContext * s.head_dim, 7);
     DeviceBuffer<std::uint16_t> cache(cache_host);
@@ -50,7 +52,7 @@ TEST(QuestPages, ScoresFollowTheCpuReferenceAsTheContextGrows) {
     DeviceBuffer<std::uint16_t> q(2 * static_cast<std::size_t>(q_row));
 
     // A prefill-sized first step, single tokens, a chunk of 33, then slot 0 reset to a short prompt.
-    std::vector<std::vector<std::int32_t>> steps = {{37, 160}};
+    std::vector<std::vector<std::int32_t>> steps = {{37, 1100}};
     for (int i = 0; i < 18; ++i) steps.push_back({steps.back()[0] + 1, steps.back()[1] + 1});
     steps.push_back({steps.back()[0] + 33, steps.back()[1] + 1});
     steps.push_back({steps.back()[0] + 1, 5});
