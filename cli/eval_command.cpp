@@ -222,7 +222,8 @@ void run(EvalFlags& f) {
   }
   nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.sparse.policy},
                       {"budget", sparse ? nlohmann::json(f.sparse.budget) : nlohmann::json(nullptr)}, {"dlm_rope", run.dlm_rope},
-                      {"head_input", needs_retrieval_head(policy) ? nlohmann::json(f.sparse.head_input) : nlohmann::json(nullptr)},
+                      {"head_input", needs_retrieval_head(policy) ? nlohmann::json(f.sparse.head.input) : nlohmann::json(nullptr)},
+                      {"head_pooling", needs_retrieval_head(policy) ? nlohmann::json(to_string(f.sparse.head.pooling())) : nlohmann::json(nullptr)},
                       {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)},
                       {"attention_mass", mass_mean ? nlohmann::json(*mass_mean) : nlohmann::json(nullptr)},
                       {"attention_mass_per_layer", mass_mean ? nlohmann::json(mass->per_layer()) : nlohmann::json(nullptr)}, {"context", o.context},

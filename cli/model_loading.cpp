@@ -39,6 +39,7 @@ std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& c
   o.budget = s.budget;
   o.draft = s.draft;
   o.head_input = s.head_input;
+  o.head_pooling = s.head_pooling;
   o.track_selections = s.track_selections;
   o.measure_attention_mass = s.measure_attention_mass;
   o.offload_layers = s.offload_layers;

@@ -28,6 +28,7 @@ struct BackendSpec {
   std::int64_t budget = 0;
   const Eagle3Draft* draft = nullptr;  // specontext*: must outlive the call
   HeadInput head_input = HeadInput::Eagle;
+  ScorePooling head_pooling = {};
   bool track_selections = false;
   bool measure_attention_mass = false;  // CUDA sparse policies (eval): AttentionMassMeter per step
   int offload_layers = 0;

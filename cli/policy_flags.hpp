@@ -4,7 +4,8 @@
 // (engine/cuda_sparse_decode.cuh), with the retrieval head of --dlm for specontext*, offloaded layers
 // and the adaptive placement on CUDA.
 //   --policy full|streaming|oracle|specontext|specontext-batch|quest   --budget B   --dlm DIR
-//   --head-input eagle|embed   (CUDA) --offload-layers N   --sync-prefetch   --adaptive   --gpu-mem BYTES
+//   --head-input eagle|embed   --head-pool none|max:R|mean:R   --head-recent W
+//   (CUDA) --offload-layers N   --sync-prefetch   --adaptive   --gpu-mem BYTES
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -21,8 +22,20 @@
 
 namespace specontext::cli {
 
+// How the retrieval head reads and scores (engine/retrieval_head.hpp): the flags eval, generate and
+// record share.
+struct HeadFlags {
+  std::string input = "eagle", pool = "none";
+  std::int64_t recent = 0;
+  void add_to(CLI::App& cmd);
+  HeadInput input_mode() const;  // ConfigError naming --head-input
+  ScorePooling pooling() const;  // ConfigErrors naming --head-pool / --head-recent
+  std::string describe() const;  // "eagle input", plus ", pooling max:3, recent 32" when pooled
+};
+
 struct PolicyFlags {
-  std::string policy = "full", dlm, head_input = "eagle", gpu_mem;
+  std::string policy = "full", dlm, gpu_mem;
+  HeadFlags head;
   std::int64_t budget = 0;
   int offload_layers = 0;
   bool sync_prefetch = false, adaptive = false;

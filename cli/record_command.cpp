@@ -18,6 +18,7 @@
 #include "cli/commands.hpp"
 #include "cli/format.hpp"
 #include "cli/model_loading.hpp"
+#include "cli/policy_flags.hpp"
 #include "engine/cpu_backend.hpp"
 #if defined(SPECONTEXT_HAVE_CUDA)
 #include "engine/cuda_backend.hpp"
@@ -40,9 +41,10 @@ namespace specontext::cli {
 namespace {
 
 struct RecordFlags {
-  std::string model, dlm, head_input = "eagle", policies = "specontext,specontext-batch,quest,streaming", task, prompt_file, out, backend = "cpu";
+  std::string model, dlm, policies = "specontext,specontext-batch,quest,streaming", task, prompt_file, out, backend = "cpu";
   std::string heldout = (std::filesystem::path(SPECONTEXT_SOURCE_DIR) / "models" / "heldout").string();
   TaskOptions tasks;
+  HeadFlags head;
   long long b_max = 1024;
   bool progress = false;
 };
@@ -83,7 +85,9 @@ void run(RecordFlags& f) {
   if (f.b_max < 1) throw ConfigError("--b-max", "", "must be positive, got " + std::to_string(f.b_max));
   if (f.tasks.max_new < 1) throw ConfigError("--max-new", "", "must be positive");
   if (f.task.empty() == f.prompt_file.empty()) throw ConfigError("--task", "", "give exactly one of --task and --prompt-file");
-  const HeadInput input = parse_head_input(f.head_input, "--head-input");
+  const HeadInput input = f.head.input_mode();
+  const ScorePooling pooling = f.head.pooling();
+  if (pooling.active() && !needs_head) throw ConfigError(f.head.pool != "none" ? "--head-pool" : "--head-recent", "", "no listed policy uses the retrieval head");
 
   const ModelConfig config = load_model_config(f.model);
   const Tokenizer tokenizer = Tokenizer::load(f.model);
@@ -146,7 +150,7 @@ void run(RecordFlags& f) {
     Eagle3Draft draft = load_eagle3_draft(f.dlm, config);
     extend_draft_context(draft.config, context);
     draft_config = read_file((std::filesystem::path(f.dlm) / "config.json").string(), "--dlm");
-    head = std::make_unique<RetrievalHeadCpu>(std::move(draft), embedding, 1, context, input);
+    head = std::make_unique<RetrievalHeadCpu>(std::move(draft), embedding, 1, context, input, pooling);
   }
 
   TraceRecordOptions o;
@@ -155,7 +159,7 @@ void run(RecordFlags& f) {
   o.max_new = f.tasks.max_new;
   traces::TraceHeader h = trace_header(config, o, prompts);
   h.model = f.model;
-  h.draft = f.dlm.empty() ? "" : f.dlm + " (" + f.head_input + " input)";
+  h.draft = f.dlm.empty() ? "" : f.dlm + " (" + f.head.describe() + ")";
   h.task = f.task.empty() ? "prompt-file" : f.task;
   h.prompt_source = prompt_source;
   h.backend = f.backend;
@@ -189,7 +193,7 @@ void add_record_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("record", "record attention traces: the LLM's attention and each policy's ranking at every decode step");
   cmd->add_option("--model", f->model, "checkpoint folder or a llama.cpp .gguf file")->required();
   cmd->add_option("--dlm", f->dlm, "the retrieval head's EAGLE-3 draft (policies specontext*)");
-  cmd->add_option("--head-input", f->head_input, "eagle or embed (engine/retrieval_head.hpp)")->capture_default_str();
+  f->head.add_to(*cmd);
   cmd->add_option("--policies", f->policies, "rankings to record: streaming, quest, specontext, specontext-batch")->capture_default_str();
   cmd->add_option("--task", f->task, "passkey, multikey or vartrack (the prompts eval builds for the same flags)");
   cmd->add_option("--prompt-file", f->prompt_file, "one prompt as text instead of a task");

@@ -244,13 +244,17 @@ struct CudaBackend::Impl {
     if (options.adaptive_placement) placement = engine_memory_model(config, options, device_bytes);
     if (options.policy != SelectionPolicy::Full)
       sparse = std::make_unique<CudaSparseDecode>(options.policy, options.budget, options.draft, embed.ptr, sparse_shape(config, options), gemm,
-                                                  options.synthetic_selection, options.head_input);
+                                                  options.synthetic_selection, options.head_input, options.head_pooling);
     if (sparse && options.measure_attention_mass) sparse->enable_attention_mass();
     if (options.profile_steps) {  // after the sparse path exists, so that it marks its phases too
       timer = std::make_unique<PhaseTimer>();
       if (sparse) sparse->set_timer(timer.get());
       if (offload) offload->set_timer(timer.get());
     }
+    // The uploads (a cudaMemcpy from pageable memory may return before its DMA lands) and the
+    // cudaMemsets of KvOffload and CudaSparseDecode ran on the legacy stream, which `stream`
+    // (cudaStreamNonBlocking) does not wait for: they finish before the first forward.
+    SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
   }
 
   const bf16_bits* output_matrix() const { return lm_head.ptr ? lm_head.ptr : embed.ptr; }
@@ -287,7 +291,7 @@ CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendO
     p.offload = KvOffload::device_bytes(off);
     p.host = KvOffload::host_bytes(off);
   }
-  p.sparse = CudaSparseDecode::device_bytes(o.policy, o.budget, o.draft ? &o.draft->config : nullptr, sparse_shape(c, o));
+  p.sparse = CudaSparseDecode::device_bytes(o.policy, o.budget, o.draft ? &o.draft->config : nullptr, sparse_shape(c, o), o.head_pooling);
   return p;
 }
 
@@ -557,6 +561,7 @@ void CudaBackend::fill_random_context(int request, std::int64_t length, std::uin
     throw std::invalid_argument("fill_random_context: length " + std::to_string(length) + " leaves no room in a context of " +
                                 std::to_string(I.options.max_context));
   adapt_placement(I, length + 1);
+  if (I.sparse) I.sparse->reset_request(request, I.stream);  // Quest's page summaries describe the old keys
   std::uint64_t stream_id = 0;
   if (I.offload) I.offload->fill_random(request, length, seed, I.stream);
   for (auto& L : I.layers)
@@ -648,6 +653,7 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
   const float eps = static_cast<float>(I.config.rms_norm_eps);
   kernels::launch_embedding({I.proj_out.ptr, I.embed.ptr, I.ids.ptr, rows, I.hidden, I.vocab}, I.stream);
   SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(I.residual.ptr, 0, static_cast<std::size_t>(rows * I.hidden) * sizeof(float), I.stream));
+  if (I.timer && !prefill) I.timer->lap(StepPhase::Other, I.stream);  // the embedding, not layer 0's attention
   for (std::size_t l = 0; l < I.layers.size(); ++l) {
     NvtxRange layer_range("layer " + std::to_string(l));
     LayerDevice& L = I.layers[l];

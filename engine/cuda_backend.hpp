@@ -13,7 +13,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/retrieval_head.hpp"
 #include "engine/model_config.hpp"
-#include "engine/phase_timer.cuh"
+#include "engine/step_profile.hpp"
 #include "engine/selection_policy.hpp"
 #include "engine/synthetic_selection.hpp"
 #include "engine/weights.hpp"
@@ -31,6 +31,7 @@ struct CudaBackendOptions {
   std::int64_t budget = 0;             // positions per KV head for a sparse policy (t is always added)
   const Eagle3Draft* draft = nullptr;  // specontext*: the retrieval head's draft (copied to the GPU)
   HeadInput head_input = HeadInput::Eagle;  // what feeds the head's attention (engine/retrieval_head.hpp)
+  ScorePooling head_pooling;                // of the head's scores before top-B (kernels/reference/score_pool.hpp)
   bool track_selections = false;       // download each step's selections for overlap_rate() (a sync per step)
   // Measure the attention mass each step's sets capture in the GPU-resident layers (attention_mass();
   // a dense score pass per layer and a sync per step: for evaluations, not benchmarks).

@@ -11,6 +11,7 @@
 #include "kernels/copy_rows.cuh"
 #include "kernels/list_mass.cuh"
 #include "kernels/quest_pages.cuh"
+#include "kernels/score_pool.cuh"
 #include "kernels/top_b_select.cuh"
 #include "sim/config_error.hpp"
 
@@ -67,13 +68,15 @@ std::int32_t* CudaSparseDecode::counts_of_layer(int layer) const {
   return counts_.ptr + (per_layer() ? static_cast<std::size_t>(layer) * per_layer_entries : 0);
 }
 
-double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budget, const Eagle3DraftConfig* draft, const CudaSparseShape& s) {
+double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budget, const Eagle3DraftConfig* draft, const CudaSparseShape& s,
+                                      const ScorePooling& pooling) {
   if (policy == SelectionPolicy::Full) return 0;
   const double heads = batch_level(policy) ? 1.0 : static_cast<double>(s.kv_heads);
   const double list_layers = layer_lists(policy) ? static_cast<double>(s.layers) : 1.0;
   const std::int64_t capped = std::min(budget, s.max_context);
   double bytes = 4.0 * list_layers * s.max_requests * heads * static_cast<double>(stride_of_lists(policy, capped) + 1) + 4.0 * static_cast<double>(s.max_rows);
   if (uses_scores(policy)) bytes += 4.0 * s.max_requests * heads * static_cast<double>(s.max_context + 1);
+  if (needs_retrieval_head(policy) && pooling.active()) bytes += 4.0 * s.max_requests * heads * static_cast<double>(s.max_context + 1);
   if (policy == SelectionPolicy::Oracle)
     bytes += static_cast<double>(kernels::attention_scores_workspace_bytes(s.max_requests, s.q_heads, static_cast<int>(s.max_context)));
   if (policy == SelectionPolicy::Quest)  // bf16 min and max per page, the summarised counts, the chosen pages
@@ -89,7 +92,7 @@ double CudaSparseDecode::device_bytes(SelectionPolicy policy, std::int64_t budge
 
 CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
                                    const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic,
-                                   HeadInput head_input)
+                                   HeadInput head_input, ScorePooling pooling)
     : policy_(policy),
       budget_(std::min(budget, shape.max_context)),
       page_budget_(pages_of(budget_)),
@@ -108,6 +111,14 @@ CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, 
   counts_ = DeviceArray<std::int32_t>(list_layers * requests * heads);
   key_positions_ = DeviceArray<std::int32_t>(static_cast<std::size_t>(std::max<std::int64_t>(shape.max_rows, shape.max_requests)));
   if (uses_scores(policy)) scores_ = DeviceArray<float>(requests * heads * static_cast<std::size_t>(shape.max_context + 1));
+  if (pooling.active()) {
+    if (!needs_retrieval_head(policy))
+      throw std::invalid_argument(std::string("CudaSparseDecode: score pooling acts on the retrieval head's scores, not policy ") + to_string(policy));
+    if (pooling.radius < 0 || pooling.radius > ScorePooling::kMaxRadius || pooling.recent < 0)
+      throw std::invalid_argument("CudaSparseDecode: pooling radius or recent window out of range");
+    pooling_ = pooling;
+    pooled_scores_ = DeviceArray<float>(scores_.count);
+  }
   if (policy == SelectionPolicy::Oracle)
     oracle_workspace_ = DeviceArray<std::uint8_t>(
         kernels::attention_scores_workspace_bytes(shape.max_requests, shape.q_heads, static_cast<int>(shape.max_context)));
@@ -234,8 +245,22 @@ void CudaSparseDecode::select_before_forward(const std::int32_t* ids, const std:
   head_->scores(slots, lengths, rows, static_cast<int>(shape_.max_context), batch_level(policy_), scores_.ptr, score_stride, stream);
   if (timer_) timer_->lap(StepPhase::RetrievalHead, stream);
   range.emplace("select");
+  const float* ranked = scores_.ptr;
+  if (pooling_.active()) {
+    kernels::ScorePoolParams sp;
+    sp.in = scores_.ptr;
+    sp.out = pooled_scores_.ptr;
+    sp.score_stride = score_stride;
+    sp.lengths = lengths;
+    sp.rows = rows * list_heads();
+    sp.rows_per_request = list_heads();
+    sp.max_positions = static_cast<int>(shape_.max_context);
+    sp.pooling = pooling_;
+    kernels::launch_score_pool(sp, stream);
+    ranked = pooled_scores_.ptr;
+  }
   kernels::TopBSelectParams t;
-  t.scores = scores_.ptr;
+  t.scores = ranked;
   t.score_stride = score_stride;
   t.lengths = lengths;
   t.rows = rows * list_heads();

@@ -18,8 +18,8 @@
 //                     kept up to date, the query's bound per page, top_b_select of ceil(B / 16)
 //                     pages, expanded to their positions (+ t when its page was not chosen);
 //   specontext(-batch) the retrieval head (engine/retrieval_head_cuda.cuh) before the forward:
-//                     its scores per KV head (or over all heads), then top_b_select, shared by
-//                     every layer.
+//                     its scores per KV head (or over all heads), pooled when asked
+//                     (kernels/score_pool), then top_b_select, shared by every layer.
 // The retrieval head reads the LLM's features (the residual streams entering the draft's aux layers):
 // the forward exports them here, by request slot in decode and by chunk row in prefill.
 #include <cuda_runtime.h>
@@ -58,13 +58,14 @@ class CudaSparseDecode {
   // the head and top-B have run (so their cost stays in the step); it must outlive this object.
   CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, const Eagle3Draft* draft, const bf16_bits* target_embed,
                    const CudaSparseShape& shape, CudaGemm gemm, const SyntheticSelectionStream* synthetic = nullptr,
-                   HeadInput head_input = HeadInput::Eagle);
+                   HeadInput head_input = HeadInput::Eagle, ScorePooling pooling = {});
   ~CudaSparseDecode();
 
   SelectionPolicy policy() const { return policy_; }
   std::int64_t budget() const { return budget_; }  // the budget asked for, capped at max_context (all positions)
   // Device bytes the sparse path adds for these sizes (selection buffers, the head), for memory plans.
-  static double device_bytes(SelectionPolicy policy, std::int64_t budget, const Eagle3DraftConfig* draft, const CudaSparseShape& shape);
+  static double device_bytes(SelectionPolicy policy, std::int64_t budget, const Eagle3DraftConfig* draft, const CudaSparseShape& shape,
+                             const ScorePooling& pooling = {});
 
   // Host side, before a decode step is launched (outside the graph): the step's per-row inputs that
   // the device does not derive itself. positions[i] = t of row i.
@@ -103,10 +104,10 @@ class CudaSparseDecode {
   // as the CPU reference records them. Synchronises `stream`.
   std::vector<std::vector<TokenSelection>> download_selections(int rows, const std::vector<std::int32_t>& positions, cudaStream_t stream) const;
 
-  // The lists of one layer, [rows][list_heads()][list_stride()], and their counts [rows][list_heads()]
-  // (every layer shares layer 0's except under the oracle).
   // Marks retrieval_head and select on this timer when set (not owned).
   void set_timer(class PhaseTimer* timer) { timer_ = timer; }
+  // The lists of one layer, [max_requests][list_heads()][list_stride()], and their counts
+  // [max_requests][list_heads()] (every layer shares layer 0's except under oracle and quest).
   int list_heads() const;  // KV heads with a list of their own (1 for batch-level policies)
   std::int64_t list_stride() const { return list_stride_; }
   std::int32_t* lists_of_layer(int layer) const;
@@ -128,8 +129,10 @@ class CudaSparseDecode {
   std::vector<int> aux_layers_;
   std::int64_t feature_width_ = 0;
 
-  DeviceArray<float> scores_;            // [max_rows][heads][max_context + 1]
-  DeviceArray<std::int32_t> lists_;      // [list layers][max_rows][heads][budget + 1]
+  DeviceArray<float> scores_;            // [max_requests][heads][max_context + 1]
+  ScorePooling pooling_;                 // specontext*: of the head's scores
+  DeviceArray<float> pooled_scores_;     // [max_requests][heads][max_context + 1] when pooling is active
+  DeviceArray<std::int32_t> lists_;      // [list layers][max_requests][heads][list_stride()]
   DeviceArray<std::int32_t> counts_;     // [list layers][max_rows][heads]
   DeviceArray<std::int32_t> key_positions_;  // [max_rows]: the head's key index of each row (position - 1)
   DeviceArray<bf16_bits> features_by_slot_;  // [max_requests, feature_width]: the last position's features

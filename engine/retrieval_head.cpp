@@ -63,6 +63,31 @@ HeadInput parse_head_input(const std::string& name, const std::string& origin) {
   throw ConfigError(origin, "", "unknown retrieval-head input '" + name + "' (eagle or embed)");
 }
 
+ScorePooling parse_score_pooling(const std::string& spec, std::int64_t recent, const std::string& spec_origin,
+                                 const std::string& recent_origin) {
+  ScorePooling p;
+  if (recent < 0) throw ConfigError(recent_origin, "", "must be >= 0, got " + std::to_string(recent));
+  p.recent = recent;
+  if (spec == "none") return p;
+  const std::size_t colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon), radius = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (kind == "max") p.kind = ScorePoolKind::Max;
+  else if (kind == "mean") p.kind = ScorePoolKind::Mean;
+  else throw ConfigError(spec_origin, "", "unknown pooling '" + spec + "' (none, max:R or mean:R)");
+  const bool digits = !radius.empty() && radius.size() <= 3 && radius.find_first_not_of("0123456789") == std::string::npos;
+  p.radius = digits ? std::stoi(radius) : -1;
+  if (p.radius < 1 || p.radius > ScorePooling::kMaxRadius)
+    throw ConfigError(spec_origin, "", "'" + spec + "': the radius after '" + kind + ":' must be an integer in 1.." +
+                                           std::to_string(ScorePooling::kMaxRadius));
+  return p;
+}
+
+std::string to_string(const ScorePooling& p) {
+  std::string s = p.kind == ScorePoolKind::None ? "none" : std::string(p.kind == ScorePoolKind::Max ? "max:" : "mean:") + std::to_string(p.radius);
+  if (p.recent > 0) s += ", recent " + std::to_string(p.recent);
+  return s;
+}
+
 std::vector<float> HeadAttention::kv_head_scores() const {
   const int group = q_heads / kv_heads;
   const std::int64_t n = positions();
@@ -78,14 +103,28 @@ std::vector<float> HeadAttention::kv_head_scores() const {
   return scores;
 }
 
+std::vector<float> HeadAttention::selection_scores(SelectionLevel level) const {
+  std::vector<float> raw = kv_head_scores();
+  const std::int64_t n = positions();
+  if (level == SelectionLevel::Batch) {
+    for (int g = 1; g < kv_heads; ++g)
+      for (std::int64_t j = 0; j < n; ++j) raw[j] = std::max(raw[j], raw[g * n + j]);
+    for (int g = 1; g < kv_heads; ++g) std::copy_n(raw.begin(), n, raw.begin() + g * n);
+  }
+  if (!pooling.active()) return raw;
+  std::vector<float> out(raw.size());
+  for (int g = 0; g < kv_heads; ++g) ref::score_pool_row(raw.data() + g * n, out.data() + g * n, n, pooling);
+  return out;
+}
+
 TokenSelection select_positions(const HeadAttention& attention, std::int64_t budget, SelectionLevel level) {
-  return select_top_b(attention.kv_head_scores(), attention.kv_heads, attention.positions(), budget, level);
+  return select_top_b(attention.selection_scores(level), attention.kv_heads, attention.positions(), budget, level);
 }
 
 RetrievalHeadCpu::RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embedding, int max_requests, std::int64_t max_context,
-                                   HeadInput input)
+                                   HeadInput input, ScorePooling pooling)
     : config_(std::move(draft.config)), weights_(std::move(draft.weights)), target_embed_(target_embedding), max_context_(max_context),
-      input_(input) {
+      input_(input), pooling_(pooling) {
   const ModelShape& s = config_.layer.shape;
   const std::int64_t h = s.hidden;
   if (s.q_heads < 1 || s.kv_heads < 1 || s.q_heads % s.kv_heads != 0)
@@ -101,6 +140,9 @@ RetrievalHeadCpu::RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embed
   check_shape(embedding(), s.vocab, h, weights_.embed.data.empty() ? "the target's embedding" : "embed_tokens.weight");
   if (max_requests <= 0) throw std::invalid_argument("RetrievalHeadCpu: max_requests must be positive, got " + std::to_string(max_requests));
   if (max_context <= 0) throw std::invalid_argument("RetrievalHeadCpu: max_context must be positive, got " + std::to_string(max_context));
+  if (pooling.radius < 0 || pooling.radius > ScorePooling::kMaxRadius || pooling.recent < 0)
+    throw std::invalid_argument("RetrievalHeadCpu: pooling radius " + std::to_string(pooling.radius) + " or recent window " +
+                                std::to_string(pooling.recent) + " out of range");
   inv_freq_ = rope_inverse_frequencies(config_.layer);
   attention_factor_ = rope_attention_factor(config_.layer);
   requests_.resize(static_cast<std::size_t>(max_requests));
@@ -206,6 +248,7 @@ HeadAttention RetrievalHeadCpu::decode(int request, int token, std::span<const f
   r.length = t + 1;
 
   HeadAttention a;
+  a.pooling = pooling_;
   a.q_heads = static_cast<int>(s.q_heads);
   a.kv_heads = static_cast<int>(s.kv_heads);
   a.keys = t;

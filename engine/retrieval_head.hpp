@@ -27,6 +27,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/token_selection.hpp"
 #include "engine/weights.hpp"
+#include "kernels/reference/score_pool.hpp"
 
 namespace specontext {
 
@@ -39,9 +40,18 @@ const char* to_string(HeadInput input);
 // "eagle" or "embed"; a ConfigError naming `origin` otherwise.
 HeadInput parse_head_input(const std::string& name, const std::string& origin);
 
+// How the head's scores are pooled before top-B (kernels/reference/score_pool.hpp; not in the paper,
+// so none by default): `spec` is "none", "max:R" or "mean:R" with R in 1..64, `recent` the most recent
+// positions always kept (>= 0). ConfigErrors name `spec_origin` / `recent_origin`.
+ScorePooling parse_score_pooling(const std::string& spec, std::int64_t recent, const std::string& spec_origin,
+                                 const std::string& recent_origin);
+// "none", "max:3", "mean:3", each with ", recent 32" when it has a window: the flag's spelling.
+std::string to_string(const ScorePooling& pooling);
+
 // One decode query's attention over the draft's keys.
 struct HeadAttention {
   int q_heads = 0, kv_heads = 0;
+  ScorePooling pooling;      // the head's, applied by selection_scores
   std::int64_t keys = 0;     // draft keys 0..keys-1, standing for LLM positions 1..keys
   std::vector<float> probs;  // [q_heads, keys]: softmax(q Kᵀ/√d) of each query head
   std::int64_t positions() const { return keys + 1; }  // LLM positions 0..keys
@@ -49,11 +59,15 @@ struct HeadAttention {
   // heads of its group (GQA; MQA: all heads; MHA: the head itself), the paper's reduction (§1.6);
   // position 0 is +inf.
   std::vector<float> kv_head_scores() const;
+  // What top-B ranks, [kv_heads, keys + 1]: head-level, each row of kv_head_scores pooled;
+  // batch-level, every row the pooled element-wise max of those rows (the max over all query
+  // heads), so that mean pooling acts on the row the batch-level GPU selection reduces to.
+  std::vector<float> selection_scores(SelectionLevel level) const;
 };
 
-// The LLM positions each KV head keeps this step: top-`budget` of kv_head_scores, head-level (a set
-// per KV head) or batch-level (one set, from the max over all heads), ascending; ties go to the
-// lower position; budget >= positions keeps them all.
+// The LLM positions each KV head keeps this step: top-`budget` of selection_scores, head-level (a set
+// per KV head) or batch-level (one set for every head), ascending; ties go to the lower position;
+// budget >= positions keeps them all.
 TokenSelection select_positions(const HeadAttention& attention, std::int64_t budget, SelectionLevel level);
 
 class RetrievalHeadCpu {
@@ -62,9 +76,11 @@ class RetrievalHeadCpu {
   // used when the draft ships none; it is not copied (it is the LLM's largest tensor), so it must
   // outlive the head. max_context counts LLM positions. Throws std::invalid_argument when a weight's
   // shape contradicts the draft's config or no embedding is available.
+  // `pooling` shapes the scores decode() hands to selection (HeadAttention::pooling).
   RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embedding, int max_requests, std::int64_t max_context,
-                   HeadInput input = HeadInput::Eagle);
+                   HeadInput input = HeadInput::Eagle, ScorePooling pooling = {});
   HeadInput input() const { return input_; }
+  const ScorePooling& pooling() const { return pooling_; }
 
   void reset(int request);
   // The prompt x_0..x_{n-1} with the LLM's features of the same positions, [n, feature_width()] row
@@ -106,6 +122,7 @@ class RetrievalHeadCpu {
   float attention_factor_;
   std::vector<RequestState> requests_;
   HeadInput input_ = HeadInput::Eagle;
+  ScorePooling pooling_;
 };
 
 }  // namespace specontext

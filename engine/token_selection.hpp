@@ -1,7 +1,8 @@
 #pragma once
 // Top-B token selection over per-KV-head scores (PAPER.md §1.4–1.6): head-level, a set per KV head,
 // or batch-level, one set for every head from the element-wise max over the heads (the paper's
-// ablation). Plain token-level top-B with no pooling or window (§1.5 finds none in the paper).
+// ablation). Plain token-level top-B, as in the paper (§1.5 finds no pooling or window); the retrieval
+// head may pool its scores first (kernels/reference/score_pool.hpp, --head-pool / --head-recent).
 #include <cstdint>
 #include <span>
 #include <vector>

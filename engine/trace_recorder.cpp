@@ -131,11 +131,12 @@ std::int64_t record_traces(RecordableLlm& llm, RetrievalHeadCpu* head, const std
       rec.request = static_cast<std::int32_t>(r);
       rec.step = step;
       rec.position = t;
-      std::vector<float> head_scores;  // [kv_heads][positions]
+      std::vector<float> head_scores, batch_scores;  // [kv_heads][positions]: what the head's top-B ranks (pooled)
       if (head) {
         const HeadAttention a = head->decode(0, token, features);
         if (a.positions() != positions) throw std::logic_error("record_traces: the retrieval head and the LLM disagree on the positions");
-        head_scores = a.kv_head_scores();
+        head_scores = a.selection_scores(SelectionLevel::Head);
+        batch_scores = a.selection_scores(SelectionLevel::Batch);
       }
       RecordingProbe probe(shape, quest, o.b_max);
       logits = llm.decode_probed(0, token, probe);
@@ -151,13 +152,7 @@ std::int64_t record_traces(RecordableLlm& llm, RetrievalHeadCpu* head, const std
           case SelectionPolicy::SpeContext:
             for (int g = 0; g < kv_heads; ++g) lists.push_back(rank_positions(head_scores.data() + g * positions, positions, o.b_max));
             break;
-          case SelectionPolicy::SpeContextBatch: {
-            std::vector<float> best(static_cast<std::size_t>(positions), -INFINITY);
-            for (int g = 0; g < kv_heads; ++g)
-              for (std::int64_t j = 0; j < positions; ++j) best[static_cast<std::size_t>(j)] = std::max(best[static_cast<std::size_t>(j)], head_scores[g * positions + j]);
-            lists.push_back(rank_positions(best.data(), positions, o.b_max));
-            break;
-          }
+          case SelectionPolicy::SpeContextBatch: lists.push_back(rank_positions(batch_scores.data(), positions, o.b_max)); break;
           default: break;
         }
         rec.rankings.push_back(std::move(lists));

@@ -6,7 +6,8 @@
 //   streaming          0, 1, 2, 3, then t, t - 1, ... (its budget-B set is the ranking's first B);
 //   quest              per layer and KV head, pages of 16 by their bound on q.k (engine/quest_selection.hpp),
 //                      best first, each page's positions in order (page_size 16);
-//   specontext         the retrieval head's scores per KV head (engine/retrieval_head.hpp), best first;
+//   specontext         the retrieval head's scores per KV head (engine/retrieval_head.hpp), pooled as the head
+//                      is configured (--head-pool / --head-recent), best first;
 //   specontext-batch   the same over all heads (the max), one ranking.
 // The oracle needs no ranking: it is the LLM's attention itself (sim/trace_replay.hpp ranks it).
 // Rankings hold b_max positions (quest: ceil(b_max / 16) pages); the attention list holds the top

@@ -47,6 +47,9 @@ double jaccard(std::span<const std::int32_t> a, std::span<const std::int32_t> b)
 
 struct StepComparison {
   double worst_logit_nmse = 0, worst_jaccard = 1, mean_jaccard = 0;
+  // Over the requests whose sets have equalled the CPU policy's at every step and layer so far (their
+  // caches then hold the same choices): these agree at bf16 distance even without a mirror.
+  double worst_nmse_same_sets = 0;
   int compared = 0;
 };
 
@@ -66,6 +69,7 @@ StepComparison compare_steps(PolicyBackend& cpu, CpuBackend* mirror, CudaBackend
     tokens.push_back(static_cast<int>(std::max_element(a.begin(), a.end()) - a.begin()));
   }
   double jsum = 0;
+  std::vector<bool> diverged(prompts.size(), false);  // once a set differs, the caches differ for good
   for (int s = 0; s < steps; ++s) {
     const std::vector<float> policy_logits = cpu.decode(requests, tokens), got = gpu.decode(requests, tokens);
     std::vector<float> want = policy_logits;
@@ -79,7 +83,8 @@ StepComparison compare_steps(PolicyBackend& cpu, CpuBackend* mirror, CudaBackend
         return std::vector<float>(v.begin() + static_cast<std::ptrdiff_t>(i * vocab), v.begin() + static_cast<std::ptrdiff_t>((i + 1) * vocab));
       };
       const std::vector<float> w = row(want), g = row(got), p = row(policy_logits);
-      c.worst_logit_nmse = std::max(c.worst_logit_nmse, testing::normalised_mse(g, w));
+      const double nmse = testing::normalised_mse(g, w);
+      c.worst_logit_nmse = std::max(c.worst_logit_nmse, nmse);
       tokens[i] = static_cast<int>(std::max_element(p.begin(), p.end()) - p.begin());
       const auto& ws = cpu.last_selections(requests[i]);
       const auto& gs = gpu.last_selections(requests[i]);
@@ -88,11 +93,13 @@ StepComparison compare_steps(PolicyBackend& cpu, CpuBackend* mirror, CudaBackend
         EXPECT_EQ(gs[k].count, ws[k].count) << "step " << s;
         for (int h = 0; h < ws[k].kv_heads; ++h) {
           const double j = jaccard(gs[k].head(h), ws[k].head(h));
+          if (j < 1.0) diverged[i] = true;
           c.worst_jaccard = std::min(c.worst_jaccard, j);
           jsum += j;
           ++c.compared;
         }
       }
+      if (!diverged[i]) c.worst_nmse_same_sets = std::max(c.worst_nmse_same_sets, nmse);
     }
   }
   c.mean_jaccard = c.compared ? jsum / c.compared : 1.0;
@@ -136,7 +143,10 @@ TEST_P(GqaPolicies, CudaSparseDecodeFollowsTheCpuReference) {
   RecordProperty("mean_jaccard", std::to_string(c.mean_jaccard));
   std::cout << to_string(policy) << ": worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean " << c.mean_jaccard
             << " worst " << c.worst_jaccard << " over " << c.compared << " sets\n";
-  EXPECT_LT(c.worst_logit_nmse, 1e-3);
+  EXPECT_LT(c.worst_nmse_same_sets, 1e-3);
+  // Quest without a mirror: one swapped near-tie page (bf16 bounds against fp32 ones) changes 16
+  // attended positions at once, and the caches differ from then on.
+  EXPECT_LT(c.worst_logit_nmse, policy == SelectionPolicy::Quest ? 1e-2 : 1e-3);
   if (policy == SelectionPolicy::Streaming) {
     EXPECT_EQ(c.worst_jaccard, 1.0);
   }
@@ -177,6 +187,32 @@ TEST(CudaSparseDecode, EmbedInputFollowsTheCpuReference) {
   std::cout << "specontext, embed input: worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean " << c.mean_jaccard << "\n";
   EXPECT_LT(c.worst_logit_nmse, 1e-3);
   EXPECT_GE(c.mean_jaccard, 0.85);
+}
+
+// Pooled head scores on both sides (kernels/score_pool on the GPU, its reference in the CPU head's
+// selection): mean pooling with a recent window, head- and batch-level.
+TEST(CudaSparseDecode, PooledScoresFollowTheCpuReference) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  ScorePooling pooling;
+  pooling.kind = ScorePoolKind::Mean;
+  pooling.radius = 3;
+  pooling.recent = 16;
+  for (SelectionPolicy policy : {SelectionPolicy::SpeContext, SelectionPolicy::SpeContextBatch}) {
+    CpuBackend cpu(gqa().config, gqa().weights, 2, 1024);
+    RetrievalHeadCpu cpu_head(draft, &cpu.weights().embed, 2, 1024, HeadInput::Eagle, pooling);
+    PolicyBackend cpu_sparse(cpu, policy, 64, &cpu_head);
+    CpuBackend mirror(gqa().config, gqa().weights, 2, 1024);
+    CudaBackendOptions o = sparse_options(policy, 64, &draft, 2, 1024);
+    o.head_pooling = pooling;
+    CudaBackend gpu(gqa().config, gqa().weights, o);
+    const StepComparison c = compare_steps(cpu_sparse, &mirror, gpu, {random_tokens(15, 300), random_tokens(16, 190)}, 12,
+                                           static_cast<int>(gqa().config.shape.vocab));
+    std::cout << to_string(policy) << ", pooling " << to_string(pooling) << ": worst logit nmse " << c.worst_logit_nmse
+              << ", selections' Jaccard mean " << c.mean_jaccard << " worst " << c.worst_jaccard << "\n";
+    EXPECT_LT(c.worst_logit_nmse, 1e-3) << to_string(policy);
+    EXPECT_GE(c.mean_jaccard, 0.85) << to_string(policy);
+  }
 }
 
 // B >= S: every position is listed, so the sparse step is the dense step, bit for bit (graph and not).
