@@ -5,7 +5,7 @@ analysis/attention.py reads it):
 
     python3 bench/eval_rows.py --what "..." --command "..." --machine "..." runs.jsonl > table.json
 
-Each row: policy, budget, head_input, context, task, metric, accuracy (answer tasks: the fraction
+Each row: policy, budget, head_input, head_pooling, context, task, metric, accuracy (answer tasks: the fraction
 correct; fidelity: the mean agreement with the dense model; perplexity: dense perplexity / this
 perplexity, so 1 is dense and lower is worse, filled in once the file's dense row is known),
 overlap_rate, attention_mass, backend, seed, trials (the count). A file that is not eval output stops
@@ -46,7 +46,8 @@ def row(path, j):
         value = None  # dense / this, below
     else:
         sys.exit("%s: no accuracy, agreement or perplexity in a %s row" % (path, j["task"]))
-    return {"policy": j["policy"], "budget": j["budget"], "head_input": j.get("head_input"), "context": j["context"],
+    return {"policy": j["policy"], "budget": j["budget"], "head_input": j.get("head_input"),
+            "head_pooling": j.get("head_pooling"), "context": j["context"],
             "task": j["task"], "metric": metric, "accuracy": value,
             "perplexity": j["perplexity"]["mean"] if "perplexity" in j else None,
             "overlap_rate": j.get("overlap_rate"), "attention_mass": j.get("attention_mass"),

@@ -74,9 +74,13 @@ case "${1:-}" in
     for ctx in "${contexts[@]}"; do
       log="$OUT/policies_$ctx.jsonl"
       $bin eval passkey --model "$GGUF" --backend cuda --context "$ctx" --trials 20 --seed 0 --json >> "$log"
-      for policy in streaming oracle quest specontext specontext-batch specontext:embed; do
+      # specontext:embed feeds the head the embedding alone; specontext:pooled pools its scores
+      # (bench/README.md, "Pooling the retrieval head's scores")
+      for policy in streaming oracle quest specontext specontext-batch specontext:embed specontext:pooled; do
         extra=(); [[ $policy == specontext* ]] && extra=(--dlm models/smollm2-eagle3)
-        [[ $policy == *:embed ]] && extra+=(--head-input embed) && policy=${policy%:embed}
+        [[ $policy == *:embed ]] && extra+=(--head-input embed)
+        [[ $policy == *:pooled ]] && extra+=(--head-pool mean:3 --head-recent 32)
+        policy=${policy%%:*}
         for budget in 256 512 1024; do
           $bin eval passkey --model "$GGUF" --backend cuda --context "$ctx" --trials 20 --seed 0 --policy "$policy" \
             --budget "$budget" "${extra[@]}" --json >> "$log"
