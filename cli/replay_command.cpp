@@ -5,6 +5,7 @@
 //
 // --budgets 64,128,256   default: powers of two from 16 up to the trace's b_max, and b_max itself.
 // --target NAME|PATH     model config for the bytes column (default llama-3.1-8b); "none": no bytes.
+// --oracle-shared        also the best one set per KV head shared by every layer (sim/trace_replay.hpp).
 // --json prints {"trace": the header, "file", "target" (null with none), "results": [{"policy",
 //   "budget", "recall": {"mean", "min", "max", "p10", "p90", "per_layer"}, "overlap" (null when no
 //   request has 2 steps), "selected", "load_bytes_per_step" (null without a target)}]}.
@@ -30,7 +31,7 @@ namespace {
 
 struct ReplayFlags {
   std::string file, budgets, target = "llama-3.1-8b";
-  bool json = false;
+  bool json = false, oracle_shared = false;
 };
 
 // "64,128,256" -> integers; the range is checked against the trace by replay_trace.
@@ -70,7 +71,8 @@ void print_tables(const traces::Trace& t, const std::string& file, const ModelSh
   for (const auto& r : results) {
     if (r.policy != current) {
       current = r.policy;
-      std::string what = "the LLM's own top-B per layer and KV head";
+      std::string what = r.policy == kSharedOraclePolicy ? "per KV head, the top-B of the LLM's attention summed over the layers, shared by every layer"
+                                                         : "the LLM's own top-B per layer and KV head";
       for (const auto& p : h.policies)
         if (p.name == r.policy) what = describe(p);
       std::cout << "\n" << r.policy << ": " << what << "\n"
@@ -96,6 +98,8 @@ void add_replay_command(CLI::App& app) {
   cmd->add_option("--budgets", f->budgets, "comma-separated KV budgets in 1..b_max (default: powers of two from 16 to the trace's b_max)");
   cmd->add_option("--target", f->target, "model config for the bytes to load: a name in configs/models/ or a path; 'none' for no bytes")
       ->capture_default_str();
+  cmd->add_flag("--oracle-shared", f->oracle_shared,
+                "also replay the best set shared by every layer (per KV head, the top-B of the attention summed over the layers)");
   cmd->add_flag("--json", f->json, "print JSON instead of tables");
   cmd->callback([f]() {
     // The target first: a bad name fails before a long trace is read.
@@ -106,6 +110,7 @@ void add_replay_command(CLI::App& app) {
     ReplayOptions o;
     o.budgets = f->budgets.empty() ? default_replay_budgets(t.header.b_max) : parse_budgets(f->budgets);
     o.target = target ? &*target : nullptr;
+    o.shared_oracle = f->oracle_shared;
     const auto results = replay_trace(t, o);
     if (f->json) {
       std::cout << replay_report_json(t, f->file, o.target, results).dump(2) << "\n";

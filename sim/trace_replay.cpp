@@ -14,10 +14,12 @@ namespace {
 
 using Positions = std::span<const std::int32_t>;
 
-// A policy as replayed: a recorded one (its index in the header and the records) or the oracle.
+// A policy as replayed: a recorded one (its index in the header and the records), the oracle or
+// the shared oracle.
+constexpr int kOracleIndex = -1, kSharedOracleIndex = -2;
 struct PolicyView {
   std::string name;
-  int index = -1;  // -1: the oracle (the attention list is its ranking)
+  int index = kOracleIndex;  // kOracleIndex: the attention list is its ranking; kSharedOracleIndex: shared_oracle_rankings
   bool per_layer = true, head_level = true;
   int page_size = 1;
 };
@@ -42,8 +44,47 @@ std::string where(std::size_t record, const traces::StepRecord& r) {
   return "trace record " + std::to_string(record) + " (request " + std::to_string(r.request) + ", step " + std::to_string(r.step) + ")";
 }
 
-// The ranking of list `k` of policy `p` in record `r` (checked: sizes and positions in 0..t).
-Positions ranking(const traces::StepRecord& r, const PolicyView& p, int k) {
+// Per record and KV head: positions by their attention summed over the layers, best first (ties:
+// the lower position), the first `limit`.
+using SharedRankings = std::vector<std::vector<std::vector<std::int32_t>>>;
+SharedRankings shared_oracle_rankings(const traces::Trace& t, int layers, int kv_heads, std::int64_t limit) {
+  SharedRankings out(t.steps.size());
+  std::vector<double> sum;
+  std::vector<std::int32_t> seen;
+  for (std::size_t i = 0; i < t.steps.size(); ++i) {
+    const auto& r = t.steps[i];
+    sum.assign(static_cast<std::size_t>(r.position) + 1, 0.0);
+    for (int g = 0; g < kv_heads; ++g) {
+      seen.clear();
+      for (int l = 0; l < layers; ++l) {
+        const auto& a = r.attention[static_cast<std::size_t>(l) * static_cast<std::size_t>(kv_heads) + static_cast<std::size_t>(g)];
+        for (std::size_t q = 0; q < a.positions.size(); ++q) {
+          double& s = sum[static_cast<std::size_t>(a.positions[q])];
+          if (s == 0.0) seen.push_back(a.positions[q]);
+          s += a.probabilities[q] > 0 ? a.probabilities[q] : 1e-300;  // a listed position stays listed
+        }
+      }
+      std::sort(seen.begin(), seen.end(), [&](std::int32_t x, std::int32_t y) {
+        const double sx = sum[static_cast<std::size_t>(x)], sy = sum[static_cast<std::size_t>(y)];
+        return sx != sy ? sx > sy : x < y;
+      });
+      if (static_cast<std::int64_t>(seen.size()) > limit) seen.resize(static_cast<std::size_t>(limit));
+      out[i].push_back(seen);
+      for (int l = 0; l < layers; ++l)
+        for (const auto pos : r.attention[static_cast<std::size_t>(l) * static_cast<std::size_t>(kv_heads) + static_cast<std::size_t>(g)].positions)
+          sum[static_cast<std::size_t>(pos)] = 0.0;
+    }
+  }
+  return out;
+}
+
+// The ranking of list `k` of policy `p` in record `i` (checked: sizes and positions in 0..t).
+Positions ranking(const traces::Trace& t, std::size_t i, const PolicyView& p, int k, const SharedRankings& shared) {
+  const traces::StepRecord& r = t.steps[i];
+  if (p.index == kSharedOracleIndex) {
+    const auto& list = shared[i][static_cast<std::size_t>(k)];
+    return Positions(list.data(), list.size());
+  }
   if (p.index < 0) {
     const auto& a = r.attention[static_cast<std::size_t>(k)].positions;
     return Positions(a.data(), a.size());
@@ -91,11 +132,13 @@ std::vector<std::int64_t> checked_budgets(const traces::Trace& t, std::vector<st
   return budgets;
 }
 
-std::vector<PolicyView> all_policies(const traces::TraceHeader& h) {
+std::vector<PolicyView> all_policies(const traces::TraceHeader& h, bool shared_oracle) {
   std::vector<PolicyView> out;
-  const bool recorded_oracle =
-      std::any_of(h.policies.begin(), h.policies.end(), [](const traces::TracePolicy& p) { return p.name == kOraclePolicy; });
-  if (!recorded_oracle) out.push_back(PolicyView{kOraclePolicy, -1, true, true, 1});
+  const auto recorded = [&](const char* name) {
+    return std::any_of(h.policies.begin(), h.policies.end(), [&](const traces::TracePolicy& p) { return p.name == name; });
+  };
+  if (!recorded(kOraclePolicy)) out.push_back(PolicyView{kOraclePolicy, kOracleIndex, true, true, 1});
+  if (shared_oracle && !recorded(kSharedOraclePolicy)) out.push_back(PolicyView{kSharedOraclePolicy, kSharedOracleIndex, false, true, 1});
   for (std::size_t i = 0; i < h.policies.size(); ++i) {
     const auto& p = h.policies[i];
     out.push_back(PolicyView{p.name, static_cast<int>(i), p.per_layer, p.head_level, std::max(1, p.page_size)});
@@ -147,6 +190,9 @@ std::vector<ReplayResult> replay(const traces::Trace& t, const std::vector<Polic
   for (const auto& r : t.steps) max_position = std::max(max_position, r.position);
   const auto dense = static_cast<std::size_t>(max_position) + 1;
 
+  const bool any_shared = std::any_of(policies.begin(), policies.end(), [](const PolicyView& p) { return p.index == kSharedOracleIndex; });
+  const SharedRankings shared = any_shared ? shared_oracle_rankings(t, s.layers, s.kv_heads, budgets.back()) : SharedRankings{};
+
   std::vector<std::vector<Accum>> acc(policies.size(), std::vector<Accum>(nb));
   for (auto& per_policy : acc)
     for (auto& a : per_policy) {
@@ -166,7 +212,7 @@ std::vector<ReplayResult> replay(const traces::Trace& t, const std::vector<Polic
         for (std::size_t q = 0; q < att.positions.size(); ++q) prob[static_cast<std::size_t>(att.positions[q])] = att.probabilities[q];
         for (std::size_t p = 0; p < policies.size(); ++p) {
           const PolicyView& pv = policies[p];
-          const Positions list = ranking(r, pv, list_index(pv, s, layer, head));
+          const Positions list = ranking(t, i, pv, list_index(pv, s, layer, head), shared);
           const std::size_t longest = selection_count(budgets.back(), pv.page_size, list.size());
           prefix.assign(longest + 1, 0.0);
           std::size_t t_rank = list.size();  // where t is in the ranking (list.size(): absent)
@@ -203,13 +249,12 @@ std::vector<ReplayResult> replay(const traces::Trace& t, const std::vector<Polic
     const auto& now = t.steps[i];
     const auto it = by_step.find(std::make_pair(now.request, now.step - 1));
     if (now.step == 0 || it == by_step.end()) continue;
-    const auto& prev = t.steps[it->second];
     for (std::size_t p = 0; p < policies.size(); ++p) {
       const PolicyView& pv = policies[p];
       const int lists = lists_of(pv, s);  // each list applies to equally many (layer, head): their mean is the (layer, head) mean
       std::fill(pair_sum.begin(), pair_sum.end(), 0.0);
       for (int k = 0; k < lists; ++k) {
-        const Positions a = ranking(now, pv, k), b = ranking(prev, pv, k);
+        const Positions a = ranking(t, i, pv, k, shared), b = ranking(t, it->second, pv, k, shared);
         const std::size_t b_longest = selection_count(budgets.back(), pv.page_size, b.size());
         for (std::size_t q = 0; q < b_longest; ++q) prev_rank[static_cast<std::size_t>(b[q])] = static_cast<std::int32_t>(q);
         for (std::size_t bi = 0; bi < nb; ++bi) {
@@ -260,11 +305,11 @@ std::vector<ReplayResult> replay(const traces::Trace& t, const std::vector<Polic
 
 std::vector<ReplayResult> replay_trace(const traces::Trace& t, const ReplayOptions& o) {
   const auto budgets = checked_budgets(t, o.budgets, "--budgets");
-  return replay(t, all_policies(t.header), budgets, o.target);
+  return replay(t, all_policies(t.header, o.shared_oracle), budgets, o.target);
 }
 
 double trace_overlap(const traces::Trace& t, const std::string& policy, std::int64_t budget) {
-  const auto policies = all_policies(t.header);
+  const auto policies = all_policies(t.header, true);
   const auto it = std::find_if(policies.begin(), policies.end(), [&](const PolicyView& p) { return p.name == policy; });
   if (it == policies.end()) {
     std::string names;

@@ -12,6 +12,13 @@
 //          i.e. whole pages in rank order; fewer if the ranking is shorter), plus t (the record's
 //          position) when absent, since the engine always attends t. The oracle's ranking is the
 //          attention list itself (sorted by probability): the LLM's own top-B at that layer and head.
+//          The shared oracle (ReplayOptions::shared_oracle) ranks, per KV head, the positions by
+//          their attention summed over the layers and applies that one ranking to every layer: the
+//          best a selection shared by all layers can do (SpeContext's retrieval head chooses one
+//          set per step for every layer), so oracle - shared oracle is what sharing costs and
+//          shared oracle - specontext what the head misses. A layer's attention outside its
+//          recorded list counts 0 in the sum and in the recall (a lower bound, tight when b_max is
+//          well above B).
 //   recall the attention mass over S (positions absent from the attention list count 0); per step
 //          the mean over layers and KV heads; spread over steps; per layer the mean over steps and heads.
 //   overlap per request, for each step and the same request's previous step, |S_now ∩ S_prev| / |S_now|
@@ -34,6 +41,7 @@ namespace specontext {
 struct ReplayOptions {
   std::vector<std::int64_t> budgets;  // each in [1, b_max]; replayed ascending, duplicates once
   const ModelShape* target = nullptr;  // with one: load_bytes_per_step
+  bool shared_oracle = false;  // also replay kSharedOraclePolicy (after the oracle)
 };
 
 struct Spread {
@@ -53,8 +61,9 @@ struct ReplayResult {
 // The name under which the LLM's own top-B is replayed (first, unless the header records a policy
 // of that name, which is then replayed in its place in header order).
 inline constexpr const char* kOraclePolicy = "oracle";
+inline constexpr const char* kSharedOraclePolicy = "oracle-shared";
 
-// Every policy (the oracle first, then the header's order), each budget ascending. Throws
+// Every policy (the oracle first, the shared oracle when asked, then the header's order), each budget ascending. Throws
 // ConfigError("--budgets", ...) for a budget outside [1, b_max] or no budgets, and ConfigError for a
 // trace without records.
 std::vector<ReplayResult> replay_trace(const traces::Trace& t, const ReplayOptions& o);

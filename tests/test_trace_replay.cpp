@@ -172,6 +172,28 @@ TEST(TraceReplay, APerLayerRankingAppliesPerLayerAndASharedOneToEveryLayer) {
   EXPECT_DOUBLE_EQ(find(results, "oracle", 1).recall_per_layer[1], 0.5 + 0.125);
 }
 
+TEST(TraceReplay, TheSharedOracleRanksTheAttentionSummedOverLayers) {
+  traces::Trace t;
+  t.header = header(2, 1, 4, {policy("shared", false, true)});
+  // Layer 0 {0: 1/2, 5: 1/4, 1: 1/8, 2: 1/16}, layer 1 {2: 1/2, 1: 1/4, 5: 1/8, 0: 1/16}: summed,
+  // 0 and 2 have 9/16, 1 and 5 have 3/8, so the shared ranking is 0, 2, 1, 5 (ties: the lower).
+  t.steps.push_back(record(0, 0, 5, two_heads(), {{{2}}}));
+  EXPECT_THROW(find(replay_trace(valid(t), {{1}, nullptr}), kSharedOraclePolicy, 1), std::runtime_error) << "only when asked";
+  ReplayOptions o{{1, 2}, nullptr};
+  o.shared_oracle = true;
+  const auto results = replay_trace(valid(t), o);
+  ASSERT_EQ(results.size(), 6u);
+  EXPECT_EQ(results[2].policy, kSharedOraclePolicy);  // after the oracle, before the recorded policies
+  const auto& b1 = find(results, kSharedOraclePolicy, 1);
+  EXPECT_DOUBLE_EQ(b1.recall_per_layer[0], 0.5 + 0.25);     // {0} + t = 5
+  EXPECT_DOUBLE_EQ(b1.recall_per_layer[1], 0.0625 + 0.125);
+  const auto& b2 = find(results, kSharedOraclePolicy, 2);
+  EXPECT_DOUBLE_EQ(b2.recall.mean, ((0.5 + 0.0625 + 0.25) + (0.0625 + 0.5 + 0.125)) / 2);  // {0, 2} + t
+  // Below the per-layer oracle ({0, 5} and {2, 1} + t), above the recorded shared set {2} + t at B = 1.
+  EXPECT_DOUBLE_EQ(find(results, "oracle", 2).recall.mean, ((0.5 + 0.25) + (0.5 + 0.25 + 0.125)) / 2);
+  EXPECT_GE(b1.recall.mean, find(results, "shared", 1).recall.mean);
+}
+
 TEST(TraceReplay, APagedPolicyTakesWholePagesInRankOrder) {
   // t = 12, pages of 4: the ranking lists page 2 (8..11), then page 0 (0..3), then page 1 (4..7).
   traces::Trace t;
@@ -241,6 +263,17 @@ TEST(TraceReplay, OverlapPairsStepsOfTheSameRequestWithoutT) {
   EXPECT_DOUBLE_EQ(*find(replay_trace(two_requests(), {{2}, nullptr}), "oracle", 2).overlap, 0.5);
   EXPECT_DOUBLE_EQ(trace_overlap(two_requests(), "hand", 3), *r.overlap);
   EXPECT_DOUBLE_EQ(trace_overlap(two_requests(), "oracle", 2), 0.5);
+}
+
+TEST(TraceReplay, WithOneLayerTheSharedOracleIsTheOracle) {
+  ReplayOptions o{{1, 2, 3}, nullptr};
+  o.shared_oracle = true;
+  const auto results = replay_trace(two_requests(), o);
+  for (std::int64_t b : {1, 2, 3}) {
+    EXPECT_DOUBLE_EQ(find(results, kSharedOraclePolicy, b).recall.mean, find(results, "oracle", b).recall.mean) << b;
+    EXPECT_DOUBLE_EQ(*find(results, kSharedOraclePolicy, b).overlap, *find(results, "oracle", b).overlap) << b;
+  }
+  EXPECT_DOUBLE_EQ(trace_overlap(two_requests(), kSharedOraclePolicy, 2), 0.5);
 }
 
 TEST(TraceReplay, OverlapNeedsTheSameRequestsPreviousStep) {
