@@ -21,7 +21,7 @@ from results import (InputError, _parse_bool, components_key, system_label, type
                      workload_label)
 
 # Display order of selection policies (the oracle, an upper bound, first).
-POLICY_ORDER = ("oracle", "specontext", "specontext-batch", "quest", "streaming")
+POLICY_ORDER = ("oracle", "oracle-shared", "specontext", "specontext-batch", "quest", "streaming")
 
 # Recall and overlap are fractions; binary16 probabilities may sum a little above 1.
 FRACTION_SLACK = 0.01

@@ -11,6 +11,7 @@ from style import finish_with_top_legend, legend_height_in, plt, save
 
 POLICY_COLORS = {
     "oracle": "#000000",
+    "oracle-shared": "#6b6b6b",
     "specontext": "#d62728",
     "specontext-batch": "#f16913",
     "quest": "#2ca02c",
@@ -31,8 +32,8 @@ def policy_color(name, _extra={}):
 
 
 def policy_style(name):
-    """The oracle (an upper bound) dashed; the others solid."""
-    return "--" if name.split(" ")[0] == "oracle" else "-"
+    """The oracles (upper bounds: per layer, and shared by every layer) dashed; the others solid."""
+    return "--" if name.split(" ")[0] in ("oracle", "oracle-shared") else "-"
 
 
 def _grid(n, max_cols=3):

@@ -112,6 +112,7 @@ void run_trace_experiments(const nlohmann::json& manifest, const std::string& or
       ReplayOptions o;
       o.budgets = default_replay_budgets(t.header.b_max);
       o.target = &target;
+      o.shared_oracle = true;  // the ceiling of a selection shared by every layer, beside the per-layer oracle
       const nlohmann::json report = replay_report_json(t, f.string("file"), &target, replay_trace(t, o));
       std::ofstream j(out / "attention" / (name + ".replay.json"));
       j << report.dump(1) << "\n";
