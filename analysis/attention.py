@@ -17,7 +17,7 @@ import json
 import math
 import os
 
-from results import (InputError, _parse_bool, components_key, system_label, typed_csv_rows,
+from results import (InputError, load_json_object, _parse_bool, components_key, system_label, typed_csv_rows,
                      workload_label)
 
 # Display order of selection policies (the oracle, an upper bound, first).
@@ -77,17 +77,6 @@ def _string(value, path, field, allow_none=False, allow_empty=False):
     return value
 
 
-def _load_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except ValueError as e:
-        raise InputError("%s: not valid JSON (%s)" % (path, e))
-    if not isinstance(doc, dict):
-        raise InputError("%s: expected a JSON object at the top level" % path)
-    return doc
-
-
 # --------------------------------------------------------------------------- replay JSON
 
 # Header fields shown in titles and the report; each optional, type-checked when present.
@@ -109,7 +98,7 @@ def read_replay(path):
     'p90', 'per_layer' [float], 'overlap' (None: no two steps), 'selected',
     'load_bytes_per_step' (None without a target)}, sorted by policy order then budget.
     """
-    doc = _load_json(path)
+    doc = load_json_object(path)
     header = doc.get("trace")
     if not isinstance(header, dict):
         raise InputError("%s: field 'trace': missing or not an object (the trace's header)"
@@ -365,7 +354,7 @@ def read_accuracy(path):
     'backend', 'seed', 'trials' (a count or None), 'variant' ('' or 'key=value, ...'),
     'source' (the file's name)}.
     """
-    doc = _load_json(path)
+    doc = load_json_object(path)
     rows_raw = doc.get("rows")
     if not isinstance(rows_raw, list):
         raise InputError("%s: field 'rows': missing or not a list" % path)

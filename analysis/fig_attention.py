@@ -96,20 +96,37 @@ def _all_policies(replays):
     return sorted(pols, key=policy_order)
 
 
-def mass_figure(replays, fig_dir, log, stem="attention-mass-vs-budget"):
-    """Per trace a panel: recall mean vs budget per policy, p10-p90 band (Fig. 5a)."""
-    replays = [rp for rp in replays if rp["results"]]
-    if not replays:
-        return None
+def _budget_panels(replays, handles, draw, ylabel, title, fig_dir, log, stem):
+    """One panel per trace over a log2 budget axis: draw(ax, replay) plots its policies' lines."""
     n = len(replays)
     nrows, ncols = _grid(n)
-    pols = _all_policies(replays)
-    handles = _policy_handles(pols, "p10–p90 over decode steps")
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows
                                                     + legend_height_in(len(handles), 6)),
                              squeeze=False)
     for idx, rp in enumerate(replays):
         ax = axes[idx // ncols][idx % ncols]
+        draw(ax, rp)
+        budget_axis(ax, replay_budgets(rp))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("KV budget B (tokens per head)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(trace_title(rp), fontsize=9)
+    _hide_unused(axes, n, nrows, ncols)
+    finish_with_top_legend(fig, handles, title, min(len(handles), 6))
+    return save(fig, fig_dir, stem, log)
+
+
+def _line_width(policy):
+    return 2.0 if policy == "specontext" else 1.4
+
+
+def mass_figure(replays, fig_dir, log, stem="attention-mass-vs-budget"):
+    """Per trace a panel: recall mean vs budget per policy, p10-p90 band (Fig. 5a)."""
+    replays = [rp for rp in replays if rp["results"]]
+    if not replays:
+        return None
+
+    def draw(ax, rp):
         for p in replay_policies(rp):
             rs = [r for r in rp["results"] if r["policy"] == p]
             xs = [r["budget"] for r in rs]
@@ -117,16 +134,12 @@ def mass_figure(replays, fig_dir, log, stem="attention-mass-vs-budget"):
             ax.fill_between(xs, [r["p10"] for r in rs], [r["p90"] for r in rs], color=color,
                             alpha=0.12, lw=0)
             ax.plot(xs, [r["recall"] for r in rs], color=color, ls=policy_style(p),
-                    marker="o", ms=3.5, lw=2.0 if p == "specontext" else 1.4)
-        budget_axis(ax, replay_budgets(rp))
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("KV budget B (tokens per head)")
-        ax.set_ylabel("attention mass captured (recall)")
-        ax.set_title(trace_title(rp), fontsize=9)
-    _hide_unused(axes, n, nrows, ncols)
-    finish_with_top_legend(fig, handles, "Attention mass captured vs KV budget (measured on "
-                           "recorded attention traces)", min(len(handles), 6))
-    return save(fig, fig_dir, stem, log)
+                    marker="o", ms=3.5, lw=_line_width(p))
+
+    handles = _policy_handles(_all_policies(replays), "p10–p90 over decode steps")
+    return _budget_panels(replays, handles, draw, "attention mass captured (recall)",
+                          "Attention mass captured vs KV budget (measured on recorded attention "
+                          "traces)", fig_dir, log, stem)
 
 
 def overlap_figure(replays, fig_dir, log, stem="overlap-vs-budget"):
@@ -134,31 +147,18 @@ def overlap_figure(replays, fig_dir, log, stem="overlap-vs-budget"):
     replays = [rp for rp in replays if any(r["overlap"] is not None for r in rp["results"])]
     if not replays:
         return None
-    n = len(replays)
-    nrows, ncols = _grid(n)
-    pols = _all_policies(replays)
-    handles = _policy_handles(pols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.6 * nrows
-                                                    + legend_height_in(len(handles), 6)),
-                             squeeze=False)
-    for idx, rp in enumerate(replays):
-        ax = axes[idx // ncols][idx % ncols]
+
+    def draw(ax, rp):
         for p in replay_policies(rp):
             rs = [r for r in rp["results"] if r["policy"] == p and r["overlap"] is not None]
-            if not rs:
-                continue
-            ax.plot([r["budget"] for r in rs], [r["overlap"] for r in rs], color=policy_color(p),
-                    ls=policy_style(p), marker="o", ms=3.5, lw=2.0 if p == "specontext" else 1.4)
-        budget_axis(ax, replay_budgets(rp))
-        ax.set_ylim(0, 1.02)
-        ax.set_xlabel("KV budget B (tokens per head)")
-        ax.set_ylabel("overlap of adjacent steps' selections")
-        ax.set_title(trace_title(rp), fontsize=9)
-    _hide_unused(axes, n, nrows, ncols)
-    finish_with_top_legend(fig, handles, "Selection overlap of adjacent decode steps vs KV "
-                           "budget (measured on recorded attention traces)",
-                           min(len(handles), 6))
-    return save(fig, fig_dir, stem, log)
+            if rs:
+                ax.plot([r["budget"] for r in rs], [r["overlap"] for r in rs], color=policy_color(p),
+                        ls=policy_style(p), marker="o", ms=3.5, lw=_line_width(p))
+
+    return _budget_panels(replays, _policy_handles(_all_policies(replays)), draw,
+                          "overlap of adjacent steps' selections",
+                          "Selection overlap of adjacent decode steps vs KV budget (measured on "
+                          "recorded attention traces)", fig_dir, log, stem)
 
 
 def per_layer_figure(replays, fig_dir, log, stem="attention-mass-per-layer"):

@@ -1,11 +1,10 @@
 """Reading memory plans (`plans/*.json`): GPU-resident layers as a function of S."""
 
 import glob
-import json
 import math
 import os
 
-from results import InputError
+from results import InputError, load_json_object
 
 
 def _num(value, path, field, allow_none=False):
@@ -23,13 +22,7 @@ def _num(value, path, field, allow_none=False):
 def read_plan(path):
     """A plan dict with 'segments' [(from, to or None, gpu_layers, cpu_layers)] and
     'thresholds' [S or None] (None: never reached / unbounded)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except ValueError as e:
-        raise InputError("%s: not valid JSON (%s)" % (path, e))
-    if not isinstance(doc, dict):
-        raise InputError("%s: expected a JSON object at the top level" % path)
+    doc = load_json_object(path)
     segs_raw = doc.get("layers_on_gpu_at")
     if not isinstance(segs_raw, list) or not segs_raw:
         raise InputError("%s: field 'layers_on_gpu_at': missing or not a non-empty list" % path)

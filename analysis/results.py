@@ -5,12 +5,25 @@ lookups the figures and the report share (labels, ordering, speedups).
 """
 
 import csv
+import json
 import os
 import re
 
 
 class InputError(Exception):
     """An input file is malformed; the message names the file and the field."""
+
+
+def load_json_object(path):
+    """The JSON object in `path`; InputError naming the file when it is not JSON or not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except ValueError as e:
+        raise InputError("%s: not valid JSON (%s)" % (path, e))
+    if not isinstance(doc, dict):
+        raise InputError("%s: expected a JSON object at the top level" % path)
+    return doc
 
 
 EXPERIMENTS = ("cloud-throughput", "edge-throughput", "budget-sweep", "host-link-whatif")

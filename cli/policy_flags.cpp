@@ -51,7 +51,7 @@ SelectionPolicy PolicyFlags::check(const std::string& backend) const {
     throw ConfigError("--dlm", "", "the distilled LM is used by policies specontext and specontext-batch only, not " + policy);
   head.input_mode();
   if (head.pooling().active() && !needs_retrieval_head(p))
-    throw ConfigError(head.pool != "none" ? "--head-pool" : "--head-recent", "",
+    throw ConfigError(head.pooling_flag(), "",
                       "pools the retrieval head's scores: policies specontext and specontext-batch only, not " + policy);
   if (backend != "cuda" && (offload_layers != 0 || sync_prefetch || adaptive || !gpu_mem.empty()))
     throw ConfigError("--offload-layers", "", "offloading, --sync-prefetch, --adaptive and --gpu-mem act on --backend cuda");

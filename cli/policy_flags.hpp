@@ -31,6 +31,7 @@ struct HeadFlags {
   HeadInput input_mode() const;  // ConfigError naming --head-input
   ScorePooling pooling() const;  // ConfigErrors naming --head-pool / --head-recent
   std::string describe() const;  // "eagle input", plus ", pooling max:3, recent 32" when pooled
+  const char* pooling_flag() const { return pool != "none" ? "--head-pool" : "--head-recent"; }  // for errors about pooling
 };
 
 struct PolicyFlags {

@@ -87,7 +87,7 @@ void run(RecordFlags& f) {
   if (f.task.empty() == f.prompt_file.empty()) throw ConfigError("--task", "", "give exactly one of --task and --prompt-file");
   const HeadInput input = f.head.input_mode();
   const ScorePooling pooling = f.head.pooling();
-  if (pooling.active() && !needs_head) throw ConfigError(f.head.pool != "none" ? "--head-pool" : "--head-recent", "", "no listed policy uses the retrieval head");
+  if (pooling.active() && !needs_head) throw ConfigError(f.head.pooling_flag(), "", "no listed policy uses the retrieval head");
 
   const ModelConfig config = load_model_config(f.model);
   const Tokenizer tokenizer = Tokenizer::load(f.model);

@@ -27,24 +27,31 @@ std::int64_t stride_of_lists(SelectionPolicy p, std::int64_t budget) {
   return p == SelectionPolicy::Quest ? pages_of(budget) * kernels::kQuestPageSize + 1 : budget + 1;
 }
 
+// The queries, the key cache and the rows of a decode-attention launch, into the parameters of a
+// kernel that reads the same (attention_scores, quest_page_scores: the same field names).
+template <class Params>
+void read_queries_and_keys(const kernels::DecodeAttentionParams& a, Params& p) {
+  p.q = a.q;
+  p.q_row_stride = a.q_row_stride;
+  p.k_cache = a.k_cache;
+  p.kv_request_stride = a.kv_request_stride;
+  p.kv_head_stride = a.kv_head_stride;
+  p.slots = a.slots;
+  p.lengths = a.lengths;
+  p.requests = a.requests;
+  p.q_heads = a.q_heads;
+  p.kv_heads = a.kv_heads;
+  p.head_dim = a.head_dim;
+  p.max_context = a.max_context;
+  p.max_length = a.max_length;
+}
+
 }  // namespace
 
 kernels::AttentionScoresParams group_mean_scores(const kernels::DecodeAttentionParams& a, float* out, std::int64_t out_stride,
                                                  const DeviceArray<std::uint8_t>& workspace) {
   kernels::AttentionScoresParams s;
-  s.q = a.q;
-  s.q_row_stride = a.q_row_stride;
-  s.k_cache = a.k_cache;
-  s.kv_request_stride = a.kv_request_stride;
-  s.kv_head_stride = a.kv_head_stride;
-  s.slots = a.slots;
-  s.lengths = a.lengths;
-  s.requests = a.requests;
-  s.q_heads = a.q_heads;
-  s.kv_heads = a.kv_heads;
-  s.head_dim = a.head_dim;
-  s.max_context = a.max_context;
-  s.max_length = a.max_length;
+  read_queries_and_keys(a, s);
   s.scale = a.scale;
   s.reduce = kernels::AttentionScoresParams::Reduce::Mean;
   s.out = out;
@@ -114,7 +121,7 @@ CudaSparseDecode::CudaSparseDecode(SelectionPolicy policy, std::int64_t budget, 
   if (pooling.active()) {
     if (!needs_retrieval_head(policy))
       throw std::invalid_argument(std::string("CudaSparseDecode: score pooling acts on the retrieval head's scores, not policy ") + to_string(policy));
-    if (pooling.radius < 0 || pooling.radius > ScorePooling::kMaxRadius || pooling.recent < 0)
+    if (!pooling.valid())
       throw std::invalid_argument("CudaSparseDecode: pooling radius or recent window out of range");
     pooling_ = pooling;
     pooled_scores_ = DeviceArray<float>(scores_.count);
@@ -317,19 +324,7 @@ void CudaSparseDecode::select_quest_pages(int layer, const kernels::DecodeAttent
   const std::int64_t pairs = static_cast<std::int64_t>(shape_.max_requests) * shape_.kv_heads;
   const std::int64_t head_stride = quest_pages_of_context() * 2 * shape_.head_dim;
   kernels::QuestPageScoresParams q;
-  q.q = a.q;
-  q.q_row_stride = a.q_row_stride;
-  q.k_cache = a.k_cache;
-  q.kv_request_stride = a.kv_request_stride;
-  q.kv_head_stride = a.kv_head_stride;
-  q.slots = a.slots;
-  q.lengths = a.lengths;
-  q.requests = a.requests;
-  q.q_heads = a.q_heads;
-  q.kv_heads = a.kv_heads;
-  q.head_dim = a.head_dim;
-  q.max_context = a.max_context;
-  q.max_length = a.max_length;
+  read_queries_and_keys(a, q);
   q.bounds = quest_bounds_.ptr + static_cast<std::size_t>(layer) * static_cast<std::size_t>(pairs * head_stride);
   q.bounds_head_stride = head_stride;
   q.bounds_request_stride = shape_.kv_heads * head_stride;

@@ -106,14 +106,16 @@ std::vector<float> HeadAttention::kv_head_scores() const {
 std::vector<float> HeadAttention::selection_scores(SelectionLevel level) const {
   std::vector<float> raw = kv_head_scores();
   const std::int64_t n = positions();
-  if (level == SelectionLevel::Batch) {
+  const bool batch = level == SelectionLevel::Batch;
+  if (batch)
     for (int g = 1; g < kv_heads; ++g)
       for (std::int64_t j = 0; j < n; ++j) raw[j] = std::max(raw[j], raw[g * n + j]);
-    for (int g = 1; g < kv_heads; ++g) std::copy_n(raw.begin(), n, raw.begin() + g * n);
-  }
-  if (!pooling.active()) return raw;
-  std::vector<float> out(raw.size());
-  for (int g = 0; g < kv_heads; ++g) ref::score_pool_row(raw.data() + g * n, out.data() + g * n, n, pooling);
+  std::vector<float> out = raw;
+  const int rows = batch ? 1 : kv_heads;  // batch-level: row 0 is the one row to pool
+  if (pooling.active())
+    for (int g = 0; g < rows; ++g) ref::score_pool_row(raw.data() + g * n, out.data() + g * n, n, pooling);
+  if (batch)
+    for (int g = 1; g < kv_heads; ++g) std::copy_n(out.begin(), n, out.begin() + g * n);
   return out;
 }
 
@@ -140,7 +142,7 @@ RetrievalHeadCpu::RetrievalHeadCpu(Eagle3Draft draft, const Matrix* target_embed
   check_shape(embedding(), s.vocab, h, weights_.embed.data.empty() ? "the target's embedding" : "embed_tokens.weight");
   if (max_requests <= 0) throw std::invalid_argument("RetrievalHeadCpu: max_requests must be positive, got " + std::to_string(max_requests));
   if (max_context <= 0) throw std::invalid_argument("RetrievalHeadCpu: max_context must be positive, got " + std::to_string(max_context));
-  if (pooling.radius < 0 || pooling.radius > ScorePooling::kMaxRadius || pooling.recent < 0)
+  if (!pooling.valid())
     throw std::invalid_argument("RetrievalHeadCpu: pooling radius " + std::to_string(pooling.radius) + " or recent window " +
                                 std::to_string(pooling.recent) + " out of range");
   inv_freq_ = rope_inverse_frequencies(config_.layer);

@@ -131,12 +131,10 @@ std::int64_t record_traces(RecordableLlm& llm, RetrievalHeadCpu* head, const std
       rec.request = static_cast<std::int32_t>(r);
       rec.step = step;
       rec.position = t;
-      std::vector<float> head_scores, batch_scores;  // [kv_heads][positions]: what the head's top-B ranks (pooled)
+      HeadAttention a;  // the head's attention; its selection_scores are what its top-B ranks (pooled)
       if (head) {
-        const HeadAttention a = head->decode(0, token, features);
+        a = head->decode(0, token, features);
         if (a.positions() != positions) throw std::logic_error("record_traces: the retrieval head and the LLM disagree on the positions");
-        head_scores = a.selection_scores(SelectionLevel::Head);
-        batch_scores = a.selection_scores(SelectionLevel::Batch);
       }
       RecordingProbe probe(shape, quest, o.b_max);
       logits = llm.decode_probed(0, token, probe);
@@ -149,10 +147,14 @@ std::int64_t record_traces(RecordableLlm& llm, RetrievalHeadCpu* head, const std
             for (int l = 0; l < layers; ++l)
               for (int g = 0; g < kv_heads; ++g) lists.push_back(probe.quest[static_cast<std::size_t>(l)][static_cast<std::size_t>(g)]);
             break;
-          case SelectionPolicy::SpeContext:
-            for (int g = 0; g < kv_heads; ++g) lists.push_back(rank_positions(head_scores.data() + g * positions, positions, o.b_max));
+          case SelectionPolicy::SpeContext: {
+            const std::vector<float> scores = a.selection_scores(SelectionLevel::Head);  // [kv_heads][positions]
+            for (int g = 0; g < kv_heads; ++g) lists.push_back(rank_positions(scores.data() + g * positions, positions, o.b_max));
             break;
-          case SelectionPolicy::SpeContextBatch: lists.push_back(rank_positions(batch_scores.data(), positions, o.b_max)); break;
+          }
+          case SelectionPolicy::SpeContextBatch:
+            lists.push_back(rank_positions(a.selection_scores(SelectionLevel::Batch).data(), positions, o.b_max));  // row 0: every row is the same
+            break;
           default: break;
         }
         rec.rankings.push_back(std::move(lists));

@@ -55,7 +55,7 @@ void launch_score_pool(const ScorePoolParams& p, cudaStream_t stream) {
     throw std::invalid_argument("score_pool: rows must be a multiple of rows_per_request >= 1");
   if (p.max_positions < 1 || p.score_stride < p.max_positions)
     throw std::invalid_argument("score_pool: need 1 <= max_positions <= score_stride");
-  if (s.radius < 0 || s.radius > ScorePooling::kMaxRadius || s.recent < 0)
+  if (!s.valid())
     throw std::invalid_argument("score_pool: radius must be in 0.." + std::to_string(ScorePooling::kMaxRadius) + " and recent >= 0");
   const int radius = s.kind == ScorePoolKind::None ? 0 : s.radius;
   const dim3 grid(static_cast<unsigned>((p.max_positions + kTile - 1) / kTile), static_cast<unsigned>(p.rows));

@@ -50,29 +50,28 @@ using SharedRankings = std::vector<std::vector<std::vector<std::int32_t>>>;
 SharedRankings shared_oracle_rankings(const traces::Trace& t, int layers, int kv_heads, std::int64_t limit) {
   SharedRankings out(t.steps.size());
   std::vector<double> sum;
-  std::vector<std::int32_t> seen;
+  std::vector<char> listed;
+  std::vector<std::int32_t> seen;  // the positions some layer lists, once each
   for (std::size_t i = 0; i < t.steps.size(); ++i) {
     const auto& r = t.steps[i];
     sum.assign(static_cast<std::size_t>(r.position) + 1, 0.0);
+    listed.assign(sum.size(), 0);
     for (int g = 0; g < kv_heads; ++g) {
       seen.clear();
       for (int l = 0; l < layers; ++l) {
         const auto& a = r.attention[static_cast<std::size_t>(l) * static_cast<std::size_t>(kv_heads) + static_cast<std::size_t>(g)];
         for (std::size_t q = 0; q < a.positions.size(); ++q) {
-          double& s = sum[static_cast<std::size_t>(a.positions[q])];
-          if (s == 0.0) seen.push_back(a.positions[q]);
-          s += a.probabilities[q] > 0 ? a.probabilities[q] : 1e-300;  // a listed position stays listed
+          const auto pos = static_cast<std::size_t>(a.positions[q]);
+          sum[pos] += a.probabilities[q];
+          if (!listed[pos]) listed[pos] = 1, seen.push_back(a.positions[q]);
         }
       }
       std::sort(seen.begin(), seen.end(), [&](std::int32_t x, std::int32_t y) {
         const double sx = sum[static_cast<std::size_t>(x)], sy = sum[static_cast<std::size_t>(y)];
         return sx != sy ? sx > sy : x < y;
       });
-      if (static_cast<std::int64_t>(seen.size()) > limit) seen.resize(static_cast<std::size_t>(limit));
-      out[i].push_back(seen);
-      for (int l = 0; l < layers; ++l)
-        for (const auto pos : r.attention[static_cast<std::size_t>(l) * static_cast<std::size_t>(kv_heads) + static_cast<std::size_t>(g)].positions)
-          sum[static_cast<std::size_t>(pos)] = 0.0;
+      out[i].emplace_back(seen.begin(), seen.begin() + static_cast<std::ptrdiff_t>(std::min<std::int64_t>(limit, static_cast<std::int64_t>(seen.size()))));
+      for (const auto pos : seen) sum[static_cast<std::size_t>(pos)] = 0.0, listed[static_cast<std::size_t>(pos)] = 0;
     }
   }
   return out;

@@ -24,6 +24,7 @@ struct ScorePooling {
   std::int64_t recent = 0;   // most recent positions forced in
   static constexpr int kMaxRadius = 64;
   bool active() const { return (kind != ScorePoolKind::None && radius > 0) || recent > 0; }
+  bool valid() const { return radius >= 0 && radius <= kMaxRadius && recent >= 0; }  // what the kernel can run
 };
 
 namespace ref {
