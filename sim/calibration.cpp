@@ -57,6 +57,7 @@ const ParameterSpec kParameters[] = {
     {"kernel_launch_overhead_s", SPECONTEXT_FIELD(kernel_launch_overhead_s), 1e-8, 1e-4, false},
     {"h2d_bandwidth_Bps", SPECONTEXT_FIELD(h2d_bandwidth_Bps), 0.25, 2.0, true},
     {"gather_row_efficiency@512", [](const Hardware& hw) { return hw.gather_efficiency(kLayerRowBytes); }, set_gather_point, 0.05, 1.0, false},
+    {"gather_gpu_slowdown", SPECONTEXT_FIELD(gather_gpu_slowdown), 1e-3, 1.0, false},
 };
 #undef SPECONTEXT_FIELD
 constexpr int kParameterCount = static_cast<int>(std::size(kParameters));

@@ -28,6 +28,7 @@ const NumericField kNumericFields[] = {
     {"kernel_gap_s", &Hardware::kernel_gap_s, false},
     {"hbm_efficiency", &Hardware::hbm_efficiency, true},
     {"compute_efficiency", &Hardware::compute_efficiency, true},
+    {"gather_gpu_slowdown", &Hardware::gather_gpu_slowdown, true},
 };
 
 void set_numeric(Hardware& hw, const JsonFields& f, const NumericField& field) {

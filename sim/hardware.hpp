@@ -30,6 +30,9 @@ struct Hardware {
   double compute_efficiency = 0;        // achievable fraction of dense_bf16_flops
   // (row bytes, fraction of h2d_bandwidth_Bps) for gathers of random rows from pinned memory.
   std::vector<std::pair<double, double>> gather_row_efficiency;
+  // Such a gather is a kernel reading mapped host memory (zero-copy): it holds SMs and writes HBM,
+  // and GPU work running beside it loses this fraction of its throughput for the gather's duration.
+  double gather_gpu_slowdown = 0;
 
   std::map<std::string, std::string> sources;  // field -> source text
 

@@ -14,6 +14,17 @@ const char* to_string(Resource r) {
   return "?";
 }
 
+namespace {
+
+// Seconds the host link needs for `bytes` in rows of `row_bytes` (0: one contiguous copy).
+double link_seconds(Resource r, double bytes, double row_bytes, double efficiency, const Hardware& hw) {
+  const double rate = (r == Resource::D2H ? hw.d2h_bandwidth_Bps : hw.h2d_bandwidth_Bps) * hw.gather_efficiency(row_bytes) * efficiency;
+  // The host side of a transfer cannot beat host DRAM either.
+  return bytes / std::min(rate, hw.host_memory_bandwidth_Bps);
+}
+
+}  // namespace
+
 OpTime op_time(const Op& op, const Hardware& hw) {
   OpTime t;
   switch (op.resource) {
@@ -21,16 +32,18 @@ OpTime op_time(const Op& op, const Hardware& hw) {
       const double compute = op.flops / (hw.dense_bf16_flops * hw.compute_efficiency * op.efficiency);
       const double memory = op.hbm_bytes / (hw.hbm_bandwidth_Bps * hw.hbm_efficiency * op.efficiency);
       const double overhead = op.launches * hw.kernel_gap_s;
-      t.seconds = std::max(compute, memory) + overhead;
-      t.bound = overhead > std::max(compute, memory) ? "overhead" : compute >= memory ? "compute" : "hbm";
+      const double contention =
+          op.concurrent_gather_bytes > 0 ? hw.gather_gpu_slowdown * link_seconds(Resource::H2D, op.concurrent_gather_bytes, op.link_row_bytes, 1.0, hw) : 0;
+      t.seconds = std::max(compute, memory) + overhead + contention;
+      t.bound = contention > std::max({compute, memory, overhead}) ? "contention"
+                : overhead > std::max(compute, memory)              ? "overhead"
+                : compute >= memory                                 ? "compute"
+                                                                    : "hbm";
       break;
     }
     case Resource::H2D:
     case Resource::D2H: {
-      const double rate = (op.resource == Resource::H2D ? hw.h2d_bandwidth_Bps : hw.d2h_bandwidth_Bps) *
-                          hw.gather_efficiency(op.link_row_bytes) * op.efficiency;
-      // The host side of a transfer cannot beat host DRAM either.
-      const double link = op.link_bytes / std::min(rate, hw.host_memory_bandwidth_Bps);
+      const double link = link_seconds(op.resource, op.link_bytes, op.link_row_bytes, op.efficiency, hw);
       t.seconds = link + op.launches * hw.kernel_gap_s;
       t.bound = "link";
       break;

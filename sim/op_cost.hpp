@@ -27,11 +27,14 @@ struct Op {
   double host_seconds = 0;      // Host
   double launches = 0;          // kernels (Gpu: inter-kernel gaps; Host: launch cost each)
   double efficiency = 1.0;      // extra derating of this op's roofline (e.g. a poor kernel)
+  // Gpu: a gather of these bytes (rows of link_row_bytes) runs on the host link beside this stream;
+  // the op stands for the time the stream loses to it, hw.gather_gpu_slowdown of the gather's.
+  double concurrent_gather_bytes = 0;
 };
 
 struct OpTime {
   double seconds = 0;
-  const char* bound = "";  // "compute", "hbm", "link", "host", "overhead"
+  const char* bound = "";  // "compute", "hbm", "link", "host", "overhead", "contention"
 };
 
 OpTime op_time(const Op& op, const Hardware& hw);

@@ -40,13 +40,15 @@ json card() {
       {"hbm_efficiency", 0.86},
       {"compute_efficiency", 0.79},
       {"gather_row_efficiency", {{"value", {{256, 0.356}, {1024, 0.904}, {2048, 0.917}, {4096, 0.922}}}, {"source", "test curve"}}},
+      {"gather_gpu_slowdown", {{"value", 0.07}, {"source", "test slowdown"}}},
   };
 }
 
 const char* kNumericFields[] = {"gpu_memory_bytes",  "hbm_bandwidth_Bps",         "dense_bf16_flops",
                                 "sm_count",          "h2d_bandwidth_Bps",         "d2h_bandwidth_Bps",
                                 "host_memory_bytes", "host_memory_bandwidth_Bps", "kernel_launch_overhead_s",
-                                "kernel_gap_s",      "hbm_efficiency",            "compute_efficiency"};
+                                "kernel_gap_s",      "hbm_efficiency",            "compute_efficiency",
+                                "gather_gpu_slowdown"};
 
 }  // namespace
 
@@ -65,6 +67,8 @@ TEST(Hardware, ParsesBareAndSourcedNumbers) {
   EXPECT_EQ(hw.kernel_gap_s, 1.5e-6);
   EXPECT_EQ(hw.hbm_efficiency, 0.86);
   EXPECT_EQ(hw.compute_efficiency, 0.79);
+  EXPECT_EQ(hw.gather_gpu_slowdown, 0.07);
+  EXPECT_EQ(hw.sources.at("gather_gpu_slowdown"), "test slowdown");
   ASSERT_EQ(hw.gather_row_efficiency.size(), 4u);
   EXPECT_EQ(hw.sources.at("gpu_memory_bytes"), "test: 80 GiB");
   EXPECT_EQ(hw.sources.at("h2d_bandwidth_Bps"), "test h2d");
@@ -137,7 +141,7 @@ TEST(Hardware, ErrorUnknownField) {
 }
 
 TEST(Hardware, ErrorEfficiencyAboveOne) {
-  for (const char* key : {"hbm_efficiency", "compute_efficiency"}) {
+  for (const char* key : {"hbm_efficiency", "compute_efficiency", "gather_gpu_slowdown"}) {
     SCOPED_TRACE(key);
     json j = card();
     j[key] = {{"value", 1.2}, {"source", "typo"}};

@@ -98,6 +98,22 @@ TEST(OpCost, LinkGathersDerateBySmallRows) {
   EXPECT_DOUBLE_EQ(hw.gather_efficiency(1 << 20), 0.9);
 }
 
+// A GPU op standing for a gather beside it costs hw.gather_gpu_slowdown of the gather's link time.
+TEST(OpCost, ConcurrentGatherSlowsTheGpuStream) {
+  Hardware hw = roofline_machine();
+  hw.gather_gpu_slowdown = 0.1;
+  Op contention;
+  contention.resource = Resource::Gpu;
+  contention.concurrent_gather_bytes = 50e6;  // 1 ms at 50 GB/s in one piece, 2.5 ms in 256 B rows
+  EXPECT_NEAR(op_time(contention, hw).seconds, 1e-4, 1e-12);
+  contention.link_row_bytes = 256;
+  EXPECT_NEAR(op_time(contention, hw).seconds, 2.5e-4, 1e-12);
+  EXPECT_STREQ(op_time(contention, hw).bound, "contention");
+  contention.hbm_bytes = 2e9;  // 1 ms of its own: the slowdown adds to it
+  EXPECT_NEAR(op_time(contention, hw).seconds, 1e-3 + 2.5e-4, 1e-12);
+  EXPECT_STREQ(op_time(contention, hw).bound, "hbm");
+}
+
 TEST(OpCost, HostOpsPayLaunches) {
   const Hardware hw = roofline_machine();
   Op h;

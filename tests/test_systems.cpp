@@ -46,6 +46,28 @@ TEST(Systems, HfFlashIsHostBoundAtFewRequests) {
   for (long long S : {2048, 8192, 16384, 24576, 34816}) EXPECT_NEAR(step_ms(sc, "hf-flash", S) / 102.0, 1.0, 0.15) << S;
 }
 
+// The asynchronous prefetch (c2) slows the forward it runs beside: the GPU stream's busy time grows
+// by gather_gpu_slowdown x the gathers' link time, and not at all without offloaded layers.
+TEST(Systems, SpeContextPrefetchContendsWithTheForward) {
+  Scenario sc = scenario("specontext", "h200", "llama-3.1-8b", 2048, 32768, 32, 2048, "c1,c2");
+  sc.offloaded_layers = 8;
+  const long long S = 16384;
+  StepGraph g;
+  make_system("specontext")->build_decode_step(g, sc, S);
+  double link_s = 0;
+  for (OpId i = 0; i < g.size(); ++i)
+    if (g.op(i).name == "prefetch") link_s += op_time(g.op(i), sc.hw).seconds - g.op(i).launches * sc.hw.kernel_gap_s;
+  ASSERT_GT(link_s, 0.0);
+  Scenario calm = sc;
+  calm.hw.gather_gpu_slowdown = 1e-9;
+  EXPECT_NEAR(gpu_busy_ms(sc, "specontext", S) - gpu_busy_ms(calm, "specontext", S), sc.hw.gather_gpu_slowdown * link_s * 1e3, 1e-6);
+  Scenario resident = sc;
+  resident.offloaded_layers = 0;
+  Scenario resident_calm = resident;
+  resident_calm.hw.gather_gpu_slowdown = 1e-9;
+  EXPECT_DOUBLE_EQ(gpu_busy_ms(resident, "specontext", S), gpu_busy_ms(resident_calm, "specontext", S));
+}
+
 TEST(Systems, SpeContextMovesOnlyTheChangedRows) {
   // 4 requests on an A800 at S = 30K: the plan has offloaded some layers.
   Scenario sc = scenario("specontext", "a800-80g", "deepseek-r1-distill-llama-8b", 2048, 32768, 32);

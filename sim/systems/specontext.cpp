@@ -85,6 +85,13 @@ class SpeContext final : public SystemModel {
                                                  row * static_cast<double>(slot_end - slot_begin)),
                                 {x});
         for (long long s = slot_begin; s < slot_end; ++s) prefetched[static_cast<std::size_t>(m.layers - 1 - s)] = copy;
+        // The gather runs beside the forward and slows it (Hardware::gather_gpu_slowdown).
+        Op contention;
+        contention.name = "prefetch_contention";
+        contention.category = "prefetch";
+        contention.concurrent_gather_bytes = g.op(copy).link_bytes;
+        contention.link_row_bytes = g.op(copy).link_row_bytes;
+        x = is.gpu(contention, {x});
       }
       return x;
     };
