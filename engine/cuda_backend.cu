@@ -101,11 +101,20 @@ std::int64_t initial_capacity(const CudaBackendOptions& o) {
   return std::min<std::int64_t>(o.max_context, o.initial_capacity > 0 ? o.initial_capacity : 4096);
 }
 
+// Under c3, the layers on the host from the start: what the memory model offloads at the initial
+// capacity. A run that starts deep (bench --adaptive at 32K) so begins with the placement the engine
+// would have reached by growing, instead of a first plan with every layer resident at that depth.
+int initially_offloaded(const ModelConfig& c, const CudaBackendOptions& o, double device_bytes, int offloaded) {
+  if (!o.adaptive_placement || offloaded == 0) return 0;
+  const MemoryModel m = engine_memory_model(c, o, device_bytes);
+  return static_cast<int>(std::min<long long>(m.cpu_layers_at(initial_capacity(o)), offloaded));
+}
+
 KvOffloadShape offload_shape(const ModelConfig& c, const CudaBackendOptions& o, double device_bytes) {
   KvOffloadShape s;
   s.layers = static_cast<int>(c.shape.layers);
   s.offloaded = max_offloaded(c, o, device_bytes);
-  s.initially_active = o.adaptive_placement ? 0 : -1;
+  s.initially_active = o.adaptive_placement ? initially_offloaded(c, o, device_bytes, s.offloaded) : -1;
   s.max_requests = o.max_requests;
   s.kv_heads = static_cast<int>(c.shape.kv_heads);
   s.head_dim = static_cast<int>(c.shape.head_dim);
@@ -116,6 +125,13 @@ KvOffloadShape offload_shape(const ModelConfig& c, const CudaBackendOptions& o, 
   s.gather_blocks = o.gather_blocks;
   s.max_rows = std::max<std::int64_t>(o.max_requests, o.prefill_chunk);
   return s;
+}
+
+// The offloaded layers that hold no GPU cache from the start: all of them, or under c3 those the
+// placement begins with (the others move when the context grows).
+int host_layers_at_start(const CudaBackendOptions& o, const KvOffloadShape& off) {
+  if (off.offloaded == 0) return 0;
+  return o.adaptive_placement ? off.initially_active : off.offloaded;
 }
 
 struct CudaBackend::Impl {
@@ -234,7 +250,7 @@ struct CudaBackend::Impl {
     const KvOffloadShape off = offload_shape(config, options, device_bytes);
     const std::int64_t capacity = initial_capacity(options);
     const std::size_t cache = static_cast<std::size_t>(options.max_requests) * kv_dim * static_cast<std::size_t>(capacity);
-    const std::size_t resident = layers.size() - static_cast<std::size_t>(options.adaptive_placement ? 0 : off.offloaded);
+    const std::size_t resident = layers.size() - static_cast<std::size_t>(host_layers_at_start(options, off));
     for (std::size_t l = 0; l < resident; ++l) {
       layers[l].k_cache = DeviceArray<bf16_bits>(cache);
       layers[l].v_cache = DeviceArray<bf16_bits>(cache);
@@ -278,7 +294,7 @@ CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendO
   p.weights = m.weight_bytes();
   const KvOffloadShape off = offload_shape(c, o, device_bytes);
   p.initial_capacity = initial_capacity(o);
-  p.kv_cache = 2.0 * 2.0 * static_cast<double>(m.layers - (o.adaptive_placement ? 0 : off.offloaded)) * o.max_requests * static_cast<double>(m.kv_heads * m.head_dim) *
+  p.kv_cache = 2.0 * 2.0 * static_cast<double>(m.layers - host_layers_at_start(o, off)) * o.max_requests * static_cast<double>(m.kv_heads * m.head_dim) *
                static_cast<double>(p.initial_capacity);
   const double rows = static_cast<double>(std::max<std::int64_t>(o.max_requests, o.prefill_chunk));
   const double q = static_cast<double>(m.q_heads * m.head_dim), kv = static_cast<double>(m.kv_heads * m.head_dim);

@@ -14,6 +14,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/gguf.hpp"
 #include "engine/gguf_model.hpp"
+#include "engine/model_config.hpp"
 #include "sim/config_error.hpp"
 #include "tests/cuda/gpu_test.hpp"
 #include "tests/heldout_fixture.hpp"
@@ -151,6 +152,53 @@ TEST(KvOffload, AdaptivePlacementMovesLayersAsTheContextGrows) {
   }
   EXPECT_GE(most, 1);
   EXPECT_GE(adaptive.cache_capacity() == 0 ? 1024 : adaptive.cache_capacity(), 512) << "the resident caches grew";
+}
+
+// An adaptive run that starts deep (bench --adaptive at a sampled depth) begins with the layers the
+// memory model offloads there, not with every layer resident at that depth, and decodes as the
+// resident run does from there on.
+TEST(KvOffload, AdaptiveRunStartingDeepBeginsWithThePlannedLayersOffloaded) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  CudaBackend resident(gqa().config, gqa().weights, options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true));
+  CudaBackendOptions o = options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true);
+  o.adaptive_placement = true;
+  o.initial_capacity = 800;
+  // As above: the first move near S = 350, so at 800 at least one layer is on the host.
+  const double head = 2.0 * (128.0 * 3 * 128 + 2 * 128 + 2 * 128 * (4 + 2) * 32);
+  o.placement_memory_bytes = 1.3 * (gqa().config.shape.weight_bytes() + head) + 1250.0 * 2 * 2 * (2 * 2 * 2 * 32);
+  CudaBackend adaptive(gqa().config, gqa().weights, o);
+  ASSERT_GE(adaptive.planned_offload(800), 1);
+  EXPECT_EQ(adaptive.offloaded_layers(), adaptive.planned_offload(800)) << "offloaded from the start";
+  EXPECT_EQ(adaptive.cache_capacity(), 800);
+  expect_same_logits(resident, adaptive, {random_tokens(53, 640), random_tokens(54, 300)}, 40, gqa().config.shape.vocab, "deep adaptive start");
+  EXPECT_EQ(adaptive.offloaded_layers(), adaptive.planned_offload(adaptive.length(0)));
+}
+
+// The memory plan of such a start counts only the resident layers' caches (no device needed): the
+// Llama-3.1-8B shape, 16 requests at 32K under a 60 GB limit, fits, where every layer resident at
+// 32K would need 69 GB of KV cache alone.
+TEST(KvOffload, AdaptivePlanOfADeepStartCountsTheResidentLayersOnly) {
+  const fs::path models = fs::path(SPECONTEXT_CONFIGS_DIR) / "models";
+  const ModelConfig config = load_engine_config(models / "llama-3.1-8b.json");
+  Eagle3Draft draft;
+  draft.config = load_eagle3_draft_config(models / "eagle3-llama-3.1-8b.json", config);
+  CudaBackendOptions o;
+  o.max_requests = 16;
+  o.max_context = 32768 + 21;
+  o.initial_capacity = 32769;
+  o.policy = SelectionPolicy::SpeContext;
+  o.budget = 2048;
+  o.draft = &draft;
+  o.adaptive_placement = true;
+  o.memory_limit_bytes = 60e9;
+  const CudaMemoryPlan plan = CudaBackend::memory_plan(config, o, 141e9);
+  const double all_layers = 2.0 * 2.0 * 32 * 16 * (8 * 128) * 32769.0;
+  EXPECT_LT(plan.kv_cache, 0.75 * all_layers);
+  EXPECT_GT(plan.kv_cache, 0.25 * all_layers);
+  EXPECT_LE(plan.total(), 60e9);
+  o.adaptive_placement = false;  // the fixed placement of the same point would not fit
+  EXPECT_GT(CudaBackend::memory_plan(config, o, 141e9).total(), 60e9);
 }
 
 // The per-step phase times (engine/phase_timer.cuh): every phase of the SpeContext step is timed, the
