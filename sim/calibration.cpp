@@ -28,26 +28,16 @@ std::string fmt(const char* format, double v) {
 // What the fit may change, each searched in log space within its bounds (absolute, or relative to the
 // prior for a rate measured elsewhere). Efficiencies stay fractions; the kernel overheads stay between
 // 10 ns and the tens of microseconds no GPU API takes; the host link's rate may move by the factor
-// between the pinned copy it was measured with and the engine's gathers. The gather curve has no
-// measured point at 512 B, the row of one layer (K|V of one KV head, head_dim 128) that the engine's
-// synchronous loads and its one-layer prefetch groups move; the log-linear interpolation between
-// 256 B and 1 KiB stands there until the points say otherwise.
-constexpr double kLayerRowBytes = 512;
-
+// between the pinned copy it was measured with and the engine's gathers. The gather curve stays as
+// measured: the synchronous loads (512 B rows) are the only points that see its 512 B value, and the
+// link's rate already scales them, so a fitted curve point would only trade against the rate.
 struct ParameterSpec {
-  const char* name;  // the hardware field (the gather curve's point: "gather_row_efficiency@512")
+  const char* name;  // the hardware field
   double (*get)(const Hardware&);
   void (*set)(Hardware&, double);
   double lower, upper;
   bool relative;  // bounds are multiples of the prior
 };
-
-void set_gather_point(Hardware& hw, double efficiency) {
-  auto& c = hw.gather_row_efficiency;
-  auto it = std::lower_bound(c.begin(), c.end(), kLayerRowBytes, [](const auto& p, double row) { return p.first < row; });
-  if (it != c.end() && it->first == kLayerRowBytes) it->second = efficiency;
-  else c.insert(it, {kLayerRowBytes, efficiency});
-}
 
 #define SPECONTEXT_FIELD(f) [](const Hardware& hw) { return hw.f; }, [](Hardware& hw, double v) { hw.f = v; }
 const ParameterSpec kParameters[] = {
@@ -56,8 +46,8 @@ const ParameterSpec kParameters[] = {
     {"kernel_gap_s", SPECONTEXT_FIELD(kernel_gap_s), 1e-8, 3e-5, false},
     {"kernel_launch_overhead_s", SPECONTEXT_FIELD(kernel_launch_overhead_s), 1e-8, 1e-4, false},
     {"h2d_bandwidth_Bps", SPECONTEXT_FIELD(h2d_bandwidth_Bps), 0.25, 2.0, true},
-    {"gather_row_efficiency@512", [](const Hardware& hw) { return hw.gather_efficiency(kLayerRowBytes); }, set_gather_point, 0.05, 1.0, false},
     {"gather_gpu_slowdown", SPECONTEXT_FIELD(gather_gpu_slowdown), 1e-3, 1.0, false},
+    {"hbm_gather_efficiency", SPECONTEXT_FIELD(hbm_gather_efficiency), 0.05, 1.0, false},
 };
 #undef SPECONTEXT_FIELD
 constexpr int kParameterCount = static_cast<int>(std::size(kParameters));
@@ -279,28 +269,19 @@ nlohmann::json calibrated_hardware_json(const nlohmann::json& original, const Fi
     return v.is_object() && v.contains("source") && v.at("source").is_string() ? v.at("source").get<std::string>() : std::string();
   };
   for (const FittedParameter& p : fit.parameters) {
-    const bool curve_point = p.field == "gather_row_efficiency@512";
     std::string source;
     if (p.constrained) {
       const std::string sigma = std::isfinite(p.rel_std_err) ? "1-sigma " + fmt("%.2g", 100.0 * p.rel_std_err) + "%"
                                                                : "1-sigma unknown (the points do not separate it from another parameter)";
       source = "calibrated: fitted to " + points + " by specontext calibrate (" + date + ", " + fingerprint_text(m.fingerprint) + "); " + sigma +
                (p.at_bound ? "; AT ITS BOUND (the model lacks something the points show)" : "") +
-               "; before: " + fmt("%.6g", p.prior) + (curve_point ? " (interpolated)" : "");
+               "; before: " + fmt("%.6g", p.prior);
       if (p.field == "h2d_bandwidth_Bps")
         source += " (the pinned copy); now the rate the engine's gathers reach, " + fmt("%.3g", p.value / p.prior) + " x that";
       source += "; sim/VALIDATION.md";
     } else {
       source = "not constrained by the " + points + " (a factor e moves their predictions " + fmt("%.2g", 100.0 * p.sensitivity) +
                "% RMS; " + how + "): kept";
-    }
-    if (curve_point) {
-      // The curve gains the fitted 512 B point; one the points do not constrain leaves it as it was.
-      if (!p.constrained) continue;
-      nlohmann::json curve = nlohmann::json::array();
-      for (const auto& [row, eff] : fit.hardware.gather_row_efficiency) curve.push_back({row, eff});
-      j["gather_row_efficiency"] = {{"value", curve}, {"source", old_source("gather_row_efficiency") + ". 512 B point: " + source}};
-      continue;
     }
     j[p.field] = {{"value", p.value}, {"source", p.constrained ? source : source + ". " + old_source(p.field)}};
   }

@@ -29,6 +29,7 @@ const NumericField kNumericFields[] = {
     {"hbm_efficiency", &Hardware::hbm_efficiency, true},
     {"compute_efficiency", &Hardware::compute_efficiency, true},
     {"gather_gpu_slowdown", &Hardware::gather_gpu_slowdown, true},
+    {"hbm_gather_efficiency", &Hardware::hbm_gather_efficiency, true},
 };
 
 void set_numeric(Hardware& hw, const JsonFields& f, const NumericField& field) {

@@ -28,6 +28,10 @@ struct Hardware {
   double kernel_gap_s = 0;              // GPU idle between two dependent kernels
   double hbm_efficiency = 0;            // achievable fraction of hbm_bandwidth_Bps
   double compute_efficiency = 0;        // achievable fraction of dense_bf16_flops
+  // Fraction of the streaming rate (hbm_efficiency) that reads of KV rows through index lists reach:
+  // sparse attention fetches each selected token's K and V rows (256 B per KV head at head_dim 128)
+  // at scattered positions instead of streaming the cache.
+  double hbm_gather_efficiency = 0;
   // (row bytes, fraction of h2d_bandwidth_Bps) for gathers of random rows from pinned memory.
   std::vector<std::pair<double, double>> gather_row_efficiency;
   // Such a gather is a kernel reading mapped host memory (zero-copy): it holds SMs and writes HBM,

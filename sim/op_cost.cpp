@@ -30,7 +30,8 @@ OpTime op_time(const Op& op, const Hardware& hw) {
   switch (op.resource) {
     case Resource::Gpu: {
       const double compute = op.flops / (hw.dense_bf16_flops * hw.compute_efficiency * op.efficiency);
-      const double memory = op.hbm_bytes / (hw.hbm_bandwidth_Bps * hw.hbm_efficiency * op.efficiency);
+      const double memory =
+          op.hbm_bytes / (hw.hbm_bandwidth_Bps * hw.hbm_efficiency * op.efficiency * (op.indexed_reads ? hw.hbm_gather_efficiency : 1.0));
       const double overhead = op.launches * hw.kernel_gap_s;
       const double contention =
           op.concurrent_gather_bytes > 0 ? hw.gather_gpu_slowdown * link_seconds(Resource::H2D, op.concurrent_gather_bytes, op.link_row_bytes, 1.0, hw) : 0;

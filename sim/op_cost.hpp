@@ -30,6 +30,7 @@ struct Op {
   // Gpu: a gather of these bytes (rows of link_row_bytes) runs on the host link beside this stream;
   // the op stands for the time the stream loses to it, hw.gather_gpu_slowdown of the gather's.
   double concurrent_gather_bytes = 0;
+  bool indexed_reads = false;  // Gpu: reads KV rows through index lists (derated by hw.hbm_gather_efficiency)
 };
 
 struct OpTime {

@@ -46,6 +46,7 @@ Op sparse_attention(const ModelShape& m, int layer, double requests, double toke
   Op op = decode_attention(m, layer, requests, tokens);
   op.name = "sparse_attention";
   op.hbm_bytes += requests * static_cast<double>(m.kv_heads) * tokens * 4.0;
+  op.indexed_reads = true;
   return op;
 }
 

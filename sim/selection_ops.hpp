@@ -18,7 +18,8 @@ Op topk_select(const char* name, const ModelShape& m, int layer, double requests
 // Rows of `row_bytes` moved over the host link: `rows` per KV head and request.
 Op host_gather(const char* name, Resource r, const ModelShape& m, int layer, double requests, double rows, double row_bytes);
 
-// Sparse decode attention over `tokens` gathered entries per KV head (index reads included).
+// Sparse decode attention over `tokens` gathered entries per KV head (index reads included); its
+// KV rows are read through the lists (Hardware::hbm_gather_efficiency).
 Op sparse_attention(const ModelShape& m, int layer, double requests, double tokens);
 
 }  // namespace specontext::ops

@@ -67,7 +67,8 @@ inline Hardware synthetic_truth() {
   hw.hbm_efficiency = 0.80;
   hw.kernel_gap_s = 3e-6;
   hw.h2d_bandwidth_Bps *= 0.85;
-  hw.gather_row_efficiency.insert(hw.gather_row_efficiency.begin() + 1, {512.0, 0.40});
+  hw.gather_gpu_slowdown = 0.15;
+  hw.hbm_gather_efficiency = 0.65;
   return hw;
 }
 

@@ -192,8 +192,9 @@ TEST(Calibration, TheFitRecoversKnownParametersAndPredictsTheHeldOutPoints) {
   EXPECT_NEAR(parameter(fit, "hbm_efficiency").value, 0.80, 0.80 * 0.005);
   EXPECT_NEAR(parameter(fit, "kernel_gap_s").value, 3e-6, 3e-6 * 0.02);
   EXPECT_NEAR(parameter(fit, "h2d_bandwidth_Bps").value, prior.h2d_bandwidth_Bps * 0.85, prior.h2d_bandwidth_Bps * 0.85 * 0.005);
-  EXPECT_NEAR(parameter(fit, "gather_row_efficiency@512").value, 0.40, 0.40 * 0.01);
-  for (const char* f : {"hbm_efficiency", "kernel_gap_s", "h2d_bandwidth_Bps", "gather_row_efficiency@512"}) {
+  EXPECT_NEAR(parameter(fit, "gather_gpu_slowdown").value, 0.15, 0.15 * 0.02);
+  EXPECT_NEAR(parameter(fit, "hbm_gather_efficiency").value, 0.65, 0.65 * 0.01);
+  for (const char* f : {"hbm_efficiency", "kernel_gap_s", "h2d_bandwidth_Bps", "gather_gpu_slowdown", "hbm_gather_efficiency"}) {
     EXPECT_TRUE(parameter(fit, f).constrained) << f;
     EXPECT_FALSE(parameter(fit, f).at_bound) << f;
   }
@@ -217,7 +218,8 @@ TEST(Calibration, TheFitRecoversKnownParametersAndPredictsTheHeldOutPoints) {
   EXPECT_NE(j.at("compute_efficiency").at("source").get<std::string>().find("not constrained"), std::string::npos);
   EXPECT_EQ(j.at("sm_count"), read_json_file(resolve_config("h200", "hardware")).at("sm_count"));
   const Hardware back = load_hardware(file);  // a valid hardware file
-  EXPECT_NEAR(back.gather_efficiency(512), 0.40, 0.004);
+  EXPECT_NEAR(back.hbm_gather_efficiency, 0.65, 0.0065);
+  EXPECT_EQ(back.gather_row_efficiency, prior.gather_row_efficiency) << "the measured curve is not fitted";
 
   // The check: the held-out points under the calibrated file.
   const CheckReport r = check_calibration(g.m, file);

@@ -39,6 +39,7 @@ json card() {
       {"kernel_gap_s", 1.5e-6},
       {"hbm_efficiency", 0.86},
       {"compute_efficiency", 0.79},
+      {"hbm_gather_efficiency", 0.6},
       {"gather_row_efficiency", {{"value", {{256, 0.356}, {1024, 0.904}, {2048, 0.917}, {4096, 0.922}}}, {"source", "test curve"}}},
       {"gather_gpu_slowdown", {{"value", 0.07}, {"source", "test slowdown"}}},
   };
@@ -48,7 +49,7 @@ const char* kNumericFields[] = {"gpu_memory_bytes",  "hbm_bandwidth_Bps",       
                                 "sm_count",          "h2d_bandwidth_Bps",         "d2h_bandwidth_Bps",
                                 "host_memory_bytes", "host_memory_bandwidth_Bps", "kernel_launch_overhead_s",
                                 "kernel_gap_s",      "hbm_efficiency",            "compute_efficiency",
-                                "gather_gpu_slowdown"};
+                                "gather_gpu_slowdown", "hbm_gather_efficiency"};
 
 }  // namespace
 
@@ -68,6 +69,7 @@ TEST(Hardware, ParsesBareAndSourcedNumbers) {
   EXPECT_EQ(hw.hbm_efficiency, 0.86);
   EXPECT_EQ(hw.compute_efficiency, 0.79);
   EXPECT_EQ(hw.gather_gpu_slowdown, 0.07);
+  EXPECT_EQ(hw.hbm_gather_efficiency, 0.6);
   EXPECT_EQ(hw.sources.at("gather_gpu_slowdown"), "test slowdown");
   ASSERT_EQ(hw.gather_row_efficiency.size(), 4u);
   EXPECT_EQ(hw.sources.at("gpu_memory_bytes"), "test: 80 GiB");
@@ -141,7 +143,7 @@ TEST(Hardware, ErrorUnknownField) {
 }
 
 TEST(Hardware, ErrorEfficiencyAboveOne) {
-  for (const char* key : {"hbm_efficiency", "compute_efficiency", "gather_gpu_slowdown"}) {
+  for (const char* key : {"hbm_efficiency", "compute_efficiency", "gather_gpu_slowdown", "hbm_gather_efficiency"}) {
     SCOPED_TRACE(key);
     json j = card();
     j[key] = {{"value", 1.2}, {"source", "typo"}};

@@ -114,6 +114,20 @@ TEST(OpCost, ConcurrentGatherSlowsTheGpuStream) {
   EXPECT_STREQ(op_time(contention, hw).bound, "hbm");
 }
 
+// Reads through index lists run at hbm_gather_efficiency of the streaming rate; sparse attention's do.
+TEST(OpCost, IndexedReadsDerateByTheGatherEfficiency) {
+  Hardware hw = roofline_machine();
+  hw.hbm_gather_efficiency = 0.5;
+  Op streamed;
+  streamed.hbm_bytes = 2e9;  // 1 ms at the 2e12 achievable
+  EXPECT_NEAR(op_time(streamed, hw).seconds, 1e-3, 1e-12);
+  Op indexed = streamed;
+  indexed.indexed_reads = true;
+  EXPECT_NEAR(op_time(indexed, hw).seconds, 2e-3, 1e-12);
+  EXPECT_TRUE(ops::sparse_attention(llama8b(), 0, 4, 2048).indexed_reads);
+  EXPECT_FALSE(ops::decode_attention(llama8b(), 0, 4, 2048).indexed_reads);
+}
+
 TEST(OpCost, HostOpsPayLaunches) {
   const Hardware hw = roofline_machine();
   Op h;
