@@ -8,7 +8,9 @@
 //   specontext calibrate --check [--measurements CSV] [--calibrated FILE] [--fit-points] [--json]
 //       predicts the held-out part under the calibrated file: per-point errors and their summary
 //       (JSON: median_abs_err_pct, max_abs_err_pct, heldout_points, points); --fit-points adds the
-//       fit part's (JSON: fit_points).
+//       fit part's (JSON: fit_points); --trace-line N --trace-out F writes the predicted step of the
+//       CSV's line N as a Chrome trace (bench/trace_side_by_side.py puts it beside a measured one).
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -20,6 +22,7 @@
 #include "cli/format.hpp"
 #include "sim/calibration.hpp"
 #include "sim/config_error.hpp"
+#include "sim/hardware.hpp"
 #include "sim/json_fields.hpp"
 #include "sim/scenario_loader.hpp"
 
@@ -34,7 +37,8 @@ namespace fs = std::filesystem;
 
 struct CalibrateFlags {
   std::string measurements = (fs::path(SPECONTEXT_SOURCE_DIR) / "bench" / "results" / "calibration" / "h200_grid.csv").string();
-  std::string hw = "h200", out, calibrated;
+  std::string hw = "h200", out, calibrated, trace_out;
+  int trace_line = 0;
   bool check = false, json = false, fit_points = false;
 };
 
@@ -121,10 +125,23 @@ void run_fit(const CalibrateFlags& f, const Measurements& m) {
   std::cout << "\nwrote " << out.string() << "\n";
 }
 
+void write_predicted_trace(const CalibrateFlags& f, const Measurements& m, const fs::path& calibrated) {
+  const auto it = std::find_if(m.points.begin(), m.points.end(), [&](const Measurement& p) { return p.line == f.trace_line; });
+  if (it == m.points.end())
+    throw ConfigError(m.origin, "--trace-line", "no measured point on line " + std::to_string(f.trace_line) + " (the header is line 1)");
+  const PointModel model(*it, f.hw, m.origin + ":" + std::to_string(it->line));
+  const std::string title = "predicted with " + label(calibrated) + ": " + m.origin + ":" + std::to_string(it->line) + " (" + point_cells(*it) +
+                            ", measured " + fixed(it->median_ms, 3) + " ms)";
+  std::ofstream file(f.trace_out);
+  if (!file) throw ConfigError(f.trace_out, "", "cannot write the trace (--trace-out)");
+  file << model.chrome_trace(load_hardware(calibrated), title).dump() << "\n";
+}
+
 void run_check(const CalibrateFlags& f, const Measurements& m) {
   const fs::path calibrated = f.calibrated.empty() ? default_calibrated(f.hw) : fs::path(f.calibrated);
   if (!fs::exists(calibrated))
     throw ConfigError(calibrated.string(), "", "no such calibrated hardware file (--calibrated; `specontext calibrate` writes it)");
+  if (!f.trace_out.empty()) write_predicted_trace(f, m, calibrated);
   const CheckReport r = check_calibration(m, calibrated, f.fit_points);
   if (!r.fitted_to_these)
     std::cerr << "specontext: warning: " << calibrated.string() << " was not calibrated from " << m.origin << " as it is now ("
@@ -158,11 +175,15 @@ void add_calibrate_command(CLI::App& app) {
   cmd->add_flag("--check", f->check, "predict the held-out points with --calibrated and report the errors instead of fitting");
   CLI::Option* calibrated = cmd->add_option("--calibrated", f->calibrated, "--check: the calibrated hardware file (default configs/hardware/<hw>.calibrated.json)");
   CLI::Option* fit_points = cmd->add_flag("--fit-points", f->fit_points, "--check: predict the fit part of the split too (every residual; the targets judge the held-out part)");
+  CLI::Option* trace_line = cmd->add_option("--trace-line", f->trace_line, "--check: the CSV line whose predicted step --trace-out writes");
+  CLI::Option* trace_out = cmd->add_option("--trace-out", f->trace_out, "--check: write that point's predicted step as a Chrome trace");
   cmd->add_flag("--json", f->json, "print JSON");
-  cmd->callback([f, out, calibrated, fit_points]() {
+  cmd->callback([f, out, calibrated, fit_points, trace_line, trace_out]() {
     if (f->check && out->count() > 0) throw ConfigError("--out", "", "--check writes nothing; --calibrated names the file it checks");
     if (!f->check && calibrated->count() > 0) throw ConfigError("--calibrated", "", "only with --check (fitting writes --out)");
     if (!f->check && fit_points->count() > 0) throw ConfigError("--fit-points", "", "only with --check (fitting prints the fit part's errors)");
+    if ((trace_line->count() > 0) != (trace_out->count() > 0)) throw ConfigError("--trace-line/--trace-out", "", "give both or neither");
+    if (!f->check && trace_out->count() > 0) throw ConfigError("--trace-out", "", "only with --check (it predicts with --calibrated)");
     if (!fs::exists(f->measurements)) throw ConfigError(f->measurements, "", "no such measurements file (--measurements)");
     const Measurements m = load_measurements(f->measurements, label(f->measurements));
     if (f->check) run_check(*f, m);

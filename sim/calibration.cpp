@@ -140,6 +140,10 @@ PointModel::PointModel(const Measurement& m, const std::string& hardware, const 
 
 double PointModel::step_ms(const Hardware& hw) const { return step_->schedule(hw).makespan * 1e3; }
 
+nlohmann::json PointModel::chrome_trace(const Hardware& hw, const std::string& title) const {
+  return specontext::chrome_trace(*step_, step_->schedule(hw), title);
+}
+
 ErrorSummary summarize(const std::vector<PointError>& errors) {
   ErrorSummary s;
   s.points = errors.size();

@@ -81,6 +81,8 @@ class PointModel {
  public:
   PointModel(const Measurement& m, const std::string& hardware, const std::string& origin);
   double step_ms(const Hardware& hw) const;
+  // The predicted step as a Chrome trace (sim/step_graph.hpp), to open beside the engine's measured one.
+  nlohmann::json chrome_trace(const Hardware& hw, const std::string& title) const;
   const Scenario& scenario() const { return sc_; }
 
  private:

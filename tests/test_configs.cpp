@@ -53,6 +53,7 @@ const std::map<std::string, double> kHostLinkBps = {
     {"rtx4060-laptop", 8 * 1.969e9},  // PCIe 4.0 x8 (AD107)
     {"h100-sxm", 16 * 3.938e9},       // PCIe 5.0 x16
     {"h200", 16 * 3.938e9},           // PCIe 5.0 x16
+    {"h200.calibrated", 16 * 3.938e9},  // the same machine, fitted to the engine (sim/VALIDATION.md)
     {"gh200", 450e9},                 // NVLink-C2C, per direction
 };
 
