@@ -109,6 +109,18 @@ TEST(KvOffload, OracleAndFullCannotOffload) {
   EXPECT_THROW(CudaBackend(gqa().config, gqa().weights, options(SelectionPolicy::Full, nullptr, 1, true, 1, true)), ConfigError);
 }
 
+// c3 planned for a small Mem_GPU: room for the weights (x1.3, the model's runtime factor) and some
+// KV, so that the memory model moves the first layer near S = 350; the resident caches start at
+// `initial_capacity` positions.
+CudaBackendOptions adaptive_options(const Eagle3Draft* draft, std::int64_t initial_capacity) {
+  CudaBackendOptions o = options(SelectionPolicy::SpeContext, draft, 0, true, 1, true);
+  o.adaptive_placement = true;
+  o.initial_capacity = initial_capacity;
+  const double head = 2.0 * (128.0 * 3 * 128 + 2 * 128 + 2 * 128 * (4 + 2) * 32);
+  o.placement_memory_bytes = 1.3 * (gqa().config.shape.weight_bytes() + head) + 1250.0 * 2 * 2 * (2 * 2 * 2 * 32);
+  return o;
+}
+
 // c3: resident caches that start at 128 positions and grow, and a memory model (planned for a small
 // Mem_GPU) that moves the last layer to host memory and then the other as the context grows; the
 // logits stay the resident run's, bit for bit, through every move and growth.
@@ -116,13 +128,7 @@ TEST(KvOffload, AdaptivePlacementMovesLayersAsTheContextGrows) {
   SPECONTEXT_REQUIRE_GPU();
   const Eagle3Draft draft = gqa_draft();
   CudaBackend resident(gqa().config, gqa().weights, options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true));
-  CudaBackendOptions o = options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true);
-  o.adaptive_placement = true;
-  o.initial_capacity = 128;
-  // Room for the weights (x1.3, the model's runtime factor) and some KV: the first move near S = 350.
-  const double head = 2.0 * (128.0 * 3 * 128 + 2 * 128 + 2 * 128 * (4 + 2) * 32);
-  o.placement_memory_bytes = 1.3 * (gqa().config.shape.weight_bytes() + head) + 1250.0 * 2 * 2 * (2 * 2 * 2 * 32);
-  CudaBackend adaptive(gqa().config, gqa().weights, o);
+  CudaBackend adaptive(gqa().config, gqa().weights, adaptive_options(&draft, 128));
   ASSERT_EQ(adaptive.offloaded_layers(), 0);
   ASSERT_EQ(adaptive.cache_capacity(), 128);
   const int first = [&] {
@@ -161,13 +167,8 @@ TEST(KvOffload, AdaptiveRunStartingDeepBeginsWithThePlannedLayersOffloaded) {
   SPECONTEXT_REQUIRE_GPU();
   const Eagle3Draft draft = gqa_draft();
   CudaBackend resident(gqa().config, gqa().weights, options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true));
-  CudaBackendOptions o = options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true);
-  o.adaptive_placement = true;
-  o.initial_capacity = 800;
-  // As above: the first move near S = 350, so at 800 at least one layer is on the host.
-  const double head = 2.0 * (128.0 * 3 * 128 + 2 * 128 + 2 * 128 * (4 + 2) * 32);
-  o.placement_memory_bytes = 1.3 * (gqa().config.shape.weight_bytes() + head) + 1250.0 * 2 * 2 * (2 * 2 * 2 * 32);
-  CudaBackend adaptive(gqa().config, gqa().weights, o);
+  // The first move near S = 350: at 800 at least one layer is on the host.
+  CudaBackend adaptive(gqa().config, gqa().weights, adaptive_options(&draft, 800));
   ASSERT_GE(adaptive.planned_offload(800), 1);
   EXPECT_EQ(adaptive.offloaded_layers(), adaptive.planned_offload(800)) << "offloaded from the start";
   EXPECT_EQ(adaptive.cache_capacity(), 800);
