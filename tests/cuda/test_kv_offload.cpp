@@ -173,7 +173,9 @@ TEST(KvOffload, AdaptiveRunStartingDeepBeginsWithThePlannedLayersOffloaded) {
   EXPECT_EQ(adaptive.offloaded_layers(), adaptive.planned_offload(800)) << "offloaded from the start";
   EXPECT_EQ(adaptive.cache_capacity(), 800);
   expect_same_logits(resident, adaptive, {random_tokens(53, 640), random_tokens(54, 300)}, 40, gqa().config.shape.vocab, "deep adaptive start");
-  EXPECT_EQ(adaptive.offloaded_layers(), adaptive.planned_offload(adaptive.length(0)));
+  // The contexts stayed within the 800 positions the start planned for: nothing moved since.
+  ASSERT_LT(adaptive.length(0), 800);
+  EXPECT_EQ(adaptive.offloaded_layers(), adaptive.planned_offload(800));
 }
 
 // The memory plan of such a start counts only the resident layers' caches (no device needed): the
