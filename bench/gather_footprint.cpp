@@ -49,11 +49,26 @@ std::vector<double> parse_list(const std::string& flag, const std::string& text)
   return out;
 }
 
+int parse_count(const std::string& flag, const std::string& text) {
+  const std::invalid_argument bad(flag + ": expected a positive integer, got '" + text + "'");
+  std::vector<double> v;
+  try {
+    v = parse_list(flag, text);
+  } catch (const std::invalid_argument&) {
+    throw bad;
+  }
+  if (v.size() != 1 || v[0] != static_cast<double>(static_cast<int>(v[0]))) throw bad;
+  return static_cast<int>(v[0]);
+}
+
+// The copy from pageable memory may return before its DMA lands, and the timed stream does not
+// wait for the legacy stream: synchronise before anything reads it.
 template <class T>
 T* device_copy(const std::vector<T>& v) {
   T* d = nullptr;
   SPECONTEXT_CUDA_CHECK(cudaMalloc(&d, v.size() * sizeof(T)));
   SPECONTEXT_CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
   return d;
 }
 
@@ -66,8 +81,8 @@ int run(int argc, char** argv) {
     const std::string v = argv[++i];
     if (a == "--footprints-gib") footprints_gib = parse_list(a, v);
     else if (a == "--rows") rows = parse_list(a, v);
-    else if (a == "--blocks") blocks = static_cast<int>(parse_list(a, v).at(0));
-    else if (a == "--reps") reps = static_cast<int>(parse_list(a, v).at(0));
+    else if (a == "--blocks") blocks = parse_count(a, v);
+    else if (a == "--reps") reps = parse_count(a, v);
     else throw std::invalid_argument("unknown flag '" + a + "' (flags: --footprints-gib, --rows, --blocks, --reps)");
   }
   for (double r : rows)

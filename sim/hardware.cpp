@@ -35,7 +35,7 @@ const NumericField kNumericFields[] = {
 void set_numeric(Hardware& hw, const JsonFields& f, const NumericField& field) {
   SourcedNumber n = f.sourced(field.key);
   if (!(n.value > 0)) f.fail(field.key, "must be positive");
-  if (field.must_be_fraction && n.value > 1) f.fail(field.key, "is an efficiency and must be in (0, 1]");
+  if (field.must_be_fraction && n.value > 1) f.fail(field.key, "is a fraction and must be in (0, 1]");
   hw.*field.member = n.value;
   hw.sources[field.key] = n.source;
 }

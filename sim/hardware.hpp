@@ -31,7 +31,7 @@ struct Hardware {
   // Fraction of the streaming rate (hbm_efficiency) that reads of KV rows through index lists reach:
   // sparse attention fetches each selected token's K and V rows (256 B per KV head at head_dim 128)
   // at scattered positions instead of streaming the cache.
-  double hbm_gather_efficiency = 0;
+  double hbm_gather_efficiency = 1;
   // (row bytes, fraction of h2d_bandwidth_Bps) for gathers of random rows from pinned memory.
   std::vector<std::pair<double, double>> gather_row_efficiency;
   // Such a gather is a kernel reading mapped host memory (zero-copy): it holds SMs and writes HBM,
