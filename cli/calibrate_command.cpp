@@ -129,7 +129,8 @@ void write_predicted_trace(const CalibrateFlags& f, const Measurements& m, const
   const auto it = std::find_if(m.points.begin(), m.points.end(), [&](const Measurement& p) { return p.line == f.trace_line; });
   if (it == m.points.end())
     throw ConfigError(m.origin, "--trace-line", "no measured point on line " + std::to_string(f.trace_line) + " (the header is line 1)");
-  const PointModel model(*it, f.hw, m.origin + ":" + std::to_string(it->line));
+  // The scenario on the calibrated file, as --check predicts the point.
+  const PointModel model(*it, calibrated.string(), m.origin + ":" + std::to_string(it->line));
   const std::string title = "predicted with " + label(calibrated) + ": " + m.origin + ":" + std::to_string(it->line) + " (" + point_cells(*it) +
                             ", measured " + fixed(it->median_ms, 3) + " ms)";
   std::ofstream file(f.trace_out);
