@@ -1,4 +1,5 @@
-"""Figure 4: Gantt chart of one predicted decode step (a Chrome trace)."""
+"""Figure 4: Gantt chart of one decode step (a Chrome trace): predicted (traces.py), or measured beside
+predicted (side_by_side.py, which gives the rows and the title)."""
 
 import re
 
@@ -11,13 +12,16 @@ def stem_for(trace):
     return "timeline-" + re.sub(r"[^A-Za-z0-9._-]+", "_", trace["name"])
 
 
-def figure(trace, fig_dir, log):
+def figure(trace, fig_dir, log, stem=None):
     events = trace["events"]
     if not events:
         log("note: %s has no complete ('X') events; timeline skipped" % trace["path"])
         return None
-    tids = sorted({e["tid"] for e in events},
-                  key=lambda t: (0, t, "") if isinstance(t, int) else (1, 0, str(t)))
+    if trace.get("rows"):
+        tids = [key for key, _ in trace["rows"]]
+    else:
+        tids = sorted({e["tid"] for e in events},
+                      key=lambda t: (0, t, "") if isinstance(t, int) else (1, 0, str(t)))
     t0 = min(e["ts"] for e in events)
     span_ms = max((e["ts"] + e["dur"] - t0) / 1e3 for e in events) or 1e-3
     cats = []
@@ -42,17 +46,17 @@ def figure(trace, fig_dir, log):
             ax.text(x + w / 2, y, e["name"], ha="center", va="center", fontsize=6,
                     clip_on=True, zorder=4)
     ax.set_yticks([row_y[t] for t in tids])
-    ax.set_yticklabels([trace["threads"].get(t, "tid %s" % t) for t in tids])
+    ax.set_yticklabels([trace["threads"].get(t, "tid %s" % (t,)) for t in tids])
     ax.set_ylim(-0.6, len(tids) - 0.4)
     ax.set_xlim(0, span_ms * 1.01)
     ax.set_xlabel("time within the step (ms)")
     ax.grid(axis="y", alpha=0)
     step = trace["step_ms"]
-    ax.set_title("%s — predicted step %s ms" % (trace["name"], "%.3f" % step if step is not None
-                                                else "?"))
+    ax.set_title(trace.get("title") or "%s — predicted step %s ms" % (
+        trace["name"], "%.3f" % step if step is not None else "?"))
     handles = [Patch(color=category_color(c), label=c) for c in cats]
     handles.append(Patch(facecolor="white", edgecolor="black", lw=1.2,
                          label="critical path (outlined)"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7)
     fig.tight_layout()
-    return save(fig, fig_dir, stem_for(trace), log)
+    return save(fig, fig_dir, stem or stem_for(trace), log)

@@ -4,7 +4,8 @@
     /usr/bin/python3 analysis/make_figures.py DIR
 
 Reads DIR/csv/*.csv, DIR/plans/*.json, DIR/traces/*.trace.json and, when present,
-DIR/attention/*.replay.json, DIR/csv/trace-sims.csv and DIR/accuracy/*.json; writes
+DIR/measured/*.trace.json (a measured step beside its prediction), DIR/attention/*.replay.json,
+DIR/csv/trace-sims.csv and DIR/accuracy/*.json; writes
 DIR/figures/*.png and *.svg and DIR/report.md. Missing inputs are skipped with
 a note; a malformed input stops with a message naming the file and the field.
 """
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from results import EXPERIMENTS, InputError, load_experiments  # noqa: E402
 from plans import load_plans  # noqa: E402
 from traces import load_traces  # noqa: E402
+from side_by_side import load_side_by_side  # noqa: E402
 from attention import (load_accuracy, load_replays, load_trace_sims,  # noqa: E402
                        normalise_accuracy)
 
@@ -41,6 +43,7 @@ def main(argv=None):
         experiments = load_experiments(os.path.join(root, "csv"), log)
         plans = load_plans(os.path.join(root, "plans"), log)
         traces = load_traces(os.path.join(root, "traces"), log)
+        measured = load_side_by_side(os.path.join(root, "measured"), log)
         replays = load_replays(os.path.join(root, "attention"), log)
         sims = load_trace_sims(os.path.join(root, "csv"), log)
         acc_files = load_accuracy(os.path.join(root, "accuracy"), log)
@@ -85,6 +88,8 @@ def main(argv=None):
                                                               fig_dir, log)
     plan_figure = fig_memory.figure(plans, fig_dir, log) if plans else None
     trace_figures = [fig_timeline.figure(t, fig_dir, log) for t in traces]
+    measured_figures = [fig_timeline.figure(m, fig_dir, log, stem="measured-vs-predicted-" + m["name"])
+                        for m in measured]
 
     acc_rows = normalise_accuracy(acc_files)
     att_figures = {}
@@ -102,7 +107,7 @@ def main(argv=None):
                  "acc_rows": acc_rows, "figures": att_figures}
 
     text = report.build(experiments, exp_figures, plans, plan_figure, traces, trace_figures,
-                        missing, attention)
+                        missing, attention, (measured, measured_figures))
     out = os.path.join(root, "report.md")
     with open(out, "w", encoding="utf-8") as f:
         f.write(text)

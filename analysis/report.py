@@ -183,6 +183,37 @@ def traces_section(traces, figures, traces_rel):
     return lines
 
 
+def measured_section(steps, figures, measured_rel):
+    """One decode step as the engine ran it on the GPU beside the simulator's prediction of it."""
+    lines = ["## Measured beside predicted: one decode step", ""]
+    if not steps:
+        lines += ["_Not produced: no measured steps (`%s/*.trace.json`) were found._" % measured_rel, ""]
+        return lines
+    lines += ["Unlike the predicted timelines above, the upper rows are **measured**: the engine's "
+              "step recorded by `specontext profile` (CUPTI kernels per CUDA stream, NVTX ranges; "
+              "run without the CUDA graph so that each kernel carries its range, and with ~2% "
+              "tracing cost), coloured by the range each kernel was launched in (*other*: "
+              "outside the named ranges, e.g. the LM head and sampling). The NVTX row is the host's "
+              "launch of each range, which runs ahead of the GPU. The lower rows are "
+              "the calibrated simulator's prediction of the same point, which is calibrated to the "
+              "step time measured with the graph (`sim/VALIDATION.md`). Both files open in Perfetto "
+              "or chrome://tracing; `bench/trace_side_by_side.py` made them.", ""]
+    for s, fig in zip(steps, figures):
+        lines.append("### %s" % s["name"])
+        lines.append("")
+        lines.append("- measured (process 1): %s" % s["measured_what"])
+        lines.append("- predicted (process 2): %s" % s["predicted_what"])
+        lines.append("- step: measured %.3f ms (GPU work until %.3f ms), predicted %.3f ms "
+                     "(%+.1f%% of the measured step)" % (
+                         s["measured_ms"], s["measured_gpu_ms"], s["predicted_ms"],
+                         100.0 * (s["predicted_ms"] - s["measured_ms"]) / s["measured_ms"]))
+        lines.append("- trace: `%s/%s.trace.json`" % (measured_rel, s["name"]))
+        lines.append("")
+        if fig:
+            lines += ["![%s](figures/%s)" % (s["name"], fig), ""]
+    return lines
+
+
 def _frac(v):
     return "—" if v is None else "%.3f" % v
 
@@ -386,14 +417,14 @@ def attention_section(replays, sims, acc_files, acc_rows, figures, attention_rel
 
 
 def build(experiments, exp_figures, plans, plan_figure, traces, trace_figures, missing_notes,
-          attention=None):
+          attention=None, measured=None):
     lines = [
         "# SpeContext reproduction: simulated results",
         "",
         "> **These numbers are simulated predictions** of the `specontext` performance model "
         "(analytic operation costs scheduled over GPU, host link and host), not measurements "
-        "on real hardware — except the recall, overlap and accuracy in *Attention traces and "
-        "Pareto fronts*, which are measured.",
+        "on real hardware — except the measured step in *Measured beside predicted* and the "
+        "recall, overlap and accuracy in *Attention traces and Pareto fronts*, which are measured.",
         "",
         "Produced by `specontext reproduce --out DIR`; figures and this report by "
         "`/usr/bin/python3 analysis/make_figures.py DIR`.",
@@ -413,6 +444,8 @@ def build(experiments, exp_figures, plans, plan_figure, traces, trace_figures, m
                                     "csv/%s.csv" % name)
     lines += plans_section(plans, plan_figure, "plans")
     lines += traces_section(traces, trace_figures, "traces")
+    if measured is not None:
+        lines += measured_section(measured[0], measured[1], "measured")
     if attention is not None:
         lines += attention_section(**attention)
     return "\n".join(lines).rstrip() + "\n"

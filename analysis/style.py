@@ -62,8 +62,9 @@ def system_color(label):
 def category_color(cat, _extra={}):
     if cat in CATEGORY_COLORS:
         return CATEGORY_COLORS[cat]
-    if cat not in _extra:
-        _extra[cat] = _EXTRA[len(_extra) % len(_EXTRA)]
+    if cat not in _extra:  # an unnamed category never takes a named one's colour
+        free = [c for c in _EXTRA if c not in CATEGORY_COLORS.values()]
+        _extra[cat] = free[len(_extra) % len(free)]
     return _extra[cat]
 
 

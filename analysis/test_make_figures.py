@@ -198,6 +198,36 @@ def make_attention_inputs(root):
             json.dump(doc, f, indent=1)
 
 
+def make_side_by_side(root, name="step3"):
+    """A SYNTHETIC measured-beside-predicted step (bench/trace_side_by_side.py's layout): pid 1
+    measured (NVTX ranges, kernels on streams 7 and 8 tagged with their range), pid 2 predicted."""
+    os.makedirs(os.path.join(root, "measured"), exist_ok=True)
+    ev = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "measured: synthetic"}},
+          {"ph": "M", "name": "process_name", "pid": 2, "args": {"name": "predicted: synthetic"}},
+          {"ph": "M", "name": "thread_name", "pid": 1, "tid": 7, "args": {"name": "stream 7"}},
+          {"ph": "M", "name": "thread_name", "pid": 2, "tid": 1, "args": {"name": "GPU compute"}},
+          {"ph": "X", "name": "step 3", "cat": "nvtx", "pid": 1, "tid": 1000000000, "ts": 0,
+           "dur": 1000, "args": {"depth": 0}},
+          {"ph": "X", "name": "layer 0", "cat": "nvtx", "pid": 1, "tid": 1000000000, "ts": 10,
+           "dur": 300, "args": {"depth": 1}},
+          {"ph": "X", "name": "attention", "cat": "nvtx", "pid": 1, "tid": 1000000000, "ts": 10,
+           "dur": 100, "args": {"depth": 2}},
+          {"ph": "X", "name": "ns::decode_kernel(Params)", "cat": "kernel", "pid": 1, "tid": 7,
+           "ts": 50, "dur": 200, "args": {"nvtx": "step 3/layer 0/attention"}},
+          {"ph": "X", "name": "lm_head", "cat": "kernel", "pid": 1, "tid": 7, "ts": 400,
+           "dur": 500, "args": {"nvtx": "step 3"}},
+          {"ph": "X", "name": "gather", "cat": "kernel", "pid": 1, "tid": 8, "ts": 60,
+           "dur": 300, "args": {"nvtx": "step 3/prefetch"}},
+          {"ph": "X", "name": "attn L0", "cat": "attention", "pid": 2, "tid": 1, "ts": 0,
+           "dur": 800, "args": {"critical": True}}]
+    doc = {"traceEvents": ev, "otherData": {"measured_host_ms": 1.0, "measured_gpu_ms": 0.9,
+                                            "predicted_ms": 0.8}}
+    path = os.path.join(root, "measured", name + ".trace.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
 def make_synthetic_inputs(root, attention=True):
     """Write a small SYNTHETIC `specontext reproduce` output tree under root (without the
     attention inputs when attention is False: an older reproduce's output)."""
@@ -545,6 +575,43 @@ class MakeFiguresTest(unittest.TestCase):
         p = run_script(self.tmp)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("qa-single.replay.json: not valid JSON", p.stderr)
+
+    def test_measured_beside_predicted(self):
+        make_synthetic_inputs(self.tmp)
+        make_side_by_side(self.tmp)
+        p = run_script(self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        fig = os.path.join(self.tmp, "figures", "measured-vs-predicted-step3.png")
+        self.assertTrue(os.path.isfile(fig) and os.path.getsize(fig) > 1000, fig)
+        text = self._report()
+        self.assertIn("## Measured beside predicted: one decode step", text)
+        self.assertIn("](figures/measured-vs-predicted-step3.png)", text)
+        self.assertIn("measured 1.000 ms (GPU work until 0.900 ms), predicted 0.800 ms "
+                      "(-20.0% of the measured step)", text)
+        from side_by_side import read_side_by_side
+        s = read_side_by_side(os.path.join(self.tmp, "measured", "step3.trace.json"))
+        by_name = {e["name"]: e for e in s["events"]}
+        # A kernel takes its innermost named range's category; the step and layer ranges are
+        # dropped (they enclose the others); a kernel outside the named ranges is 'other'.
+        self.assertEqual(by_name["decode_kernel"]["cat"], "attention")
+        self.assertEqual(by_name["gather"]["cat"], "prefetch")
+        self.assertEqual(by_name["lm_head"]["cat"], "other")
+        self.assertNotIn("layer 0", by_name)
+        self.assertEqual([label for _, label in s["rows"]],
+                         ["measured: NVTX (host launch)", "measured: stream 7",
+                          "measured: stream 8", "predicted: GPU compute"])
+
+    def test_malformed_side_by_side_names_file_and_field(self):
+        make_synthetic_inputs(self.tmp)
+        path = make_side_by_side(self.tmp)
+        with open(path) as f:
+            doc = json.load(f)
+        del doc["otherData"]["predicted_ms"]
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        p = run_script(self.tmp)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("step3.trace.json: field 'otherData.predicted_ms'", p.stderr)
 
     def test_malformed_accuracy_names_file_and_field(self):
         make_synthetic_inputs(self.tmp)

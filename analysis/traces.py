@@ -9,11 +9,9 @@ from results import InputError
 DEFAULT_THREADS = {0: "host CPU", 1: "GPU compute", 2: "host link H2D", 3: "host link D2H"}
 
 
-def read_trace(path):
-    """{'name', 'path', 'step_ms', 'threads': {tid: name}, 'events': [dict]}.
-
-    Events are the complete ('X') events with ts/dur in microseconds.
-    """
+def load_chrome_trace(path):
+    """The Chrome trace at path as {'traceEvents': [...], ...}, its events checked to be objects
+    and its complete ('X') events to have numeric ts and dur (microseconds)."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
@@ -23,22 +21,33 @@ def read_trace(path):
         doc = {"traceEvents": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
         raise InputError("%s: field 'traceEvents': missing or not a list" % path)
-    threads = {}
-    events = []
     for i, ev in enumerate(doc["traceEvents"]):
         if not isinstance(ev, dict):
             raise InputError("%s: field 'traceEvents[%d]': expected an object" % (path, i))
+        if ev.get("ph") == "X":
+            for k in ("ts", "dur"):
+                v = ev.get(k)
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise InputError("%s: field 'traceEvents[%d].%s': expected a number, got %r"
+                                     % (path, i, k, v))
+    return doc
+
+
+def read_trace(path):
+    """{'name', 'path', 'step_ms', 'threads': {tid: name}, 'events': [dict]}.
+
+    Events are the complete ('X') events with ts/dur in microseconds.
+    """
+    doc = load_chrome_trace(path)
+    threads = {}
+    events = []
+    for ev in doc["traceEvents"]:
         ph = ev.get("ph")
         if ph == "M" and ev.get("name") == "thread_name":
             name = (ev.get("args") or {}).get("name")
             if name is not None:
                 threads[ev.get("tid", 0)] = str(name)
         elif ph == "X":
-            for k in ("ts", "dur"):
-                v = ev.get(k)
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise InputError("%s: field 'traceEvents[%d].%s': expected a number, got %r"
-                                     % (path, i, k, v))
             args = ev.get("args") or {}
             events.append({
                 "name": str(ev.get("name", "")),

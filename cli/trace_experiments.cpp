@@ -22,6 +22,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The committed result files the manifest lists under key, copied as they are into dest.
+void copy_listed_files(const JsonFields& m, const std::string& key, const fs::path& source_dir, const fs::path& dest) {
+  if (!m.has(key)) return;
+  fs::create_directories(dest);
+  for (const auto& item : m.raw(key)) {
+    if (!item.is_string()) m.fail(key, "expected file names");
+    const fs::path file = source_dir / item.get<std::string>();
+    std::error_code ec;
+    fs::copy_file(file, dest / file.filename(), fs::copy_options::overwrite_existing, ec);
+    if (ec) m.fail(key, "cannot copy " + file.string() + ": " + ec.message());
+  }
+}
+
 // The mean context a trace's decode steps saw (positions 0..t of each record).
 double mean_trace_context(const traces::Trace& t) {
   double sum = 0;
@@ -125,16 +138,8 @@ void run_trace_experiments(const nlohmann::json& manifest, const std::string& or
     fs::create_directories(out / "csv");
     write_trace_sims(m.raw("trace_sims"), origin, loaded, out / "csv" / "trace-sims.csv");
   }
-  if (m.has("accuracy")) {
-    fs::create_directories(out / "accuracy");
-    for (const auto& item : m.raw("accuracy")) {
-      if (!item.is_string()) m.fail("accuracy", "expected file names");
-      const fs::path file = source_dir / item.get<std::string>();
-      std::error_code ec;
-      fs::copy_file(file, out / "accuracy" / file.filename(), fs::copy_options::overwrite_existing, ec);
-      if (ec) m.fail("accuracy", "cannot copy " + file.string() + ": " + ec.message());
-    }
-  }
+  copy_listed_files(m, "accuracy", source_dir, out / "accuracy");
+  copy_listed_files(m, "measured_timelines", source_dir, out / "measured");
 }
 
 }  // namespace specontext::cli

@@ -11,7 +11,10 @@
 //       mean context, clamped to 1..b_max), since the trace comes from a smaller model at a
 //       shorter context than the paper's workloads;
 //   "accuracy": ["bench/results/...json", ...]  -> copied to DIR/accuracy/ (measured accuracy of
-//       the engine's real sparse runs, for the Pareto figures).
+//       the engine's real sparse runs, for the Pareto figures);
+//   "measured_timelines": ["bench/results/...side_by_side.trace.json", ...]  -> copied to
+//       DIR/measured/ (a decode step measured on the GPU beside the simulator's prediction of it,
+//       bench/trace_side_by_side.py).
 // Every missing or malformed entry is a ConfigError naming the manifest and the field.
 #include <filesystem>
 #include <string>
