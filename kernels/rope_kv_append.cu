@@ -1,5 +1,6 @@
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -11,10 +12,17 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxHalf = 256;
+// Blocks the launch aims for: a decode step's few tokens are spread over several blocks each (one
+// block per token left the GPU with 1-32 blocks, ~10 us a layer at R = 1: a serial walk over 40 heads),
+// while a prefill's many tokens keep one block each, so the cos/sin table is not recomputed per head.
+constexpr std::int64_t kTargetBlocks = 1024;
 
 __device__ __forceinline__ float bf(std::uint16_t b) { return __bfloat162float(__ushort_as_bfloat16(b)); }
 __device__ __forceinline__ std::uint16_t to_bf(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
 
+// Grid (tokens, stripes). A token's work is (q_heads + kv_heads) rotated pairs per half head plus,
+// with a V cache, kv_heads * half pairs of V copied as they are; stripe y takes items
+// y*kThreads + threadIdx.x, stepping by gridDim.y * kThreads.
 __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendParams p) {
   __shared__ float cos_s[kMaxHalf], sin_s[kMaxHalf];
   const std::int64_t t = blockIdx.x;
@@ -34,12 +42,19 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendPa
   std::uint16_t* row = p.qkv + t * p.row_stride;
   const std::int64_t slot = p.slots[t];
   const std::int64_t cache_row = p.cache_row >= 0 ? p.cache_row : pos;
-  const std::int64_t rope_heads = p.q_heads + p.kv_heads;
-  const std::int64_t pairs = rope_heads * half;
-  for (std::int64_t j = threadIdx.x; j < pairs; j += kThreads) {
-    const std::int64_t h = j / half;
-    const int i = static_cast<int>(j % half);
-    std::uint16_t* x = row + h * p.head_dim;
+  const int rope_heads = static_cast<int>(p.q_heads + p.kv_heads);
+  const int v_heads = p.v_cache != nullptr ? static_cast<int>(p.kv_heads) : 0;
+  const int items = (rope_heads + v_heads) * half;
+  for (int j = blockIdx.y * kThreads + threadIdx.x; j < items; j += gridDim.y * kThreads) {
+    const int h = j / half, i = j % half;
+    std::uint16_t* x = row + static_cast<std::int64_t>(h) * p.head_dim;
+    if (h >= rope_heads) {  // V: copied to the cache unrotated
+      std::uint16_t* v = p.v_cache + slot * p.cache_request_stride + (h - rope_heads) * p.cache_head_stride +
+                         cache_row * p.head_dim;
+      v[i] = x[i];
+      v[i + half] = x[i + half];
+      continue;
+    }
     const float x1 = bf(x[i]), x2 = bf(x[i + half]);
     const float c = cos_s[i], s = sin_s[i];
     const std::uint16_t y1 = to_bf(x1 * c - x2 * s), y2 = to_bf(x2 * c + x1 * s);
@@ -51,13 +66,6 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendPa
       k[i] = y1;
       k[i + half] = y2;
     }
-  }
-  if (p.v_cache == nullptr) return;
-  const std::uint16_t* v_row = row + rope_heads * p.head_dim;
-  const std::int64_t v_elems = p.kv_heads * p.head_dim;
-  for (std::int64_t j = threadIdx.x; j < v_elems; j += kThreads) {
-    const std::int64_t h = j / p.head_dim, d = j % p.head_dim;
-    p.v_cache[slot * p.cache_request_stride + h * p.cache_head_stride + cache_row * p.head_dim + d] = v_row[j];
   }
 }
 
@@ -75,7 +83,11 @@ void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream) {
     throw std::invalid_argument("launch_rope_kv_append: cache strides too small");
   if (p.qkv == nullptr || p.k_cache == nullptr || p.inv_freq == nullptr || p.positions == nullptr || p.slots == nullptr)
     throw std::invalid_argument("launch_rope_kv_append: null pointer");
-  rope_kv_append_kernel<<<static_cast<unsigned>(p.tokens), kThreads, 0, stream>>>(p);
+  const std::int64_t items = (p.q_heads + p.kv_heads + v_heads) * (p.head_dim / 2);
+  if (items > 0x7fffffff) throw std::invalid_argument("launch_rope_kv_append: too many heads: " + std::to_string(p.q_heads + p.kv_heads));
+  const std::int64_t stripes = std::max<std::int64_t>(1, std::min((items + kThreads - 1) / kThreads, (kTargetBlocks + p.tokens - 1) / p.tokens));
+  const dim3 grid(static_cast<unsigned>(p.tokens), static_cast<unsigned>(stripes));
+  rope_kv_append_kernel<<<grid, kThreads, 0, stream>>>(p);
   SPECONTEXT_CUDA_CHECK_LAUNCH();
 }
 

@@ -11,7 +11,8 @@
 //   (the retrieval head keeps keys only) V is neither read nor written.
 // HF itself rounds cos/sin and each product to bf16 (it runs the rotation in the model dtype);
 // this kernel keeps them in fp32, so it is slightly more accurate than HF.
-// One block per token; the block's cos/sin are computed once into shared memory.
+// Each token is spread over a few blocks in decode (enough blocks to fill the GPU) and gets one in
+// a prefill; each block computes the token's cos/sin once into shared memory.
 #include <cuda_runtime.h>
 
 #include <cstdint>
