@@ -143,3 +143,60 @@ def accuracy_figure(acc_rows, fig_dir, log, stem="accuracy-vs-budget"):
     finish_with_top_legend(fig, handles, "Measured accuracy vs KV budget, normalised to the "
                            "dense run of the same task and context", ncol)
     return save(fig, fig_dir, stem, log)
+
+
+def engine_point_label(point, panel):
+    """The policy; plus the accuracy file where the panel has that policy from several files."""
+    sources = {p["source"] for p in panel["points"] if p["policy"] == point["policy"]}
+    return point["policy"] if len(sources) <= 1 else "%s · %s" % (point["policy"], point["source"])
+
+
+def engine_pareto_figure(panels, fig_dir, log, stem="pareto-accuracy-vs-measured-throughput"):
+    """Per accuracy task and context (and engine run) a panel: one marker per (policy, budget) at
+    (measured engine tokens/s, accuracy / dense), the dense run at (its tokens/s, 1), and the
+    non-dominated points joined as a step line."""
+    if not panels:
+        return None
+    labels = sorted({engine_point_label(p, g) for g in panels for p in g["points"]}, key=label_order)
+    handles = [Line2D([], [], color=policy_color(l.split(" · ")[0]), marker="o", ls="none", ms=6,
+                      label=l) for l in labels]
+    handles.append(Line2D([], [], color="black", marker="*", ls="none", ms=9, label="dense (full KV)"))
+    handles.append(Line2D([], [], color="black", lw=1.2, drawstyle="steps-pre",
+                          label="Pareto front (labels: engine budget B)"))
+    ncol = min(len(handles), 4)
+    nrows, ncols = _grid(len(panels), 3)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.8 * nrows
+                                                    + legend_height_in(len(handles), ncol)),
+                             squeeze=False)
+    several_engines = len({(g["engine"], g["depth"], g["requests"]) for g in panels}) > 1
+    for idx, g in enumerate(panels):
+        ax = axes[idx // ncols][idx % ncols]
+        budgets = [p["engine_budget"] for p in g["points"]]
+        for p in g["points"]:
+            ax.scatter([p["tokens_per_s"]], [p["normalised"]], s=_marker_size(p["engine_budget"], budgets),
+                       color=policy_color(p["policy"]), edgecolors="none", alpha=0.85, zorder=3)
+        if g["dense"]:
+            ax.scatter([g["dense"]["tokens_per_s"]], [1.0], marker="*", s=110, color="black", zorder=5)
+        xy = [(p["tokens_per_s"], p["normalised"]) if p else (g["dense"]["tokens_per_s"], 1.0)
+              for p in g["front"]]
+        ax.plot([x for x, _ in xy], [y for _, y in xy], color="black", lw=1.2, drawstyle="steps-pre",
+                zorder=4)
+        for p, (x, y) in zip(g["front"], xy):
+            if p:
+                ax.annotate("%d" % p["engine_budget"], (x, y), xytext=(4, 3), textcoords="offset points",
+                            fontsize=6.5)
+        xs = [x for x, _ in xy] + [p["tokens_per_s"] for p in g["points"]]
+        ax.set_xlim(0, max(xs) * 1.12)
+        ax.set_ylim(0, max([1.0] + [p["normalised"] for p in g["points"]]) * 1.08)
+        ax.set_xlabel("throughput (tokens/s, measured: R = %d at %d)" % (g["requests"], g["depth"]))
+        ax.set_ylabel("accuracy / dense accuracy (measured)")
+        title = "%scontext %d (B/context as the engine's B/%d)" % (
+            g["task"] + " · " if g["task"] else "", g["context"], g["depth"])
+        if several_engines:
+            title += "\n" + g["engine"]
+        ax.set_title(title, fontsize=9)
+    for idx in range(len(panels), nrows * ncols):
+        axes[idx // ncols][idx % ncols].set_visible(False)
+    finish_with_top_legend(fig, handles, "Measured accuracy vs measured engine throughput per "
+                           "(policy, budget): the Pareto front", ncol)
+    return save(fig, fig_dir, stem, log)

@@ -5,7 +5,8 @@
 
 Reads DIR/csv/*.csv, DIR/plans/*.json, DIR/traces/*.trace.json and, when present,
 DIR/measured/*.trace.json (a measured step beside its prediction), DIR/attention/*.replay.json,
-DIR/csv/trace-sims.csv and DIR/accuracy/*.json; writes
+DIR/csv/trace-sims.csv, DIR/accuracy/*.json and DIR/engine/*.json (measured engine throughput);
+writes
 DIR/figures/*.png and *.svg and DIR/report.md. Missing inputs are skipped with
 a note; a malformed input stops with a message naming the file and the field.
 """
@@ -23,6 +24,7 @@ from traces import load_traces  # noqa: E402
 from side_by_side import load_side_by_side  # noqa: E402
 from attention import (load_accuracy, load_replays, load_trace_sims,  # noqa: E402
                        normalise_accuracy)
+from engine_pareto import engine_pareto_panels, load_engine_pareto  # noqa: E402
 
 
 def log(msg):
@@ -47,6 +49,7 @@ def main(argv=None):
         replays = load_replays(os.path.join(root, "attention"), log)
         sims = load_trace_sims(os.path.join(root, "csv"), log)
         acc_files = load_accuracy(os.path.join(root, "accuracy"), log)
+        engine_files = load_engine_pareto(os.path.join(root, "engine"), log)
     except InputError as e:
         log("error: %s" % e)
         return 1
@@ -103,8 +106,12 @@ def main(argv=None):
         att_figures["pareto-recall-vs-throughput"] = fig_pareto.pareto_figure(sims, fig_dir, log)
     if acc_rows:
         att_figures["accuracy-vs-budget"] = fig_pareto.accuracy_figure(acc_rows, fig_dir, log)
+    engine_panels = engine_pareto_panels(engine_files, acc_rows)
+    att_figures["pareto-accuracy-vs-measured-throughput"] = fig_pareto.engine_pareto_figure(
+        engine_panels, fig_dir, log)
     attention = {"replays": replays, "sims": sims, "acc_files": acc_files,
-                 "acc_rows": acc_rows, "figures": att_figures}
+                 "acc_rows": acc_rows, "figures": att_figures, "engine_files": engine_files,
+                 "engine_panels": engine_panels}
 
     text = report.build(experiments, exp_figures, plans, plan_figure, traces, trace_figures,
                         missing, attention, (measured, measured_figures))

@@ -326,8 +326,59 @@ def _accuracy_table(acc_rows):
                    "Dense accuracy", "Accuracy / dense", "Overlap rate"], body)
 
 
+def engine_pareto_section(engine_files, panels, figure, engine_rel="engine"):
+    """Accuracy (measured on SmolLM2) against the engine's measured throughput (the paper's model
+    shape on the GPU), paired at the same budget fraction of the context."""
+    lines = ["### Pareto fronts: accuracy vs measured throughput", ""]
+    if not engine_files:
+        lines += ["_Not produced: no measured engine throughput (`%s/*.json`) was found._"
+                  % engine_rel, ""]
+        return lines
+    lines += ["Both axes are **measured**: the throughput by `specontext bench` on the GPU at the "
+              "paper's model shape (random weights; the retrieval head's selection replaced by a "
+              "synthetic stream with the overlap a recorded trace measured), the accuracy by real "
+              "sparse runs on SmolLM2 with its draft. A point pairs the two at the same budget "
+              "fraction of the context (engine B / depth = accuracy B / context); the dense run is "
+              "at accuracy 1. A point is on the front when no other has both a higher or equal "
+              "throughput and a higher or equal accuracy.", ""]
+    for f in engine_files:
+        desc = "- `%s/%s.json`" % (engine_rel, f["name"])
+        if f["what"]:
+            desc += ": %s" % f["what"]
+        if f["machine"]:
+            desc += " (%s)" % f["machine"]
+        lines.append(desc)
+    lines.append("")
+    if not panels:
+        lines += ["_No pairs: no accuracy row has the policy and budget fraction of an engine "
+                  "row._", ""]
+        return lines
+    if figure:
+        lines += ["![pareto accuracy vs measured throughput](figures/%s)" % figure, ""]
+    body = []
+    for g in panels:
+        if g["dense"]:
+            d = g["dense"]
+            body.append([g["task"] or "—", g["context"], "full (dense)", "full", "full",
+                         "%.0f" % d["tokens_per_s"],
+                         "%.2f (%.2f–%.2f)" % (d["median_ms"], d["min_ms"], d["max_ms"]),
+                         "1.00", "yes" if None in g["front"] else "no", "—"])
+        for p in sorted(g["points"], key=lambda p: (policy_order(p["policy"]), p["budget"])):
+            body.append([g["task"] or "—", g["context"], p["policy"], p["budget"],
+                         "%d at %d" % (p["engine_budget"], g["depth"]), "%.0f" % p["tokens_per_s"],
+                         "%.2f (%.2f–%.2f)" % (p["median_ms"], p["min_ms"], p["max_ms"]),
+                         "%.2f" % p["normalised"],
+                         "yes" if any(p is q for q in g["front"]) else "no",
+                         "%s (%s)" % (p["source"], p["backend"] or "?")])
+    lines += _table(["Task", "Context", "Policy", "Budget", "Engine budget at depth", "Tokens/s",
+                     "ms/step (min–max)", "Accuracy / dense", "On the front", "Accuracy from"], body)
+    lines.append("")
+    return lines
+
+
 def attention_section(replays, sims, acc_files, acc_rows, figures, attention_rel="attention",
-                      sims_rel="csv/trace-sims.csv", accuracy_rel="accuracy"):
+                      sims_rel="csv/trace-sims.csv", accuracy_rel="accuracy", engine_files=None,
+                      engine_panels=None):
     """Attention traces and Pareto fronts: replays, trace-driven simulations, accuracy."""
     figures = figures or {}
     lines = ["## Attention traces and Pareto fronts", ""]
@@ -413,6 +464,8 @@ def attention_section(replays, sims, acc_files, acc_rows, figures, attention_rel
         lines += ["_No figure: no sparse row has a dense reference._", ""]
     lines += _accuracy_table(acc_rows)
     lines.append("")
+    lines += engine_pareto_section(engine_files or [], engine_panels or [],
+                                   figures.get("pareto-accuracy-vs-measured-throughput"))
     return lines
 
 

@@ -228,6 +228,25 @@ def make_side_by_side(root, name="step3"):
     return path
 
 
+def make_engine_pareto(root):
+    """A SYNTHETIC measured-throughput table (bench/engine_pareto_rows.py's layout) at 16K, R = 32."""
+    os.makedirs(os.path.join(root, "engine"), exist_ok=True)
+    rows = [{"policy": "full", "budget": None, "tokens_per_s": 1000.0}]
+    for policy, budget, tps in (("specontext", 2048, 3000.0), ("specontext", 4096, 2500.0),
+                                ("streaming", 2048, 3500.0), ("streaming", 4096, 3200.0),
+                                ("quest", 2048, 2800.0)):
+        rows.append({"policy": policy, "budget": budget, "tokens_per_s": tps})
+    for r in rows:
+        ms = 32 * 1e3 / r["tokens_per_s"]
+        r.update({"depth": 16384, "requests": 32, "median_ms": ms, "min_ms": ms * 0.99,
+                  "max_ms": ms * 1.01, "overlap": 0.8 if r["policy"] == "specontext" else None})
+    doc = {"what": "SYNTHETIC engine throughput", "command": "none", "machine": "none", "rows": rows}
+    path = os.path.join(root, "engine", "engine_pareto.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
 def make_synthetic_inputs(root, attention=True):
     """Write a small SYNTHETIC `specontext reproduce` output tree under root (without the
     attention inputs when attention is False: an older reproduce's output)."""
@@ -600,6 +619,63 @@ class MakeFiguresTest(unittest.TestCase):
         self.assertEqual([label for _, label in s["rows"]],
                          ["measured: NVTX (host launch)", "measured: stream 7",
                           "measured: stream 8", "predicted: GPU compute"])
+
+    def test_accuracy_vs_measured_throughput(self):
+        make_synthetic_inputs(self.tmp)
+        make_engine_pareto(self.tmp)
+        p = run_script(self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        fig = os.path.join(self.tmp, "figures", "pareto-accuracy-vs-measured-throughput.png")
+        self.assertTrue(os.path.isfile(fig) and os.path.getsize(fig) > 1000, fig)
+        text = self._report().split("### Pareto fronts: accuracy vs measured throughput", 1)[1]
+        self.assertIn("](figures/pareto-accuracy-vs-measured-throughput.png)", text)
+        rows = [[c.strip() for c in l.strip("|").split("|")] for l in text.splitlines()
+                if l.startswith("| ") and not l.startswith("| Task")]
+        got = [(r[1], r[2], r[3], r[4], r[5], r[7], r[8]) for r in rows]
+        # At 2K, B = 256 and 512 pair with the engine's 2048 and 4096 at 16K (1/8 and 1/4 of the
+        # context); at 4K only B = 512 (1/8) has an engine run. Oracle has none; quest has no
+        # accuracy rows. Accuracy / dense from acc_cpu: specontext 0.525 / 0.8, 0.6 / 0.8;
+        # streaming 0.175 / 0.8, 0.2 / 0.8. No point is dominated here.
+        self.assertEqual(got, [
+            ("2048", "full (dense)", "full", "full", "1000", "1.00", "yes"),
+            ("2048", "specontext", "256", "2048 at 16384", "3000", "0.66", "yes"),
+            ("2048", "specontext", "512", "4096 at 16384", "2500", "0.75", "yes"),
+            ("2048", "streaming", "256", "2048 at 16384", "3500", "0.22", "yes"),
+            ("2048", "streaming", "512", "4096 at 16384", "3200", "0.25", "yes"),
+            ("4096", "full (dense)", "full", "full", "1000", "1.00", "yes"),
+            ("4096", "specontext", "512", "2048 at 16384", "3000", "0.75", "yes"),
+            ("4096", "streaming", "512", "2048 at 16384", "3500", "0.25", "yes"),
+        ])
+
+    def test_engine_pareto_front_drops_dominated_points(self):
+        from engine_pareto import engine_pareto_panels
+        engine = {"name": "e", "rows": [
+            {"policy": "full", "budget": None, "depth": 1024, "requests": 1, "tokens_per_s": 10.0,
+             "median_ms": 1, "min_ms": 1, "max_ms": 1, "overlap": None},
+            {"policy": "quest", "budget": 128, "depth": 1024, "requests": 1, "tokens_per_s": 20.0,
+             "median_ms": 1, "min_ms": 1, "max_ms": 1, "overlap": None},
+            {"policy": "quest", "budget": 256, "depth": 1024, "requests": 1, "tokens_per_s": 15.0,
+             "median_ms": 1, "min_ms": 1, "max_ms": 1, "overlap": None}]}
+        acc = [{"policy": "quest", "budget": b, "task": "t", "context": 2048, "variant": "",
+                "normalised": n, "accuracy": n, "source": "a", "backend": "cpu"}
+               for b, n in ((256, 0.9), (512, 0.8))]
+        (panel,) = engine_pareto_panels([engine], acc)
+        # quest 512 at 2K (15 tok/s, 0.8) is dominated by quest 256 (20 tok/s, 0.9).
+        self.assertEqual([(p["engine_budget"] if p else "dense") for p in panel["front"]],
+                         ["dense", 128])
+        self.assertEqual(sorted(p["engine_budget"] for p in panel["points"]), [128, 256])
+
+    def test_malformed_engine_pareto_names_file_and_field(self):
+        make_synthetic_inputs(self.tmp)
+        path = make_engine_pareto(self.tmp)
+        with open(path) as f:
+            doc = json.load(f)
+        doc["rows"][2]["tokens_per_s"] = "fast"
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        p = run_script(self.tmp)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("engine_pareto.json: field 'rows[2].tokens_per_s'", p.stderr)
 
     def test_malformed_side_by_side_names_file_and_field(self):
         make_synthetic_inputs(self.tmp)

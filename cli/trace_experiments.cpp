@@ -140,6 +140,7 @@ void run_trace_experiments(const nlohmann::json& manifest, const std::string& or
   }
   copy_listed_files(m, "accuracy", source_dir, out / "accuracy");
   copy_listed_files(m, "measured_timelines", source_dir, out / "measured");
+  copy_listed_files(m, "engine_pareto", source_dir, out / "engine");
 }
 
 }  // namespace specontext::cli

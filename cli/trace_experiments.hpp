@@ -14,7 +14,10 @@
 //       the engine's real sparse runs, for the Pareto figures);
 //   "measured_timelines": ["bench/results/...side_by_side.trace.json", ...]  -> copied to
 //       DIR/measured/ (a decode step measured on the GPU beside the simulator's prediction of it,
-//       bench/trace_side_by_side.py).
+//       bench/trace_side_by_side.py);
+//   "engine_pareto": ["bench/results/...engine_pareto.json", ...]  -> copied to DIR/engine/ (the
+//       engine's measured throughput per policy x budget, bench/pareto_engine.sh, paired with the
+//       accuracy files for the measured Pareto fronts).
 // Every missing or malformed entry is a ConfigError naming the manifest and the field.
 #include <filesystem>
 #include <string>

@@ -9,7 +9,7 @@
 #   scripts/gpu_model_pair.sh goldens  GGUF assembled and checked; transformers' golden references
 #   scripts/gpu_model_pair.sh train [train_draft.py flags]   the draft trained and evaluated
 #   scripts/gpu_model_pair.sh evaluate  goldens/draft restored; every test; eval beside transformers
-#   scripts/gpu_model_pair.sh accuracy  multikey, perplexity and fidelity per policy x budget on CUDA (JSON lines)
+#   scripts/gpu_model_pair.sh accuracy  multikey, vartrack, perplexity and fidelity per policy x budget on CUDA (JSON lines)
 #   scripts/gpu_model_pair.sh policies [CTX ...]  GGUF assembled from the parts stashed by earlier calls
 #                                       (`mv carry/gguf.part0* $STASH/`) and this one's; the SmolLM2 GPU tests;
 #                                       `eval passkey` per policy x budget on CUDA (JSON lines per context)
@@ -91,24 +91,12 @@ case "${1:-}" in
     ;;
   accuracy)
     # The eval tasks beyond passkey per policy x budget on CUDA (issue 6's accuracy axis, normalised
-    # to dense by the analysis): multikey at 4K, perplexity and fidelity at 2K. Needs the GGUF
+    # to dense by the analysis), through bench/eval_accuracy.sh as on the CPU. Needs the GGUF
     # assembled by an earlier `policies` call in this warm session (or all four parts stashed).
     [ -f "$GGUF" ] || cat "$STASH"/gguf.part0* > "$GGUF"
     echo "$SHA256  $GGUF" | sha256sum -c -
-    bin=build-h200/specontext
-    for spec in multikey:4096:10 perplexity:2048:6 fidelity:2048:6; do
-      IFS=: read -r task ctx trials <<< "$spec"
-      log="$OUT/accuracy_$task-$ctx.jsonl"
-      $bin eval "$task" --model "$GGUF" --backend cuda --context "$ctx" --trials "$trials" --seed 0 --json >> "$log"
-      for policy in streaming oracle quest specontext specontext-batch; do
-        extra=(); [[ $policy == specontext* ]] && extra=(--dlm models/smollm2-eagle3)
-        for budget in 256 1024; do
-          $bin eval "$task" --model "$GGUF" --backend cuda --context "$ctx" --trials "$trials" --seed 0 --policy "$policy" \
-            --budget "$budget" "${extra[@]}" --json >> "$log"
-        done
-      done
-      wc -l "$log"
-    done
+    BACKEND=cuda BIN=build-h200/specontext OUT="$OUT" GGUF="$GGUF" bench/eval_accuracy.sh \
+      multikey:4096:10 vartrack:2048:16:--hops,1 perplexity:2048:6 fidelity:2048:6:--generate,64
     ;;
   *)
     echo "usage: scripts/gpu_model_pair.sh build|gpu-tests|goldens|train [train_draft.py flags]|evaluate|policies [CTX ...]|accuracy" >&2

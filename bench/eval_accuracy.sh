@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The accuracy axis of the Pareto fronts (issue 6): `specontext eval` on SmolLM2 with its draft for
+# each task x policy x budget, beside the dense run of the same instances. One JSON object per run;
+# per task spec one file $OUT/accuracy_<task>-<context>.jsonl (dense first, then policy x budget), which
+# bench/eval_rows.py turns into the table that configs/reproduce.json "accuracy" lists.
+#
+#   BACKEND=cpu JOBS=2 bench/eval_accuracy.sh                     # the default task specs
+#   BACKEND=cuda bench/eval_accuracy.sh multikey:4096:10          # one spec
+#
+# A spec is TASK:CONTEXT:TRIALS[:EXTRA], EXTRA being eval flags joined by commas
+# (vartrack:2048:16:--hops,1). JOBS runs that many evals at once (each is one process; the CPU
+# reference is mostly single-threaded at these sizes). POLICIES and BUDGETS override the sweep.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/out}
+BIN=${BIN:-build/specontext}
+BACKEND=${BACKEND:-cpu}
+GGUF=${GGUF:-models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf}
+DLM=${DLM:-models/smollm2-eagle3}
+POLICIES=${POLICIES:-streaming oracle quest specontext specontext-batch}
+BUDGETS=${BUDGETS:-256 1024}
+specs=("$@")
+[ ${#specs[@]} -eq 0 ] && specs=(multikey:4096:10 vartrack:2048:16:--hops,1 perplexity:2048:4)
+for f in "$BIN" "$GGUF" "$DLM/config.json"; do
+  [ -e "$f" ] || { echo "eval_accuracy.sh: $f not found (build the engine, fetch the GGUF: README)" >&2; exit 1; }
+done
+parts="$OUT/accuracy_parts"
+mkdir -p "$parts"
+
+# One line per run: the part file it writes, then the eval's arguments.
+runs=()
+for spec in "${specs[@]}"; do
+  IFS=: read -r task ctx trials extra <<< "$spec"
+  [ -n "$task" ] && [ -n "$ctx" ] && [ -n "$trials" ] || { echo "eval_accuracy.sh: spec '$spec' is not TASK:CONTEXT:TRIALS[:EXTRA]" >&2; exit 2; }
+  common="$task --model $GGUF --backend $BACKEND --context $ctx --trials $trials --batch $trials --seed 0 ${extra//,/ } --json"
+  runs+=("$parts/$task-$ctx-full.json $common")
+  for policy in $POLICIES; do
+    dlm=""; [[ $policy == specontext* ]] && dlm="--dlm $DLM"
+    for budget in $BUDGETS; do
+      runs+=("$parts/$task-$ctx-$policy-b$budget.json $common --policy $policy --budget $budget $dlm")
+    done
+  done
+done
+
+# A part already written (a finished run of an interrupted sweep) is kept, not re-run.
+printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-1}" -I{} bash -c '
+  set -- {}; part=$1; shift
+  [ -s "$part" ] && exit 0
+  "'"$BIN"'" eval "$@" > "$part.tmp" && mv "$part.tmp" "$part" && echo "done: $part" >&2'
+
+for spec in "${specs[@]}"; do
+  IFS=: read -r task ctx _ <<< "$spec"
+  log="$OUT/accuracy_$task-$ctx.jsonl"
+  cat "$parts/$task-$ctx-full.json" > "$log"
+  for policy in $POLICIES; do
+    for budget in $BUDGETS; do cat "$parts/$task-$ctx-$policy-b$budget.json" >> "$log"; done
+  done
+  echo "$log: $(grep -c '"task"' "$log") runs"
+done
