@@ -12,12 +12,11 @@ Also the pure helpers the figures and the report share: policy order, the Pareto
 the accuracy normalisation.
 """
 
-import glob
 import json
 import math
 import os
 
-from results import (InputError, load_json_object, _parse_bool, components_key, system_label, typed_csv_rows,
+from results import (InputError, load_each, load_json_object, _parse_bool, components_key, system_label, typed_csv_rows,
                      workload_label)
 
 # Display order of selection policies (the oracle, an upper bound, first).
@@ -176,15 +175,9 @@ def read_replay(path):
 
 def load_replays(attention_dir, log):
     """Every DIR/attention/*.replay.json, sorted by name; [] when there are none."""
-    paths = sorted(glob.glob(os.path.join(attention_dir, "*.replay.json")))
-    if not paths:
-        log("note: no attention replays (%s/*.replay.json); the attention-mass and overlap "
-            "figures are skipped" % attention_dir)
-    out = []
-    for p in paths:
-        out.append(read_replay(p))
-        log("read %s (%d results)" % (p, len(out[-1]["results"])))
-    return out
+    return load_each(attention_dir, "*.replay.json", read_replay, log,
+                     ("attention replays", "the attention-mass and overlap figures are skipped"),
+                     lambda r: "%d results" % len(r["results"]))
 
 
 def replay_policies(replay):
@@ -398,15 +391,9 @@ def read_accuracy(path):
 
 def load_accuracy(accuracy_dir, log):
     """Every DIR/accuracy/*.json, sorted by name; [] when there are none."""
-    paths = sorted(glob.glob(os.path.join(accuracy_dir, "*.json")))
-    if not paths:
-        log("note: no accuracy results (%s/*.json); the accuracy figure is skipped"
-            % accuracy_dir)
-    out = []
-    for p in paths:
-        out.append(read_accuracy(p))
-        log("read %s (%d rows)" % (p, len(out[-1]["rows"])))
-    return out
+    return load_each(accuracy_dir, "*.json", read_accuracy, log,
+                     ("accuracy results", "the accuracy figure is skipped"),
+                     lambda f: "%d rows" % len(f["rows"]))
 
 
 def normalise_accuracy(files):

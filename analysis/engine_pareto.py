@@ -5,12 +5,11 @@ of the context (B_engine / depth = B_accuracy / context), since the accuracy mod
 contexts short. A pair is one point of an accuracy-vs-throughput Pareto front; the dense engine
 run is the point (dense throughput, 1)."""
 
-import glob
 import os
 from fractions import Fraction
 
 from attention import _number, _string, pareto_front
-from results import InputError, load_json_object
+from results import InputError, load_each, load_json_object
 
 
 def read_engine_pareto(path):
@@ -43,15 +42,9 @@ def read_engine_pareto(path):
 
 
 def load_engine_pareto(engine_dir, log):
-    paths = sorted(glob.glob(os.path.join(engine_dir, "*.json")))
-    if not paths:
-        log("note: no measured engine throughput (%s/*.json); the accuracy-vs-throughput "
-            "front is skipped" % engine_dir)
-    out = []
-    for p in paths:
-        out.append(read_engine_pareto(p))
-        log("read %s (%d rows)" % (p, len(out[-1]["rows"])))
-    return out
+    return load_each(engine_dir, "*.json", read_engine_pareto, log,
+                     ("measured engine throughput", "the accuracy-vs-throughput front is skipped"),
+                     lambda f: "%d rows" % len(f["rows"]))
 
 
 def engine_pareto_panels(engine_files, acc_rows):

@@ -1,10 +1,9 @@
 """Reading memory plans (`plans/*.json`): GPU-resident layers as a function of S."""
 
-import glob
 import math
 import os
 
-from results import InputError, load_json_object
+from results import InputError, load_each, load_json_object
 
 
 def _num(value, path, field, allow_none=False):
@@ -75,10 +74,5 @@ def plan_label(plan):
 
 
 def load_plans(plans_dir, log):
-    paths = sorted(glob.glob(os.path.join(plans_dir, "*.json")))
-    if not paths:
-        log("note: no memory plans in %s; the placement figure is skipped" % plans_dir)
-    plans = [read_plan(p) for p in paths]
-    for p in plans:
-        log("read %s" % p["path"])
-    return plans
+    return load_each(plans_dir, "*.json", read_plan, log,
+                     ("memory plans", "the placement figure is skipped"))

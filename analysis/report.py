@@ -326,6 +326,19 @@ def _accuracy_table(acc_rows):
                    "Dense accuracy", "Accuracy / dense", "Overlap rate"], body)
 
 
+def _file_list(files, rel):
+    """A bullet per results file: its path under DIR, what it holds and the machine."""
+    lines = []
+    for f in files:
+        desc = "- `%s/%s.json`" % (rel, f["name"])
+        if f["what"]:
+            desc += ": %s" % f["what"]
+        if f["machine"]:
+            desc += " (%s)" % f["machine"]
+        lines.append(desc)
+    return lines + [""]
+
+
 def engine_pareto_section(engine_files, panels, figure, engine_rel="engine"):
     """Accuracy (measured on SmolLM2) against the engine's measured throughput (the paper's model
     shape on the GPU), paired at the same budget fraction of the context."""
@@ -341,14 +354,7 @@ def engine_pareto_section(engine_files, panels, figure, engine_rel="engine"):
               "fraction of the context (engine B / depth = accuracy B / context); the dense run is "
               "at accuracy 1. A point is on the front when no other has both a higher or equal "
               "throughput and a higher or equal accuracy.", ""]
-    for f in engine_files:
-        desc = "- `%s/%s.json`" % (engine_rel, f["name"])
-        if f["what"]:
-            desc += ": %s" % f["what"]
-        if f["machine"]:
-            desc += " (%s)" % f["machine"]
-        lines.append(desc)
-    lines.append("")
+    lines += _file_list(engine_files, engine_rel)
     if not panels:
         lines += ["_No pairs: no accuracy row has the policy and budget fraction of an engine "
                   "row._", ""]
@@ -450,14 +456,7 @@ def attention_section(replays, sims, acc_files, acc_rows, figures, attention_rel
               "dense (full KV) run of the same context: from the same file, else from another "
               "file with the same context and backend (named in brackets); — when there is "
               "none or it is 0.", ""]
-    for f in acc_files:
-        desc = "- `%s/%s.json`" % (accuracy_rel, f["name"])
-        if f["what"]:
-            desc += ": %s" % f["what"]
-        if f["machine"]:
-            desc += " (%s)" % f["machine"]
-        lines.append(desc)
-    lines.append("")
+    lines += _file_list(acc_files, accuracy_rel)
     if figures.get("accuracy-vs-budget"):
         lines += ["![accuracy vs budget](figures/%s)" % figures["accuracy-vs-budget"], ""]
     else:

@@ -5,6 +5,7 @@ lookups the figures and the report share (labels, ordering, speedups).
 """
 
 import csv
+import glob
 import json
 import os
 import re
@@ -24,6 +25,19 @@ def load_json_object(path):
     if not isinstance(doc, dict):
         raise InputError("%s: expected a JSON object at the top level" % path)
     return doc
+
+
+def load_each(folder, pattern, read, log, what, count=None):
+    """read(path) of every folder/pattern, sorted by name; [] (and a note naming what is
+    skipped) when there are none. count(item) -> "N things" for the log line."""
+    paths = sorted(glob.glob(os.path.join(folder, pattern)))
+    if not paths:
+        log("note: no %s (%s); %s" % (what[0], os.path.join(folder, pattern), what[1]))
+    out = []
+    for p in paths:
+        out.append(read(p))
+        log("read %s%s" % (p, " (%s)" % count(out[-1]) if count else ""))
+    return out
 
 
 EXPERIMENTS = ("cloud-throughput", "edge-throughput", "budget-sweep", "host-link-whatif")

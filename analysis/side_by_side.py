@@ -4,10 +4,9 @@ the GPU (NVTX ranges and one thread per CUDA stream), process 2 the simulator's 
 same point. Both become rows of one timeline, coloured by the simulator's categories: a measured
 kernel takes the category of the innermost NVTX range it was launched in."""
 
-import glob
 import os
 
-from results import InputError
+from results import InputError, load_each
 from traces import load_chrome_trace
 
 MEASURED, PREDICTED = 1, 2
@@ -88,11 +87,6 @@ def read_side_by_side(path):
 
 
 def load_side_by_side(measured_dir, log):
-    paths = sorted(glob.glob(os.path.join(measured_dir, "*.trace.json")))
-    if not paths:
-        log("note: no measured-beside-predicted steps in %s; that figure is skipped" % measured_dir)
-    out = []
-    for p in paths:
-        out.append(read_side_by_side(p))
-        log("read %s (%d events)" % (p, len(out[-1]["events"])))
-    return out
+    return load_each(measured_dir, "*.trace.json", read_side_by_side, log,
+                     ("measured-beside-predicted steps", "that figure is skipped"),
+                     lambda t: "%d events" % len(t["events"]))

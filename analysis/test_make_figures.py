@@ -561,6 +561,14 @@ class MakeFiguresTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("`csv/trace-sims.csv` has a header but no rows", self._report())
 
+    def _report_with_figure(self, stem):
+        """Runs the script on self.tmp; checks figures/stem.png was drawn; the report's text."""
+        p = run_script(self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        fig = os.path.join(self.tmp, "figures", stem + ".png")
+        self.assertTrue(os.path.isfile(fig) and os.path.getsize(fig) > 1000, fig)
+        return self._report()
+
     def _edit_json(self, rel, edit):
         path = os.path.join(self.tmp, rel)
         with open(path) as f:
@@ -598,11 +606,7 @@ class MakeFiguresTest(unittest.TestCase):
     def test_measured_beside_predicted(self):
         make_synthetic_inputs(self.tmp)
         make_side_by_side(self.tmp)
-        p = run_script(self.tmp)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        fig = os.path.join(self.tmp, "figures", "measured-vs-predicted-step3.png")
-        self.assertTrue(os.path.isfile(fig) and os.path.getsize(fig) > 1000, fig)
-        text = self._report()
+        text = self._report_with_figure("measured-vs-predicted-step3")
         self.assertIn("## Measured beside predicted: one decode step", text)
         self.assertIn("](figures/measured-vs-predicted-step3.png)", text)
         self.assertIn("measured 1.000 ms (GPU work until 0.900 ms), predicted 0.800 ms "
@@ -623,11 +627,8 @@ class MakeFiguresTest(unittest.TestCase):
     def test_accuracy_vs_measured_throughput(self):
         make_synthetic_inputs(self.tmp)
         make_engine_pareto(self.tmp)
-        p = run_script(self.tmp)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        fig = os.path.join(self.tmp, "figures", "pareto-accuracy-vs-measured-throughput.png")
-        self.assertTrue(os.path.isfile(fig) and os.path.getsize(fig) > 1000, fig)
-        text = self._report().split("### Pareto fronts: accuracy vs measured throughput", 1)[1]
+        text = self._report_with_figure("pareto-accuracy-vs-measured-throughput")
+        text = text.split("### Pareto fronts: accuracy vs measured throughput", 1)[1]
         self.assertIn("](figures/pareto-accuracy-vs-measured-throughput.png)", text)
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in text.splitlines()
                 if l.startswith("| ") and not l.startswith("| Task")]
@@ -667,24 +668,18 @@ class MakeFiguresTest(unittest.TestCase):
 
     def test_malformed_engine_pareto_names_file_and_field(self):
         make_synthetic_inputs(self.tmp)
-        path = make_engine_pareto(self.tmp)
-        with open(path) as f:
-            doc = json.load(f)
-        doc["rows"][2]["tokens_per_s"] = "fast"
-        with open(path, "w") as f:
-            json.dump(doc, f)
+        make_engine_pareto(self.tmp)
+        self._edit_json(os.path.join("engine", "engine_pareto.json"),
+                        lambda d: d["rows"][2].__setitem__("tokens_per_s", "fast"))
         p = run_script(self.tmp)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("engine_pareto.json: field 'rows[2].tokens_per_s'", p.stderr)
 
     def test_malformed_side_by_side_names_file_and_field(self):
         make_synthetic_inputs(self.tmp)
-        path = make_side_by_side(self.tmp)
-        with open(path) as f:
-            doc = json.load(f)
-        del doc["otherData"]["predicted_ms"]
-        with open(path, "w") as f:
-            json.dump(doc, f)
+        make_side_by_side(self.tmp)
+        self._edit_json(os.path.join("measured", "step3.trace.json"),
+                        lambda d: d["otherData"].pop("predicted_ms"))
         p = run_script(self.tmp)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("step3.trace.json: field 'otherData.predicted_ms'", p.stderr)

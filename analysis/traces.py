@@ -1,10 +1,9 @@
 """Reading Chrome traces of one predicted step (`traces/*.trace.json`)."""
 
-import glob
 import json
 import os
 
-from results import InputError
+from results import InputError, load_each
 
 DEFAULT_THREADS = {0: "host CPU", 1: "GPU compute", 2: "host link H2D", 3: "host link D2H"}
 
@@ -73,11 +72,6 @@ def read_trace(path):
 
 
 def load_traces(traces_dir, log):
-    paths = sorted(glob.glob(os.path.join(traces_dir, "*.trace.json")))
-    if not paths:
-        log("note: no traces in %s; the timeline figures are skipped" % traces_dir)
-    out = []
-    for p in paths:
-        out.append(read_trace(p))
-        log("read %s (%d events)" % (p, len(out[-1]["events"])))
-    return out
+    return load_each(traces_dir, "*.trace.json", read_trace, log,
+                     ("predicted traces", "the timeline figures are skipped"),
+                     lambda t: "%d events" % len(t["events"]))
