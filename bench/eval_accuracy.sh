@@ -10,6 +10,9 @@
 # A spec is TASK:CONTEXT:TRIALS[:EXTRA], EXTRA being eval flags joined by commas
 # (vartrack:2048:16:--hops,1). JOBS runs that many evals at once (each is one process; the CPU
 # reference is mostly single-threaded at these sizes). POLICIES and BUDGETS override the sweep.
+# On the CPU every run shares a prefill cache (PREFILL_CACHE, default $OUT/prefill_cache; eval
+# --prefill-cache): a spec's first run, alone, prefills its instances (with the retrieval head's
+# features when POLICIES has a specontext policy, which then runs first), the others restore them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out}
@@ -26,27 +29,43 @@ for f in "$BIN" "$GGUF" "$DLM/config.json"; do
 done
 parts="$OUT/accuracy_parts"
 mkdir -p "$parts"
+cache=()
+[ "$BACKEND" = cpu ] && cache=(--prefill-cache "${PREFILL_CACHE:-$OUT/prefill_cache}")
+# The head's policies first: the cache entries they store hold the features the head reads.
+ordered=$(for p in $POLICIES; do [[ $p == specontext* ]] && echo "$p"; done; for p in full $POLICIES; do [[ $p != specontext* ]] && echo "$p"; done; true)
 
-# One line per run: the part file it writes, then the eval's arguments.
-runs=()
+# One line per run: the part file it writes, then the eval's arguments; a spec's first run is a lead.
+leads=() runs=()
 for spec in "${specs[@]}"; do
   IFS=: read -r task ctx trials extra <<< "$spec"
   [ -n "$task" ] && [ -n "$ctx" ] && [ -n "$trials" ] || { echo "eval_accuracy.sh: spec '$spec' is not TASK:CONTEXT:TRIALS[:EXTRA]" >&2; exit 2; }
-  common="$task --model $GGUF --backend $BACKEND --context $ctx --trials $trials --batch $trials --seed 0 ${extra//,/ } --json"
-  runs+=("$parts/$task-$ctx-full.json $common")
-  for policy in $POLICIES; do
+  common="$task --model $GGUF --backend $BACKEND --context $ctx --trials $trials --batch $trials --seed 0 ${extra//,/ } ${cache[*]} --json"
+  first=1
+  for policy in $ordered; do
+    if [ "$policy" = full ]; then
+      line="$parts/$task-$ctx-full.json $common"
+      if [ $first = 1 ]; then leads+=("$line"); else runs+=("$line"); fi
+      first=0
+      continue
+    fi
     dlm=""; [[ $policy == specontext* ]] && dlm="--dlm $DLM"
     for budget in $BUDGETS; do
-      runs+=("$parts/$task-$ctx-$policy-b$budget.json $common --policy $policy --budget $budget $dlm")
+      line="$parts/$task-$ctx-$policy-b$budget.json $common --policy $policy --budget $budget $dlm"
+      if [ $first = 1 ]; then leads+=("$line"); else runs+=("$line"); fi
+      first=0
     done
   done
 done
 
 # A part already written (a finished run of an interrupted sweep) is kept, not re-run.
-printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-1}" -I{} bash -c '
-  set -- {}; part=$1; shift
-  [ -s "$part" ] && exit 0
-  "'"$BIN"'" eval "$@" > "$part.tmp" && mv "$part.tmp" "$part" && echo "done: $part" >&2'
+one_run() {
+  set -- $1; local part=$1; shift
+  [ -s "$part" ] && return 0
+  "$BIN" eval "$@" > "$part.tmp" && mv "$part.tmp" "$part" && echo "done: $part" >&2
+}
+export -f one_run; export BIN
+for line in "${leads[@]}"; do one_run "$line"; done
+printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-1}" -I{} bash -c 'one_run "$1"' _ {}
 
 for spec in "${specs[@]}"; do
   IFS=: read -r task ctx _ <<< "$spec"

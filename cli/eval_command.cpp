@@ -29,7 +29,11 @@
 //     perplexity    "scored", "mean_nll", "perplexity";
 //     fidelity      "compared", "matches", "agreement", "first_disagreement" (-1: none)],
 //   "timing": {"load_s", "build_s", "reference_s", "prefill_s", "decode_s", "prefill_tokens",
-//              "decode_steps", "decode_tokens", "total_s"}}.
+//              "decode_steps", "decode_tokens", "total_s", "prefill_cache" ({"dir", "hits", "misses"}, or null)}}.
+//
+// --prefill-cache DIR (CPU) keeps each prompt's prefilled state on disk (engine/prefill_cache.hpp):
+// prefill is dense under every policy, so the runs of a sweep after the first restore it instead of
+// recomputing it; results are the same, only prefill_s changes.
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -66,7 +70,7 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 struct EvalFlags {
-  std::string task, model, backend = "cpu", dump_tasks;
+  std::string task, model, backend = "cpu", dump_tasks, prefill_cache;
   std::string heldout = (std::filesystem::path(SPECONTEXT_SOURCE_DIR) / "models" / "heldout").string();
   PolicyFlags sparse;
   int batch = 8;
@@ -164,6 +168,8 @@ void run(EvalFlags& f) {
   TaskOptions& o = f.tasks;
   o.kind = parse_task_kind(f.task, "TASK");
   if (f.batch <= 0) throw ConfigError("--batch", "", "must be positive");
+  if (!f.prefill_cache.empty() && f.backend != "cpu")
+    throw ConfigError("--prefill-cache", "", "acts on --backend cpu (the CUDA prefill is fast enough not to need it)");
   std::ofstream dump_file;  // opened now, so that a path it cannot write fails before the work
   if (!f.dump_tasks.empty()) {
     dump_file.open(f.dump_tasks);
@@ -188,6 +194,7 @@ void run(EvalFlags& f) {
   const auto t_load = Clock::now();
   BackendSpec dense_spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
   dense_spec.measure_attention_mass = true;  // sparse CUDA policies only (the CPU reference always measures it)
+  dense_spec.prefill_cache = f.prefill_cache;
   PolicyRun run = make_policy_run(dense_spec, f.sparse, config);
   Backend& evaluated = run.run();
   // Fidelity compares with the dense model: the CPU policy wraps it; on CUDA a second, dense backend.
@@ -211,6 +218,8 @@ void run(EvalFlags& f) {
   const bool sparse = policy != SelectionPolicy::Full;
   const AttentionMassMeter* mass = evaluated.attention_mass();
   const std::optional<double> mass_mean = mass ? mass->mean() : std::nullopt;
+  const auto* cpu = dynamic_cast<const CpuBackend*>(run.backend.get());
+  const PrefillCache* cache = cpu ? cpu->prefill_cache() : nullptr;
 
   if (!f.json) {
     print_table(f, instances, r);
@@ -218,6 +227,7 @@ void run(EvalFlags& f) {
       std::cout << "budget " << f.sparse.budget << ", overlap of adjacent steps' selections "
                 << (overlap ? fixed(*overlap, 4) : std::string("n/a (fewer than two decode steps)")) << "\n";
     if (mass_mean) std::cout << "attention mass captured " << fixed(*mass_mean, 4) << "\n";
+    if (cache) std::cout << "prefill cache " << cache->dir().string() << ": " << cache->hits() << " prompts restored, " << cache->misses() << " prefilled\n";
     return;
   }
   nlohmann::json j = {{"task", to_string(o.kind)}, {"policy", f.sparse.policy},
@@ -246,7 +256,9 @@ void run(EvalFlags& f) {
   j["trials"] = trials;
   j["timing"] = {{"load_s", load_s}, {"build_s", build_s}, {"reference_s", reference.prefill_s + reference.decode_s},
                  {"prefill_s", r.timing.prefill_s}, {"decode_s", r.timing.decode_s}, {"prefill_tokens", r.timing.prefill_tokens},
-                 {"decode_steps", r.timing.decode_steps}, {"decode_tokens", r.timing.decode_tokens}, {"total_s", seconds_since(t0)}};
+                 {"decode_steps", r.timing.decode_steps}, {"decode_tokens", r.timing.decode_tokens}, {"total_s", seconds_since(t0)},
+                 {"prefill_cache", cache ? nlohmann::json{{"dir", cache->dir().string()}, {"hits", cache->hits()}, {"misses", cache->misses()}}
+                                         : nlohmann::json(nullptr)}};
   std::cout << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
 }
 
@@ -270,6 +282,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--batch", f->batch, "trials decoded together (requests of the backend)")->capture_default_str();
   cmd->add_option("--heldout", f->heldout, "folder of held-out <source>--<slug>.txt documents")->capture_default_str();
   cmd->add_option("--dump-tasks", f->dump_tasks, "write the instances (token ids, answers, depths, forced tokens) as JSON (engine/task_dump.hpp)");
+  cmd->add_option("--prefill-cache", f->prefill_cache,
+                  "CPU: a folder of prefilled prompts (engine/prefill_cache.hpp), so that a sweep over policies prefills each instance once");
   cmd->add_flag("--progress", f->progress, "report each batch on stderr");
   cmd->add_flag("--json", f->json, "print JSON");
   cmd->callback([f]() { run(*f); });

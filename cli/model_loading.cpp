@@ -1,7 +1,11 @@
 #include "cli/model_loading.hpp"
 
+#include <algorithm>
+#include <filesystem>
+
 #include "engine/cpu_backend.hpp"
 #include "engine/gguf_model.hpp"
+#include "engine/prefill_cache.hpp"
 #include "engine/safetensors.hpp"
 #include "sim/config_error.hpp"
 #if defined(SPECONTEXT_HAVE_CUDA)
@@ -24,11 +28,34 @@ void check_model_context(const ModelConfig& config, std::int64_t context, const 
                       "a context of " + std::to_string(context) + " tokens (" + need + "), the model supports " + std::to_string(config.shape.max_positions));
 }
 
+namespace {
+
+// The files whose bytes make the model: a .gguf file, or a checkpoint's config.json and its
+// safetensors (single or sharded); with random weights the config the weights were drawn for, with
+// the seed mixed in.
+std::uint64_t model_fingerprint(const BackendSpec& s, const ModelConfig& config) {
+  namespace fs = std::filesystem;
+  if (s.random_weights) return content_fingerprint({config.origin}) ^ (0x9e3779b97f4a7c15ull * (s.seed + 1));
+  const fs::path p(s.model);
+  if (!fs::is_directory(p) && p.filename() != "config.json") return content_fingerprint({p});
+  const fs::path dir = fs::is_directory(p) ? p : p.parent_path();
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  files.insert(files.begin(), dir / "config.json");
+  return content_fingerprint(files);
+}
+
+}  // namespace
+
 std::unique_ptr<Backend> make_backend(const BackendSpec& s, const ModelConfig& config) {
   if (s.backend == "cpu") {
     if (s.policy != SelectionPolicy::Full) throw std::logic_error("make_backend: the CPU reference runs sparse policies through PolicyBackend");
     ModelWeights w = s.random_weights ? random_weights(config, s.seed) : load_model_weights(s.model, config);
-    return std::make_unique<CpuBackend>(config, std::move(w), s.requests, static_cast<int>(s.context));
+    auto cpu = std::make_unique<CpuBackend>(config, std::move(w), s.requests, static_cast<int>(s.context));
+    if (!s.prefill_cache.empty()) cpu->set_prefill_cache(std::make_shared<PrefillCache>(s.prefill_cache, model_fingerprint(s, config)));
+    return cpu;
   }
 #if defined(SPECONTEXT_HAVE_CUDA)
   CudaBackendOptions o;

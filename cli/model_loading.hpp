@@ -34,6 +34,9 @@ struct BackendSpec {
   int offload_layers = 0;
   bool async_prefetch = true, adaptive_placement = false;
   double memory_limit_bytes = 0;  // 0: what the device has free
+  // --backend cpu only: a folder of prefilled prompts (engine/prefill_cache.hpp), keyed by the
+  // model's files (or, with random weights, its config and seed); empty: none.
+  std::string prefill_cache;
 };
 
 ModelConfig load_model_config(const std::string& model);

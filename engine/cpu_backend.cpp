@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -199,7 +200,35 @@ std::vector<float> CpuBackend::prefill(int request, const std::vector<int>& toke
   check_tokens(tokens, "prefill");
   check_room(request, static_cast<std::int64_t>(tokens.size()), "prefill");
   const std::int64_t n = static_cast<std::int64_t>(tokens.size());
-  return forward({Segment{request, 0, n}}, tokens, {n - 1});
+  RequestCache& c = caches_[request];
+  if (!prefill_cache_ || c.length > 0) return forward({Segment{request, 0, n}}, tokens, {n - 1});
+  if (std::optional<PrefilledRequest> e = prefill_cache_->load(tokens, feature_layers_)) {
+    const std::size_t kv_values = static_cast<std::size_t>(n * config_.shape.kv_heads * config_.shape.head_dim);
+    bool fits = e->length == n && e->k.size() == c.layers.size() && e->logits.size() == static_cast<std::size_t>(config_.shape.vocab);
+    for (std::size_t l = 0; fits && l < e->k.size(); ++l) fits = e->k[l].size() == kv_values && e->v[l].size() == kv_values;
+    if (!fits)
+      throw std::runtime_error(prefill_cache_->dir().string() + ": a prefill cache entry of " + std::to_string(n) +
+                               " tokens does not fit this model (" + config_.origin + "); delete the folder");
+    c.length = n;
+    for (std::size_t l = 0; l < c.layers.size(); ++l) {
+      c.layers[l].k = std::move(e->k[l]);
+      c.layers[l].v = std::move(e->v[l]);
+    }
+    c.features = std::move(e->features);
+    return std::move(e->logits);
+  }
+  std::vector<float> logits = forward({Segment{request, 0, n}}, tokens, {n - 1});
+  PrefilledRequest e;
+  e.length = n;
+  for (const LayerCache& l : c.layers) {
+    e.k.push_back(l.k);
+    e.v.push_back(l.v);
+  }
+  e.feature_layers = feature_layers_;
+  e.features = c.features;
+  e.logits = logits;
+  prefill_cache_->store(tokens, e);
+  return logits;
 }
 
 std::vector<float> CpuBackend::prefill_all_logits(int request, const std::vector<int>& tokens) {

@@ -4,11 +4,13 @@
 // (Llama, Mistral, Qwen2 QKV bias, Qwen3 q/k norms; MHA, GQA, MQA). Every other backend and
 // kernel is checked against it, so it favours plain, obviously correct code over speed.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "engine/attention_probe.hpp"
 #include "engine/backend.hpp"
 #include "engine/model_config.hpp"
+#include "engine/prefill_cache.hpp"
 #include "engine/token_selection.hpp"
 #include "engine/weights.hpp"
 
@@ -87,6 +89,12 @@ class CpuBackend final : public Backend {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
 
+  // With a cache (engine/prefill_cache.hpp), prefill() of a prompt into an empty request restores
+  // the cached state when there is one (the same K, V, features and logits the forward pass would
+  // give on this machine) and stores it otherwise. nullptr (the default): no cache.
+  void set_prefill_cache(std::shared_ptr<PrefillCache> cache) { prefill_cache_ = std::move(cache); }
+  const PrefillCache* prefill_cache() const { return prefill_cache_.get(); }
+
  private:
   struct LayerCache {
     std::vector<float> k, v;
@@ -121,6 +129,7 @@ class CpuBackend final : public Backend {
   float attention_factor_;
   std::vector<RequestCache> caches_;
   std::vector<int> feature_layers_;
+  std::shared_ptr<PrefillCache> prefill_cache_;
 };
 
 }  // namespace specontext

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench/eval_accuracy.sh on SmolLM2 with its draft (a short passkey, specontext and streaming) through
+# the CPU prefill cache: the lead run prefills both instances, the others restore them (hits 2, misses
+# 0), and a run without the cache gives the same outputs, overlap and attention mass.
+# Skipped (77) without the GGUF that scripts/fetch_smollm2.sh fetches.
+set -euo pipefail
+specontext=$1
+out=$2
+root="$(cd "$(dirname "$0")/.." && pwd)"
+gguf="$root/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
+[ -f "$gguf" ] || { echo "no SmolLM2 GGUF: skipped"; exit 77; }
+rm -rf "$out" && mkdir -p "$out"
+OUT="$out" BIN="$specontext" GGUF="$gguf" JOBS=2 POLICIES="streaming specontext" BUDGETS=64 \
+  "$root/bench/eval_accuracy.sh" passkey:384:2
+"$specontext" eval passkey --model "$gguf" --context 384 --trials 2 --batch 2 --seed 0 --policy streaming --budget 64 --json \
+  > "$out/uncached.json"
+/usr/bin/python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+part = lambda name: json.load(open(os.path.join(out, "accuracy_parts", name)))
+lead = part("passkey-384-specontext-b64.json")
+assert lead["timing"]["prefill_cache"]["misses"] == 2 and lead["timing"]["prefill_cache"]["hits"] == 0, lead["timing"]
+for name in ("passkey-384-full.json", "passkey-384-streaming-b64.json"):
+    c = part(name)["timing"]["prefill_cache"]
+    assert c["hits"] == 2 and c["misses"] == 0, (name, c)
+cached, plain = part("passkey-384-streaming-b64.json"), json.load(open(os.path.join(out, "uncached.json")))
+assert [t["output_ids"] for t in cached["trials"]] == [t["output_ids"] for t in plain["trials"]]
+for key in ("accuracy", "overlap_rate", "attention_mass"):
+    assert cached[key] == plain[key], (key, cached[key], plain[key])
+assert plain["timing"]["prefill_cache"] is None
+lines = open(os.path.join(out, "accuracy_passkey-384.jsonl")).read().count('"task"')
+assert lines == 3, lines
+print("eval prefill cache smoke: ok")
+PY

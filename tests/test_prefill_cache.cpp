@@ -1,0 +1,204 @@
+// Tests of the CPU reference's prefill cache (engine/prefill_cache.hpp) on a tiny random model: a
+// restored prompt decodes exactly as a computed one (logits, cache, features), entries are keyed by
+// the prompt and the model, an entry without features does not serve a backend that captures them,
+// and a damaged entry is an error naming the file.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/cpu_backend.hpp"
+#include "engine/model_config.hpp"
+#include "engine/prefill_cache.hpp"
+#include "engine/weights.hpp"
+
+namespace specontext {
+namespace {
+
+namespace fs = std::filesystem;
+
+ModelConfig tiny_config() {
+  return parse_engine_config({{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 32}, {"intermediate_size", 48},
+                              {"num_attention_heads", 4}, {"num_hidden_layers", 3}, {"num_key_value_heads", 2},
+                              {"vocab_size", 50}, {"rms_norm_eps", 1e-6}, {"max_position_embeddings", 64}},
+                             "tiny-prefill-cache.json");
+}
+
+const std::vector<int> kPrompt = {3, 17, 42, 8, 8, 25, 1, 49, 30};
+
+class PrefillCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("specontext-prefill-cache-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::vector<fs::path> entries() const {
+    std::vector<fs::path> out;
+    for (const auto& e : fs::directory_iterator(dir_)) out.push_back(e.path());
+    return out;
+  }
+  fs::path dir_;
+};
+
+// Prefill then two decode steps of request 1 (beside request 0, which decodes too): the logits of
+// every call, concatenated.
+std::vector<float> run(CpuBackend& cpu) {
+  std::vector<float> all = cpu.prefill(1, kPrompt);
+  cpu.prefill(0, {4, 5});
+  for (int token : {11, 12}) {
+    const std::vector<float> step = cpu.decode({0, 1}, {7, token});
+    all.insert(all.end(), step.begin(), step.end());
+  }
+  return all;
+}
+
+TEST_F(PrefillCacheTest, ARestoredPromptDecodesExactlyAsAComputedOne) {
+  const ModelConfig c = tiny_config();
+  CpuBackend plain(c, random_weights(c, 1), 2, 64);
+  plain.set_feature_layers({0, 2});
+  const std::vector<float> expected = run(plain);
+
+  auto cache = std::make_shared<PrefillCache>(dir_, 7);
+  CpuBackend first(c, random_weights(c, 1), 2, 64);
+  first.set_feature_layers({0, 2});
+  first.set_prefill_cache(cache);
+  EXPECT_EQ(run(first), expected);
+  EXPECT_EQ(cache->hits(), 0);
+  EXPECT_EQ(cache->misses(), 2);  // both prompts were prefilled and stored
+  EXPECT_EQ(entries().size(), 2u);
+
+  CpuBackend second(c, random_weights(c, 1), 2, 64);
+  second.set_feature_layers({0, 2});
+  second.set_prefill_cache(cache);
+  second.prefill(1, kPrompt);
+  EXPECT_EQ(cache->hits(), 1);
+  CpuBackend fresh(c, random_weights(c, 1), 2, 64);
+  fresh.set_feature_layers({0, 2});
+  fresh.prefill(1, kPrompt);
+  EXPECT_EQ(second.features(1), fresh.features(1));
+  for (int l = 0; l < 3; ++l) {
+    EXPECT_EQ(second.cached_keys(1, l), fresh.cached_keys(1, l)) << l;
+    EXPECT_EQ(second.cached_values(1, l), fresh.cached_values(1, l)) << l;
+  }
+  second.reset(1);
+  EXPECT_EQ(run(second), expected);
+  EXPECT_EQ(cache->hits(), 3);
+}
+
+TEST_F(PrefillCacheTest, RestoresTheFeaturesOfThePrompt) {
+  const ModelConfig c = tiny_config();
+  auto cache = std::make_shared<PrefillCache>(dir_, 7);
+  CpuBackend first(c, random_weights(c, 1), 2, 64);
+  first.set_feature_layers({1});
+  first.set_prefill_cache(cache);
+  first.prefill(0, kPrompt);
+  const std::vector<float> computed = first.features(0);
+  ASSERT_EQ(computed.size(), kPrompt.size() * 32);
+
+  CpuBackend second(c, random_weights(c, 1), 2, 64);
+  second.set_feature_layers({1});
+  second.set_prefill_cache(cache);
+  second.prefill(0, kPrompt);
+  EXPECT_EQ(cache->hits(), 1);
+  EXPECT_EQ(second.features(0), computed);
+
+  // A backend that captures nothing takes the entry and drops its features.
+  CpuBackend none(c, random_weights(c, 1), 2, 64);
+  none.set_prefill_cache(cache);
+  none.prefill(0, kPrompt);
+  EXPECT_EQ(cache->hits(), 2);
+  EXPECT_TRUE(none.features(0).empty());
+}
+
+TEST_F(PrefillCacheTest, AnEntryWithoutTheWantedFeaturesIsAMissAndIsReplaced) {
+  const ModelConfig c = tiny_config();
+  auto cache = std::make_shared<PrefillCache>(dir_, 7);
+  CpuBackend none(c, random_weights(c, 1), 1, 64);
+  none.set_prefill_cache(cache);
+  none.prefill(0, kPrompt);
+
+  CpuBackend with(c, random_weights(c, 1), 1, 64);
+  with.set_feature_layers({2});
+  with.set_prefill_cache(cache);
+  with.prefill(0, kPrompt);
+  EXPECT_EQ(cache->hits(), 0);
+  EXPECT_EQ(with.features(0).size(), kPrompt.size() * 32);
+  with.reset(0);
+  with.prefill(0, kPrompt);  // now stored with layer 2's features
+  EXPECT_EQ(cache->hits(), 1);
+  EXPECT_EQ(entries().size(), 1u);
+}
+
+TEST_F(PrefillCacheTest, EntriesAreKeyedByPromptAndModel) {
+  const ModelConfig c = tiny_config();
+  auto cache = std::make_shared<PrefillCache>(dir_, 7);
+  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
+  cpu.set_prefill_cache(cache);
+  cpu.prefill(0, kPrompt);
+  cpu.reset(0);
+  std::vector<int> other = kPrompt;
+  other.back() = 31;
+  cpu.prefill(0, other);  // another prompt: computed
+  EXPECT_EQ(cache->hits(), 0);
+
+  // Another model key (other weights): the entry is not used.
+  auto other_model = std::make_shared<PrefillCache>(dir_, 8);
+  CpuBackend cpu2(c, random_weights(c, 2), 1, 64);
+  cpu2.set_prefill_cache(other_model);
+  CpuBackend plain2(c, random_weights(c, 2), 1, 64);
+  EXPECT_EQ(cpu2.prefill(0, kPrompt), plain2.prefill(0, kPrompt));
+  EXPECT_EQ(other_model->hits(), 0);
+
+  // A prefill into a request that holds tokens already is never cached (only whole prompts are).
+  cpu.reset(0);
+  cpu.prefill(0, {1, 2});
+  const std::int64_t misses = cache->misses();
+  cpu.prefill(0, kPrompt);
+  EXPECT_EQ(cache->misses(), misses);
+  EXPECT_EQ(cache->hits(), 0);
+}
+
+TEST_F(PrefillCacheTest, ADamagedEntryIsAnErrorNamingTheFile) {
+  const ModelConfig c = tiny_config();
+  auto cache = std::make_shared<PrefillCache>(dir_, 7);
+  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
+  cpu.set_prefill_cache(cache);
+  cpu.prefill(0, kPrompt);
+  const fs::path entry = entries().at(0);
+  fs::resize_file(entry, fs::file_size(entry) - 100);
+  cpu.reset(0);
+  try {
+    cpu.prefill(0, kPrompt);
+    FAIL() << "a truncated entry was read";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(entry.string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+  }
+  { std::ofstream(entry, std::ios::binary | std::ios::trunc) << "not an entry at all"; }
+  EXPECT_THROW(cpu.prefill(0, kPrompt), std::runtime_error);
+}
+
+TEST(ContentFingerprint, FollowsTheBytesAndNamesAnUnreadableFile) {
+  const fs::path dir = fs::temp_directory_path() / "specontext-fingerprint-test";
+  fs::create_directories(dir);
+  const fs::path a = dir / "a.bin";
+  { std::ofstream(a) << "weights"; }
+  const std::uint64_t h1 = content_fingerprint({a});
+  { std::ofstream(a) << "weightz"; }
+  EXPECT_NE(content_fingerprint({a}), h1);
+  try {
+    content_fingerprint({dir / "missing.bin"});
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.bin"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace specontext
