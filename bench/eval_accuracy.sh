@@ -9,7 +9,9 @@
 #
 # A spec is TASK:CONTEXT:TRIALS[:EXTRA], EXTRA being eval flags joined by commas
 # (vartrack:2048:16:--hops,1). JOBS runs that many evals at once (each is one process; the CPU
-# reference is mostly single-threaded at these sizes). POLICIES and BUDGETS override the sweep.
+# reference is mostly single-threaded at these sizes). POLICIES and BUDGETS override the sweep; a
+# policy specontext*:embed feeds the head the embedding alone, specontext*:pooled pools its scores
+# (bench/README.md, "Pooling the retrieval head's scores").
 # On the CPU every run shares a prefill cache (PREFILL_CACHE, default $OUT/prefill_cache; eval
 # --prefill-cache): a spec's first run, alone, prefills its instances (with the retrieval head's
 # features when POLICIES has a specontext policy, which then runs first), the others restore them.
@@ -48,9 +50,14 @@ for spec in "${specs[@]}"; do
       first=0
       continue
     fi
-    dlm=""; [[ $policy == specontext* ]] && dlm="--dlm $DLM"
+    base=${policy%%:*} flags=""
+    case $policy in  # the retrieval head's variants: the embedding alone as input, pooled scores
+      *:embed) flags="--head-input embed" ;;
+      *:pooled) flags="--head-pool mean:3 --head-recent 32" ;;
+    esac
+    [[ $base == specontext* ]] && flags="--dlm $DLM $flags"
     for budget in $BUDGETS; do
-      line="$parts/$task-$ctx-$policy-b$budget.json $common --policy $policy --budget $budget $dlm"
+      line="$parts/$task-$ctx-${policy//:/_}-b$budget.json $common --policy $base --budget $budget $flags"
       if [ $first = 1 ]; then leads+=("$line"); else runs+=("$line"); fi
       first=0
     done
@@ -72,7 +79,7 @@ for spec in "${specs[@]}"; do
   log="$OUT/accuracy_$task-$ctx.jsonl"
   cat "$parts/$task-$ctx-full.json" > "$log"
   for policy in $POLICIES; do
-    for budget in $BUDGETS; do cat "$parts/$task-$ctx-$policy-b$budget.json" >> "$log"; done
+    for budget in $BUDGETS; do cat "$parts/$task-$ctx-${policy//:/_}-b$budget.json" >> "$log"; done
   done
   echo "$log: $(grep -c '"task"' "$log") runs"
 done

@@ -68,25 +68,15 @@ case "${1:-}" in
     if [ "${SMOLLM2_TESTS:-1}" = 1 ]; then
       ctest --test-dir build-h200 -R 'SmolLM2' --output-on-failure 2>&1 | grep -E 'SmolLM2 |Jaccard|tests passed|Failed|Passed' | tee "$OUT/smollm2_tests.txt"
     fi
-    bin=build-h200/specontext
     contexts=("${@:2}")
     [ ${#contexts[@]} -eq 0 ] && contexts=(2048 8192)
     for ctx in "${contexts[@]}"; do
-      log="$OUT/policies_$ctx.jsonl"
-      $bin eval passkey --model "$GGUF" --backend cuda --context "$ctx" --trials 20 --seed 0 --json >> "$log"
       # specontext:embed feeds the head the embedding alone; specontext:pooled pools its scores
       # (bench/README.md, "Pooling the retrieval head's scores")
-      for policy in streaming oracle quest specontext specontext-batch specontext:embed specontext:pooled; do
-        extra=(); [[ $policy == specontext* ]] && extra=(--dlm models/smollm2-eagle3)
-        [[ $policy == *:embed ]] && extra+=(--head-input embed)
-        [[ $policy == *:pooled ]] && extra+=(--head-pool mean:3 --head-recent 32)
-        policy=${policy%%:*}
-        for budget in 256 512 1024; do
-          $bin eval passkey --model "$GGUF" --backend cuda --context "$ctx" --trials 20 --seed 0 --policy "$policy" \
-            --budget "$budget" "${extra[@]}" --json >> "$log"
-        done
-      done
-      wc -l "$log"
+      BACKEND=cuda BIN=build-h200/specontext OUT="$OUT" GGUF="$GGUF" BUDGETS="256 512 1024" \
+        POLICIES="streaming oracle quest specontext specontext-batch specontext:embed specontext:pooled" \
+        bench/eval_accuracy.sh "passkey:$ctx:20"
+      mv "$OUT/accuracy_passkey-$ctx.jsonl" "$OUT/policies_$ctx.jsonl"
     done
     ;;
   accuracy)
