@@ -16,7 +16,9 @@
 // (engine/eagle3_draft.hpp, extend_draft_context); JSON "dlm_rope" says which ("none" without a draft).
 //
 // --json prints {"task", "policy", "budget" (null for full), "dlm_rope", "overlap_rate" (mean over decode steps of
-//   adjacent steps' selection overlap, paper Fig. 6b; null for full), "attention_mass" (the mean share of each
+//   adjacent steps' selection overlap, paper Fig. 6b; null for full), "h2d_bytes_per_step" and "offloaded_layers"
+//   (CUDA sparse policies: the offloaded layers' elastic loads per batched decode step and the layers in
+//   host memory at the end; null otherwise), "attention_mass" (the mean share of each
 //   query head's dense attention that the attended sets captured, paper Tables 1-2; null for full) and
 //   "attention_mass_per_layer" (CUDA: GPU-resident layers only), "context", "model", "backend", "seed",
 //   "max_new", "heldout", "metric", and by task:
@@ -34,6 +36,7 @@
 // --prefill-cache DIR (CPU) keeps each prompt's prefilled state on disk (engine/prefill_cache.hpp):
 // prefill is dense under every policy, so the runs of a sweep after the first restore it instead of
 // recomputing it; results are the same, only prefill_s changes.
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <iostream>
@@ -58,6 +61,9 @@
 #include "engine/task_dump.hpp"
 #include "engine/tokenizer.hpp"
 #include "sim/config_error.hpp"
+#if defined(SPECONTEXT_HAVE_CUDA)
+#include "engine/cuda_backend.hpp"
+#endif
 
 #ifndef SPECONTEXT_SOURCE_DIR
 #define SPECONTEXT_SOURCE_DIR "."
@@ -220,6 +226,16 @@ void run(EvalFlags& f) {
   const std::optional<double> mass_mean = mass ? mass->mean() : std::nullopt;
   const auto* cpu = dynamic_cast<const CpuBackend*>(run.backend.get());
   const PrefillCache* cache = cpu ? cpu->prefill_cache() : nullptr;
+  // Elastic loads of offloaded layers per batched decode step (CUDA sparse policies; null elsewhere:
+  // the CPU reference has no host link to cross).
+  std::optional<double> h2d_per_step;
+  std::optional<int> offloaded_layers;
+#if defined(SPECONTEXT_HAVE_CUDA)
+  if (auto* cuda = dynamic_cast<CudaBackend*>(run.backend.get()); cuda && sparse) {
+    h2d_per_step = cuda->take_h2d_bytes() / std::max<double>(1.0, static_cast<double>(r.timing.decode_steps));
+    offloaded_layers = cuda->offloaded_layers();
+  }
+#endif
 
   if (!f.json) {
     print_table(f, instances, r);
@@ -235,6 +251,8 @@ void run(EvalFlags& f) {
                       {"head_input", needs_retrieval_head(policy) ? nlohmann::json(f.sparse.head.input) : nlohmann::json(nullptr)},
                       {"head_pooling", needs_retrieval_head(policy) ? nlohmann::json(to_string(f.sparse.head.pooling())) : nlohmann::json(nullptr)},
                       {"overlap_rate", overlap ? nlohmann::json(*overlap) : nlohmann::json(nullptr)},
+                      {"h2d_bytes_per_step", h2d_per_step ? nlohmann::json(*h2d_per_step) : nlohmann::json(nullptr)},
+                      {"offloaded_layers", offloaded_layers ? nlohmann::json(*offloaded_layers) : nlohmann::json(nullptr)},
                       {"attention_mass", mass_mean ? nlohmann::json(*mass_mean) : nlohmann::json(nullptr)},
                       {"attention_mass_per_layer", mass_mean ? nlohmann::json(mass->per_layer()) : nlohmann::json(nullptr)}, {"context", o.context},
                       {"model", f.model}, {"backend", f.backend}, {"seed", o.seed}, {"max_new", o.max_new},
