@@ -66,7 +66,7 @@ case "${1:-}" in
     [ -f "$GGUF" ] || cat "$STASH"/gguf.part0* > "$GGUF"
     echo "$SHA256  $GGUF" | sha256sum -c -
     if [ "${SMOLLM2_TESTS:-1}" = 1 ]; then
-      ctest --test-dir build-h200 -R 'SmolLM2' --output-on-failure 2>&1 | grep -E 'SmolLM2 |Jaccard|tests passed|Failed|Passed' | tee "$OUT/smollm2_tests.txt"
+      ctest --test-dir build-h200 -R 'SmolLM2|smollm2' --output-on-failure 2>&1 | grep -E 'SmolLM2|smollm2|Jaccard|h2d_bytes|tests passed|Failed|Passed' | tee "$OUT/smollm2_tests.txt"
     fi
     contexts=("${@:2}")
     [ ${#contexts[@]} -eq 0 ] && contexts=(2048 8192)
