@@ -345,7 +345,7 @@ def read_accuracy(path):
     report but not drawn), 'task' (the row's, else the file's, else ''), 'context', 'accuracy',
     'overlap_rate',
     'backend', 'seed', 'trials' (a count or None), 'variant' ('' or 'key=value, ...'),
-    'source' (the file's name)}.
+    'default_head' (no head input or pooling but the paper's), 'source' (the file's name)}.
     """
     doc = load_json_object(path)
     rows_raw = doc.get("rows")
@@ -379,6 +379,8 @@ def read_accuracy(path):
             "seed": r.get("seed"),
             "trials": _trial_count(r),
             "variant": variant,
+            # The retrieval head as the paper runs it (eagle input, no pooling), whatever else varies.
+            "default_head": r.get("head_input") in (None, "eagle") and r.get("head_pooling") in (None, "none"),
             "source": name,
         })
     what = doc.get("what")

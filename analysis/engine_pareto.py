@@ -54,8 +54,8 @@ def engine_pareto_panels(engine_files, acc_rows):
     'median_ms', 'min_ms', 'max_ms', 'normalised', 'accuracy', 'source', 'overlap'}],
     'front': the non-dominated points, dense included, by (tokens/s, accuracy / dense)}.
 
-    Only the policies' default variants pair (a variant, e.g. the embed head input, has no engine
-    run of its own); rows without a dense reference are left out."""
+    Only the retrieval head as the paper runs it pairs (a variant, e.g. the embed head input, has no
+    engine run of its own); rows without a dense reference are left out."""
     panels = []
     for ef in engine_files:
         for depth, requests in sorted({(r["depth"], r["requests"]) for r in ef["rows"]}):
@@ -65,7 +65,7 @@ def engine_pareto_panels(engine_files, acc_rows):
                 points = []
                 for a in acc_rows:
                     if (a["task"], a["context"]) != (task, context) or a["policy"] == "full" \
-                            or a["variant"] or a["normalised"] is None or not a["budget"]:
+                            or not a.get("default_head", True) or a["normalised"] is None or not a["budget"]:
                         continue
                     for e in at:
                         if e["policy"] == a["policy"] and e["budget"] and \

@@ -91,7 +91,8 @@ def main(argv=None):
                                                               fig_dir, log)
     plan_figure = fig_memory.figure(plans, fig_dir, log) if plans else None
     trace_figures = [fig_timeline.figure(t, fig_dir, log) for t in traces]
-    measured_figures = [fig_timeline.figure(m, fig_dir, log, stem="measured-vs-predicted-" + m["name"])
+    measured_figures = [fig_timeline.figure(m, fig_dir, log,
+                                            stem="measured-vs-predicted-" + fig_timeline.stem_for(m)[len("timeline-"):])
                         for m in measured]
 
     acc_rows = normalise_accuracy(acc_files)

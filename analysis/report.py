@@ -352,8 +352,8 @@ def engine_pareto_section(engine_files, panels, figure, engine_rel="engine"):
               "synthetic stream with the overlap a recorded trace measured), the accuracy by real "
               "sparse runs on SmolLM2 with its draft. A point pairs the two at the same budget "
               "fraction of the context (engine B / depth = accuracy B / context); the dense run is "
-              "at accuracy 1. A point is on the front when no other has both a higher or equal "
-              "throughput and a higher or equal accuracy.", ""]
+              "at accuracy 1. A point is on the front when no other has a throughput and an "
+              "accuracy at least as high, one of them higher.", ""]
     lines += _file_list(engine_files, engine_rel)
     if not panels:
         lines += ["_No pairs: no accuracy row has the policy and budget fraction of an engine "
@@ -435,8 +435,8 @@ def attention_section(replays, sims, acc_files, acc_rows, figures, attention_rel
         lines += ["Each point is one (policy, budget) simulated on the hardware with the "
                   "overlap measured on the trace; its recall was read at *trace budget*, the "
                   "same fraction of the trace's context as *budget* is of the simulated one. "
-                  "A point is on the front (non-dominated) when no other point has both a "
-                  "higher or equal throughput and a higher or equal recall; the front is the "
+                  "A point is on the front (non-dominated) when no other point has a "
+                  "throughput and a recall at least as high, one of them higher; the front is the "
                   "best recall reachable at any throughput ≥ x.", ""]
         for stem, alt in (("pareto-recall-vs-throughput", "pareto recall vs throughput"),
                           ("prefetch-vs-budget", "prefetch vs budget")):

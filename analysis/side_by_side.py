@@ -5,6 +5,7 @@ same point. Both become rows of one timeline, coloured by the simulator's catego
 kernel takes the category of the innermost NVTX range it was launched in."""
 
 import os
+import re
 
 from results import InputError, load_each
 from traces import load_chrome_trace
@@ -15,6 +16,26 @@ NVTX_ROW = "nvtx"
 NVTX_CATEGORY = {"retrieval_head": "retrieval", "select": "select", "prefetch": "prefetch",
                  "attention": "attention", "mlp": "mlp"}
 _OTHER_DATA = ("measured_host_ms", "measured_gpu_ms", "predicted_ms")
+
+
+def kernel_label(name):
+    """'embedding_kernel' of 'void specontext::kernels::(anonymous namespace)::embedding_kernel<true>(
+    specontext::kernels::EmbeddingParams)': the function's own name, without scope, template
+    arguments, parameters or return type."""
+    n = re.sub(r"\(anonymous namespace\)::", "", name)
+    depth, cut = 0, len(n)
+    for i, ch in enumerate(n):  # the parameter list: the first '(' outside template brackets
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+        elif ch == "(" and depth == 0:
+            cut = i
+            break
+    n = re.sub(r"<[^<>]*>", "", n[:cut])
+    while "<" in n:  # nested template arguments
+        n = re.sub(r"<[^<>]*>", "", n)
+    return n.split("::")[-1].split(" ")[-1] or name
 
 
 def _category(nvtx_path):
@@ -35,8 +56,8 @@ def read_side_by_side(path):
         raise InputError("%s: field 'otherData': missing (not a trace_side_by_side.py output)" % path)
     for k in _OTHER_DATA:
         v = other.get(k)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise InputError("%s: field 'otherData.%s': expected a number, got %r" % (path, k, v))
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            raise InputError("%s: field 'otherData.%s': expected a positive number, got %r" % (path, k, v))
     procs, threads, events = {}, {}, []
     for ev in doc["traceEvents"]:
         args = ev.get("args") or {}
@@ -61,7 +82,8 @@ def read_side_by_side(path):
             key, cat = (MEASURED, NVTX_ROW), NVTX_CATEGORY[name]
         else:
             key, cat = (MEASURED, ev.get("tid", 0)), _category(str(args.get("nvtx", "")))
-        events.append({"name": name.split("(")[0].split("::")[-1], "cat": cat, "tid": key,
+        events.append({"name": name if ev["pid"] == PREDICTED or ev.get("cat") == "nvtx" else kernel_label(name),
+                       "cat": cat, "tid": key,
                        "ts": float(ev["ts"]), "dur": float(ev["dur"]),
                        "critical": bool(args.get("critical", False))})
     keys = sorted({e["tid"] for e in events},

@@ -212,7 +212,7 @@ def make_side_by_side(root, name="step3"):
            "dur": 300, "args": {"depth": 1}},
           {"ph": "X", "name": "attention", "cat": "nvtx", "pid": 1, "tid": 1000000000, "ts": 10,
            "dur": 100, "args": {"depth": 2}},
-          {"ph": "X", "name": "ns::decode_kernel(Params)", "cat": "kernel", "pid": 1, "tid": 7,
+          {"ph": "X", "name": "void ns::(anonymous namespace)::decode_kernel<true>(ns::Params)", "cat": "kernel", "pid": 1, "tid": 7,
            "ts": 50, "dur": 200, "args": {"nvtx": "step 3/layer 0/attention"}},
           {"ph": "X", "name": "lm_head", "cat": "kernel", "pid": 1, "tid": 7, "ts": 400,
            "dur": 500, "args": {"nvtx": "step 3"}},
@@ -615,7 +615,8 @@ class MakeFiguresTest(unittest.TestCase):
         s = read_side_by_side(os.path.join(self.tmp, "measured", "step3.trace.json"))
         by_name = {e["name"]: e for e in s["events"]}
         # A kernel takes its innermost named range's category; the step and layer ranges are
-        # dropped (they enclose the others); a kernel outside the named ranges is 'other'.
+        # dropped (they enclose the others); a kernel outside the named ranges is 'other'. A
+        # kernel is named by its function alone (no scope, template arguments or parameters).
         self.assertEqual(by_name["decode_kernel"]["cat"], "attention")
         self.assertEqual(by_name["gather"]["cat"], "prefetch")
         self.assertEqual(by_name["lm_head"]["cat"], "other")
@@ -632,20 +633,24 @@ class MakeFiguresTest(unittest.TestCase):
         self.assertIn("](figures/pareto-accuracy-vs-measured-throughput.png)", text)
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in text.splitlines()
                 if l.startswith("| ") and not l.startswith("| Task")]
-        got = [(r[1], r[2], r[3], r[4], r[5], r[7], r[8]) for r in rows]
+        got = [(r[1], r[2], r[3], r[4], r[5], r[7], r[8], r[9].split(" ")[0]) for r in rows]
         # At 2K, B = 256 and 512 pair with the engine's 2048 and 4096 at 16K (1/8 and 1/4 of the
         # context); at 4K only B = 512 (1/8) has an engine run. Oracle has none; quest has no
-        # accuracy rows. Accuracy / dense from acc_cpu: specontext 0.525 / 0.8, 0.6 / 0.8;
-        # streaming 0.175 / 0.8, 0.2 / 0.8. No point is dominated here.
+        # accuracy rows. Accuracy / dense: acc_cpu's specontext 0.525 / 0.8, 0.6 / 0.8, streaming
+        # 0.175 / 0.8, 0.2 / 0.8; acc_headinput's eagle-input rows (the paper's head) 0.6 / 0.8 at
+        # both budgets pair too, its embed-input ones do not. Its B = 256 point (3000, 0.75)
+        # dominates acc_cpu's (3000, 0.66) and both B = 512 points (2500, 0.75).
         self.assertEqual(got, [
-            ("2048", "full (dense)", "full", "full", "1000", "1.00", "yes"),
-            ("2048", "specontext", "256", "2048 at 16384", "3000", "0.66", "yes"),
-            ("2048", "specontext", "512", "4096 at 16384", "2500", "0.75", "yes"),
-            ("2048", "streaming", "256", "2048 at 16384", "3500", "0.22", "yes"),
-            ("2048", "streaming", "512", "4096 at 16384", "3200", "0.25", "yes"),
-            ("4096", "full (dense)", "full", "full", "1000", "1.00", "yes"),
-            ("4096", "specontext", "512", "2048 at 16384", "3000", "0.75", "yes"),
-            ("4096", "streaming", "512", "2048 at 16384", "3500", "0.25", "yes"),
+            ("2048", "full (dense)", "full", "full", "1000", "1.00", "yes", "—"),
+            ("2048", "specontext", "256", "2048 at 16384", "3000", "0.66", "no", "acc_cpu"),
+            ("2048", "specontext", "256", "2048 at 16384", "3000", "0.75", "yes", "acc_headinput"),
+            ("2048", "specontext", "512", "4096 at 16384", "2500", "0.75", "no", "acc_cpu"),
+            ("2048", "specontext", "512", "4096 at 16384", "2500", "0.75", "no", "acc_headinput"),
+            ("2048", "streaming", "256", "2048 at 16384", "3500", "0.22", "yes", "acc_cpu"),
+            ("2048", "streaming", "512", "4096 at 16384", "3200", "0.25", "yes", "acc_cpu"),
+            ("4096", "full (dense)", "full", "full", "1000", "1.00", "yes", "—"),
+            ("4096", "specontext", "512", "2048 at 16384", "3000", "0.75", "yes", "acc_cpu"),
+            ("4096", "streaming", "512", "2048 at 16384", "3500", "0.25", "yes", "acc_cpu"),
         ])
 
     def test_engine_pareto_front_drops_dominated_points(self):
@@ -660,6 +665,8 @@ class MakeFiguresTest(unittest.TestCase):
         acc = [{"policy": "quest", "budget": b, "task": "t", "context": 2048, "variant": "",
                 "normalised": n, "accuracy": n, "source": "a", "backend": "cpu"}
                for b, n in ((256, 0.9), (512, 0.8))]
+        # A head variant (e.g. the embed input) has no engine run of its own: it does not pair.
+        acc.append(dict(acc[0], normalised=1.0, variant="head_input=embed", default_head=False))
         (panel,) = engine_pareto_panels([engine], acc)
         # quest 512 at 2K (15 tok/s, 0.8) is dominated by quest 256 (20 tok/s, 0.9).
         self.assertEqual([(p["engine_budget"] if p else "dense") for p in panel["front"]],

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The accuracy axis of the Pareto fronts (issue 6): `specontext eval` on SmolLM2 with its draft for
 # each task x policy x budget, beside the dense run of the same instances. One JSON object per run;
-# per task spec one file $OUT/accuracy_<task>-<context>.jsonl (dense first, then policy x budget), which
-# bench/eval_rows.py turns into the table that configs/reproduce.json "accuracy" lists.
+# per task spec one file $OUT/accuracy_<task>-<context>[-<extra flags>].jsonl (dense first, then
+# policy x budget), which bench/eval_rows.py turns into the table configs/reproduce.json "accuracy" lists.
 #
 #   BACKEND=cpu JOBS=2 bench/eval_accuracy.sh                     # the default task specs
 #   BACKEND=cuda bench/eval_accuracy.sh multikey:4096:10          # one spec
@@ -12,6 +12,9 @@
 # reference is mostly single-threaded at these sizes). POLICIES and BUDGETS override the sweep; a
 # policy specontext*:embed feeds the head the embedding alone, specontext*:pooled pools its scores
 # (bench/README.md, "Pooling the retrieval head's scores").
+# BATCH sets eval's --batch (default: all the trials at once). A part already in OUT is kept (a
+# finished run of an interrupted sweep); parts are named by backend, task, context, trials and extra
+# flags, so use one OUT per model. Paths must not hold spaces or quotes.
 # On the CPU every run shares a prefill cache (PREFILL_CACHE, default $OUT/prefill_cache; eval
 # --prefill-cache): a spec's first run, alone, prefills its instances (with the retrieval head's
 # features when POLICIES has a specontext policy, which then runs first), the others restore them.
@@ -23,6 +26,7 @@ BACKEND=${BACKEND:-cpu}
 GGUF=${GGUF:-models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf}
 DLM=${DLM:-models/smollm2-eagle3}
 POLICIES=${POLICIES:-streaming oracle quest specontext specontext-batch}
+POLICIES=$(for p in $POLICIES; do [ "$p" != full ] && echo "$p"; done; true)  # full always runs, once
 BUDGETS=${BUDGETS:-256 1024}
 specs=("$@")
 [ ${#specs[@]} -eq 0 ] && specs=(multikey:4096:10 vartrack:2048:16:--hops,1 perplexity:2048:4)
@@ -41,11 +45,13 @@ leads=() runs=()
 for spec in "${specs[@]}"; do
   IFS=: read -r task ctx trials extra <<< "$spec"
   [ -n "$task" ] && [ -n "$ctx" ] && [ -n "$trials" ] || { echo "eval_accuracy.sh: spec '$spec' is not TASK:CONTEXT:TRIALS[:EXTRA]" >&2; exit 2; }
-  common="$task --model $GGUF --backend $BACKEND --context $ctx --trials $trials --batch $trials --seed 0 ${extra//,/ } ${cache[*]} --json"
+  slug=${extra:+-${extra//[^A-Za-z0-9]/}}
+  key="$parts/$BACKEND-$task-$ctx-t$trials$slug"
+  common="$task --model $GGUF --backend $BACKEND --context $ctx --trials $trials --batch ${BATCH:-$trials} --seed 0 ${extra//,/ } ${cache[*]} --json"
   first=1
   for policy in $ordered; do
     if [ "$policy" = full ]; then
-      line="$parts/$task-$ctx-full.json $common"
+      line="$key-full.json $common"
       if [ $first = 1 ]; then leads+=("$line"); else runs+=("$line"); fi
       first=0
       continue
@@ -57,7 +63,7 @@ for spec in "${specs[@]}"; do
     esac
     [[ $base == specontext* ]] && flags="--dlm $DLM $flags"
     for budget in $BUDGETS; do
-      line="$parts/$task-$ctx-${policy//:/_}-b$budget.json $common --policy $base --budget $budget $flags"
+      line="$key-${policy//:/_}-b$budget.json $common --policy $base --budget $budget $flags"
       if [ $first = 1 ]; then leads+=("$line"); else runs+=("$line"); fi
       first=0
     done
@@ -72,14 +78,16 @@ one_run() {
 }
 export -f one_run; export BIN
 for line in "${leads[@]}"; do one_run "$line"; done
-printf '%s\n' "${runs[@]}" | xargs -P "${JOBS:-1}" -I{} bash -c 'one_run "$1"' _ {}
+[ ${#runs[@]} -eq 0 ] || printf '%s\n' "${runs[@]}" | xargs -d '\n' -P "${JOBS:-1}" -I{} bash -c 'one_run "$1"' _ {}
 
 for spec in "${specs[@]}"; do
-  IFS=: read -r task ctx _ <<< "$spec"
-  log="$OUT/accuracy_$task-$ctx.jsonl"
-  cat "$parts/$task-$ctx-full.json" > "$log"
+  IFS=: read -r task ctx trials extra <<< "$spec"
+  slug=${extra:+-${extra//[^A-Za-z0-9]/}}
+  key="$parts/$BACKEND-$task-$ctx-t$trials$slug"
+  log="$OUT/accuracy_$task-$ctx$slug.jsonl"
+  cat "$key-full.json" > "$log"
   for policy in $POLICIES; do
-    for budget in $BUDGETS; do cat "$parts/$task-$ctx-${policy//:/_}-b$budget.json" >> "$log"; done
+    for budget in $BUDGETS; do cat "$key-${policy//:/_}-b$budget.json" >> "$log"; done
   done
   echo "$log: $(grep -c '"task"' "$log") runs"
 done

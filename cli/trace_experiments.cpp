@@ -6,6 +6,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "sim/config_error.hpp"
 #include "sim/json_fields.hpp"
@@ -25,10 +26,14 @@ namespace fs = std::filesystem;
 // The committed result files the manifest lists under key, copied as they are into dest.
 void copy_listed_files(const JsonFields& m, const std::string& key, const fs::path& source_dir, const fs::path& dest) {
   if (!m.has(key)) return;
+  if (!m.raw(key).is_array()) m.fail(key, "expected a list of file names");
   fs::create_directories(dest);
+  std::set<std::string> names;
   for (const auto& item : m.raw(key)) {
     if (!item.is_string()) m.fail(key, "expected file names");
     const fs::path file = source_dir / item.get<std::string>();
+    if (!names.insert(file.filename().string()).second)
+      m.fail(key, "two files are named " + file.filename().string() + " (each is copied under its name alone)");
     std::error_code ec;
     fs::copy_file(file, dest / file.filename(), fs::copy_options::overwrite_existing, ec);
     if (ec) m.fail(key, "cannot copy " + file.string() + ": " + ec.message());

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <iostream>
 #include <limits>
 #include <optional>
 #include <set>
@@ -206,6 +207,7 @@ std::vector<float> CpuBackend::prefill(int request, const std::vector<int>& toke
     const std::size_t kv_values = static_cast<std::size_t>(n * config_.shape.kv_heads * config_.shape.head_dim);
     bool fits = e->length == n && e->k.size() == c.layers.size() && e->logits.size() == static_cast<std::size_t>(config_.shape.vocab);
     for (std::size_t l = 0; fits && l < e->k.size(); ++l) fits = e->k[l].size() == kv_values && e->v[l].size() == kv_values;
+    fits = fits && e->features.size() == static_cast<std::size_t>(n * feature_width());
     if (!fits)
       throw std::runtime_error(prefill_cache_->dir().string() + ": a prefill cache entry of " + std::to_string(n) +
                                " tokens does not fit this model (" + config_.origin + "); delete the folder");
@@ -227,7 +229,11 @@ std::vector<float> CpuBackend::prefill(int request, const std::vector<int>& toke
   e.feature_layers = feature_layers_;
   e.features = c.features;
   e.logits = logits;
-  prefill_cache_->store(tokens, e);
+  try {
+    prefill_cache_->store(tokens, e);
+  } catch (const std::runtime_error& err) {  // the prefill itself is done and right: say so and go on
+    std::cerr << "specontext: warning: prefill cache: " << err.what() << "\n";
+  }
   return logits;
 }
 

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <stdexcept>
 #include <string>
 
@@ -82,8 +83,12 @@ std::optional<PrefilledRequest> PrefillCache::load(const std::vector<int>& token
     ++misses_;
     return std::nullopt;
   }
-  std::error_code ec;
-  Reader r{in, path, static_cast<std::uint64_t>(std::filesystem::file_size(path, ec))};
+  // The size of the file opened, not of the name (another process may rename a new entry over it).
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (size < 0 || !in) throw std::runtime_error(path.string() + ": cannot read the prefill cache entry");
+  Reader r{in, path, static_cast<std::uint64_t>(size)};
   char magic[sizeof kMagic];
   r.bytes(magic, sizeof magic, "the magic");
   if (std::memcmp(magic, kMagic, sizeof magic) != 0) throw std::runtime_error(path.string() + ": not a prefill cache entry (bad magic); delete the file");
@@ -102,6 +107,7 @@ std::optional<PrefilledRequest> PrefillCache::load(const std::vector<int>& token
   e.feature_layers = r.array<int>("the feature layers");
   e.features = r.array<float>("the features");
   e.logits = r.array<float>("the logits");
+  if (r.remaining != 0) throw std::runtime_error(path.string() + ": " + std::to_string(r.remaining) + " bytes past the prefill cache entry's end; delete the file");
   if (!feature_layers.empty() && e.feature_layers != feature_layers) {
     ++misses_;
     return std::nullopt;
@@ -116,11 +122,17 @@ std::optional<PrefilledRequest> PrefillCache::load(const std::vector<int>& token
 
 void PrefillCache::store(const std::vector<int>& tokens, const PrefilledRequest& entry) {
   const std::filesystem::path path = path_for(tokens);
-  // A name of this process's own: runs of a sweep may store the same prompt at once.
-  const std::filesystem::path tmp = path.string() + "." + std::to_string(::getpid()) + ".tmp";
+  // A name of this writer's own: runs of a sweep may store the same prompt at once (processes of
+  // other hosts too, where the folder is shared, hence the random part beside the PID).
+  const std::filesystem::path tmp = path.string() + "." + std::to_string(::getpid()) + "-" + hex(std::random_device{}()) + ".tmp";
+  const auto fail = [&](const std::string& what) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw std::runtime_error(what);
+  };
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(tmp.string() + ": cannot write the prefill cache entry");
+    if (!out) fail(tmp.string() + ": cannot write the prefill cache entry");
     Writer w{out};
     out.write(kMagic, sizeof kMagic);
     w.u64(model_key_);
@@ -134,11 +146,11 @@ void PrefillCache::store(const std::vector<int>& tokens, const PrefilledRequest&
     w.array(entry.feature_layers);
     w.array(entry.features);
     w.array(entry.logits);
-    if (!out.flush()) throw std::runtime_error(tmp.string() + ": writing the prefill cache entry failed");
+    if (!out.flush()) fail(tmp.string() + ": writing the prefill cache entry failed (disk full?)");
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error(path.string() + ": cannot move the prefill cache entry into place: " + ec.message());
+  if (ec) fail(path.string() + ": cannot move the prefill cache entry into place: " + ec.message());
 }
 
 std::uint64_t content_fingerprint(const std::vector<std::filesystem::path>& files) {

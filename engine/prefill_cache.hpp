@@ -34,8 +34,9 @@ class PrefillCache {
   // entry when none are wanted (its features are then dropped). nullopt when there is none. A file
   // that is there but is not a whole entry of this format: std::runtime_error naming the file.
   std::optional<PrefilledRequest> load(const std::vector<int>& tokens, const std::vector<int>& feature_layers);
-  // Writes (or replaces) the entry of `tokens`, through a temporary file of this process renamed
-  // into place (processes sharing the folder see whole entries only).
+  // Writes (or replaces) the entry of `tokens`, through a temporary file of this writer renamed
+  // into place (processes sharing the folder see whole entries only); std::runtime_error naming the
+  // file when it cannot (the temporary file removed).
   void store(const std::vector<int>& tokens, const PrefilledRequest& entry);
 
   const std::filesystem::path& dir() const { return dir_; }

@@ -14,7 +14,8 @@ constexpr int kThreads = 256;
 constexpr int kMaxHalf = 256;
 // Blocks the launch aims for: a decode step's few tokens are spread over several blocks each (one
 // block per token left the GPU with 1-32 blocks, ~10 us a layer at R = 1: a serial walk over 40 heads),
-// while a prefill's many tokens keep one block each, so the cos/sin table is not recomputed per head.
+// while 1,024 tokens and more (a long prefill) keep one block each, so the cos/sin table is not
+// recomputed per stripe.
 constexpr std::int64_t kTargetBlocks = 1024;
 
 __device__ __forceinline__ float bf(std::uint16_t b) { return __bfloat162float(__ushort_as_bfloat16(b)); }

@@ -11,8 +11,9 @@
 //   (the retrieval head keeps keys only) V is neither read nor written.
 // HF itself rounds cos/sin and each product to bf16 (it runs the rotation in the model dtype);
 // this kernel keeps them in fp32, so it is slightly more accurate than HF.
-// Each token is spread over a few blocks in decode (enough blocks to fill the GPU) and gets one in
-// a prefill; each block computes the token's cos/sin once into shared memory.
+// A token's heads are spread over up to ceil(heads * head_dim / 512) blocks, as many as keep about
+// 1,024 blocks in flight (a decode step's few tokens get several each, 1,024 tokens and more one);
+// each block computes the token's cos/sin once into shared memory.
 #include <cuda_runtime.h>
 
 #include <cstdint>

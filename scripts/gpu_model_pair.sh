@@ -73,7 +73,7 @@ case "${1:-}" in
     for ctx in "${contexts[@]}"; do
       # specontext:embed feeds the head the embedding alone; specontext:pooled pools its scores
       # (bench/README.md, "Pooling the retrieval head's scores")
-      BACKEND=cuda BIN=build-h200/specontext OUT="$OUT" GGUF="$GGUF" BUDGETS="256 512 1024" \
+      BACKEND=cuda BIN=build-h200/specontext OUT="$OUT" GGUF="$GGUF" BATCH=8 BUDGETS="256 512 1024" \
         POLICIES="streaming oracle quest specontext specontext-batch specontext:embed specontext:pooled" \
         bench/eval_accuracy.sh "passkey:$ctx:20"
       mv "$OUT/accuracy_passkey-$ctx.jsonl" "$OUT/policies_$ctx.jsonl"
@@ -85,7 +85,7 @@ case "${1:-}" in
     # assembled by an earlier `policies` call in this warm session (or all four parts stashed).
     [ -f "$GGUF" ] || cat "$STASH"/gguf.part0* > "$GGUF"
     echo "$SHA256  $GGUF" | sha256sum -c -
-    BACKEND=cuda BIN=build-h200/specontext OUT="$OUT" GGUF="$GGUF" bench/eval_accuracy.sh \
+    BACKEND=cuda BIN=build-h200/specontext OUT="$OUT" GGUF="$GGUF" BATCH=8 bench/eval_accuracy.sh \
       multikey:4096:10 vartrack:2048:16:--hops,1 perplexity:2048:6 fidelity:2048:6:--generate,64
     ;;
   *)

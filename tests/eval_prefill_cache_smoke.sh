@@ -19,12 +19,12 @@ OUT="$out" BIN="$specontext" GGUF="$gguf" JOBS=2 POLICIES="streaming specontext"
 import json, os, sys
 out = sys.argv[1]
 part = lambda name: json.load(open(os.path.join(out, "accuracy_parts", name)))
-lead = part("passkey-384-specontext-b64.json")
+lead = part("cpu-passkey-384-t2-specontext-b64.json")
 assert lead["timing"]["prefill_cache"]["misses"] == 2 and lead["timing"]["prefill_cache"]["hits"] == 0, lead["timing"]
-for name in ("passkey-384-full.json", "passkey-384-streaming-b64.json"):
+for name in ("cpu-passkey-384-t2-full.json", "cpu-passkey-384-t2-streaming-b64.json"):
     c = part(name)["timing"]["prefill_cache"]
     assert c["hits"] == 2 and c["misses"] == 0, (name, c)
-cached, plain = part("passkey-384-streaming-b64.json"), json.load(open(os.path.join(out, "uncached.json")))
+cached, plain = part("cpu-passkey-384-t2-streaming-b64.json"), json.load(open(os.path.join(out, "uncached.json")))
 assert [t["output_ids"] for t in cached["trials"]] == [t["output_ids"] for t in plain["trials"]]
 for key in ("accuracy", "overlap_rate", "attention_mass"):
     assert cached[key] == plain[key], (key, cached[key], plain[key])

@@ -183,6 +183,30 @@ TEST_F(PrefillCacheTest, ADamagedEntryIsAnErrorNamingTheFile) {
   EXPECT_THROW(cpu.prefill(0, kPrompt), std::runtime_error);
 }
 
+TEST_F(PrefillCacheTest, AnEntryThatCannotBeStoredLeavesThePrefillAsComputed) {
+  const ModelConfig c = tiny_config();
+  auto cache = std::make_shared<PrefillCache>(dir_, 7);
+  fs::remove_all(dir_);
+  { std::ofstream(dir_) << "a file where the folder was"; }  // every write into the folder fails
+  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
+  cpu.set_prefill_cache(cache);
+  CpuBackend plain(c, random_weights(c, 1), 1, 64);
+  EXPECT_EQ(cpu.prefill(0, kPrompt), plain.prefill(0, kPrompt));
+  EXPECT_EQ(cpu.decode({0}, {5}), plain.decode({0}, {5}));
+  EXPECT_THROW(cache->store(kPrompt, PrefilledRequest{}), std::runtime_error);
+}
+
+TEST_F(PrefillCacheTest, TrailingBytesAreAnError) {
+  const ModelConfig c = tiny_config();
+  auto cache = std::make_shared<PrefillCache>(dir_, 7);
+  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
+  cpu.set_prefill_cache(cache);
+  cpu.prefill(0, kPrompt);
+  { std::ofstream(entries().at(0), std::ios::binary | std::ios::app) << "x"; }
+  cpu.reset(0);
+  EXPECT_THROW(cpu.prefill(0, kPrompt), std::runtime_error);
+}
+
 TEST(ContentFingerprint, FollowsTheBytesAndNamesAnUnreadableFile) {
   const fs::path dir = fs::temp_directory_path() / "specontext-fingerprint-test";
   fs::create_directories(dir);

@@ -98,6 +98,11 @@ TEST(RopeKvAppend, MatchesTheReferenceGqa32x8) {
     for (std::int64_t tokens : {1, 37}) run_case({32, 8, head_dim, tokens, 3, 2048, 500000.0, 1.0f});
   // A prefill's token count: one block per token, each walking all of its heads (the stripe loop).
   run_case({32, 8, 128, 1500, 1, 2048, 500000.0, 1.0f});
+  // Between the two: 6 stripes a token, each taking two items a thread (the loop's stride).
+  run_case({32, 8, 128, 200, 2, 2048, 500000.0, 1.0f});
+  RopeCase keys_only{32, 8, 128, 300, 2, 2048, 500000.0, 1.0f};
+  keys_only.with_v = false;
+  run_case(keys_only);
 }
 
 TEST(RopeKvAppend, MatchesTheReferenceAtLongPositions) {
