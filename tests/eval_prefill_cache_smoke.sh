@@ -4,13 +4,7 @@
 # 0), and a run without the cache gives the same outputs, overlap and attention mass. Where a GPU is
 # there, eval on CUDA with offloaded layers reports their elastic loads (h2d_bytes_per_step).
 # Skipped (77) without the GGUF that scripts/fetch_smollm2.sh fetches.
-set -euo pipefail
-specontext=$1
-out=$2
-root="$(cd "$(dirname "$0")/.." && pwd)"
-gguf="$root/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-[ -f "$gguf" ] || { echo "no SmolLM2 GGUF: skipped"; exit 77; }
-rm -rf "$out" && mkdir -p "$out"
+source "$(dirname "$0")/smollm2_smoke_setup.sh"
 OUT="$out" BIN="$specontext" GGUF="$gguf" JOBS=2 POLICIES="streaming specontext" BUDGETS=64 \
   "$root/bench/eval_accuracy.sh" passkey:384:2
 "$specontext" eval passkey --model "$gguf" --context 384 --trials 2 --batch 2 --seed 0 --policy streaming --budget 64 --json \

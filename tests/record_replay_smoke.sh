@@ -2,13 +2,7 @@
 # specontext record on SmolLM2 with its draft (a short passkey prompt, every policy), then replay:
 # the trace reads back, every policy appears with the budgets asked for, and recall lies in (0, 1].
 # Skipped (77) without the GGUF that scripts/fetch_smollm2.sh fetches.
-set -euo pipefail
-specontext=$1
-out=$2
-root="$(cd "$(dirname "$0")/.." && pwd)"
-gguf="$root/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-[ -f "$gguf" ] || { echo "no SmolLM2 GGUF: skipped"; exit 77; }
-rm -rf "$out" && mkdir -p "$out"
+source "$(dirname "$0")/smollm2_smoke_setup.sh"
 "$specontext" record --model "$gguf" --dlm "$root/models/smollm2-eagle3" --task passkey --context 512 --trials 1 --max-new 3 \
   --b-max 32 --out "$out/t.trace"
 "$specontext" replay "$out/t.trace" --budgets 8,32 --json > "$out/replay.json"

@@ -42,7 +42,17 @@ class PrefillCacheTest : public ::testing::Test {
     for (const auto& e : fs::directory_iterator(dir_)) out.push_back(e.path());
     return out;
   }
+  // The tiny model with seed `seed` weights and 2 requests, capturing `features`, over `cache`
+  // (nullptr: none).
+  std::unique_ptr<CpuBackend> backend(std::shared_ptr<PrefillCache> cache, std::vector<int> features = {}, std::uint64_t seed = 1) const {
+    auto cpu = std::make_unique<CpuBackend>(config_, random_weights(config_, seed), 2, 64);
+    if (!features.empty()) cpu->set_feature_layers(std::move(features));
+    if (cache) cpu->set_prefill_cache(std::move(cache));
+    return cpu;
+  }
+  std::shared_ptr<PrefillCache> cache(std::uint64_t key = 7) const { return std::make_shared<PrefillCache>(dir_, key); }
   fs::path dir_;
+  ModelConfig config_ = tiny_config();
 };
 
 // Prefill then two decode steps of request 1 (beside request 0, which decodes too): the logits of
@@ -58,153 +68,114 @@ std::vector<float> run(CpuBackend& cpu) {
 }
 
 TEST_F(PrefillCacheTest, ARestoredPromptDecodesExactlyAsAComputedOne) {
-  const ModelConfig c = tiny_config();
-  CpuBackend plain(c, random_weights(c, 1), 2, 64);
-  plain.set_feature_layers({0, 2});
-  const std::vector<float> expected = run(plain);
-
-  auto cache = std::make_shared<PrefillCache>(dir_, 7);
-  CpuBackend first(c, random_weights(c, 1), 2, 64);
-  first.set_feature_layers({0, 2});
-  first.set_prefill_cache(cache);
-  EXPECT_EQ(run(first), expected);
-  EXPECT_EQ(cache->hits(), 0);
-  EXPECT_EQ(cache->misses(), 2);  // both prompts were prefilled and stored
+  const std::vector<float> expected = run(*backend(nullptr, {0, 2}));
+  auto c = cache();
+  EXPECT_EQ(run(*backend(c, {0, 2})), expected);
+  EXPECT_EQ(c->hits(), 0);
+  EXPECT_EQ(c->misses(), 2);  // both prompts were prefilled and stored
   EXPECT_EQ(entries().size(), 2u);
 
-  CpuBackend second(c, random_weights(c, 1), 2, 64);
-  second.set_feature_layers({0, 2});
-  second.set_prefill_cache(cache);
-  second.prefill(1, kPrompt);
-  EXPECT_EQ(cache->hits(), 1);
-  CpuBackend fresh(c, random_weights(c, 1), 2, 64);
-  fresh.set_feature_layers({0, 2});
-  fresh.prefill(1, kPrompt);
-  EXPECT_EQ(second.features(1), fresh.features(1));
+  auto second = backend(c, {0, 2});
+  second->prefill(1, kPrompt);
+  EXPECT_EQ(c->hits(), 1);
+  auto fresh = backend(nullptr, {0, 2});
+  fresh->prefill(1, kPrompt);
+  EXPECT_EQ(second->features(1), fresh->features(1));
   for (int l = 0; l < 3; ++l) {
-    EXPECT_EQ(second.cached_keys(1, l), fresh.cached_keys(1, l)) << l;
-    EXPECT_EQ(second.cached_values(1, l), fresh.cached_values(1, l)) << l;
+    EXPECT_EQ(second->cached_keys(1, l), fresh->cached_keys(1, l)) << l;
+    EXPECT_EQ(second->cached_values(1, l), fresh->cached_values(1, l)) << l;
   }
-  second.reset(1);
-  EXPECT_EQ(run(second), expected);
-  EXPECT_EQ(cache->hits(), 3);
+  second->reset(1);
+  EXPECT_EQ(run(*second), expected);
+  EXPECT_EQ(c->hits(), 3);
 }
 
 TEST_F(PrefillCacheTest, RestoresTheFeaturesOfThePrompt) {
-  const ModelConfig c = tiny_config();
-  auto cache = std::make_shared<PrefillCache>(dir_, 7);
-  CpuBackend first(c, random_weights(c, 1), 2, 64);
-  first.set_feature_layers({1});
-  first.set_prefill_cache(cache);
-  first.prefill(0, kPrompt);
-  const std::vector<float> computed = first.features(0);
+  auto c = cache();
+  auto first = backend(c, {1});
+  first->prefill(0, kPrompt);
+  const std::vector<float> computed = first->features(0);
   ASSERT_EQ(computed.size(), kPrompt.size() * 32);
-
-  CpuBackend second(c, random_weights(c, 1), 2, 64);
-  second.set_feature_layers({1});
-  second.set_prefill_cache(cache);
-  second.prefill(0, kPrompt);
-  EXPECT_EQ(cache->hits(), 1);
-  EXPECT_EQ(second.features(0), computed);
+  auto second = backend(c, {1});
+  second->prefill(0, kPrompt);
+  EXPECT_EQ(c->hits(), 1);
+  EXPECT_EQ(second->features(0), computed);
 
   // A backend that captures nothing takes the entry and drops its features.
-  CpuBackend none(c, random_weights(c, 1), 2, 64);
-  none.set_prefill_cache(cache);
-  none.prefill(0, kPrompt);
-  EXPECT_EQ(cache->hits(), 2);
-  EXPECT_TRUE(none.features(0).empty());
+  auto none = backend(c);
+  none->prefill(0, kPrompt);
+  EXPECT_EQ(c->hits(), 2);
+  EXPECT_TRUE(none->features(0).empty());
 }
 
 TEST_F(PrefillCacheTest, AnEntryWithoutTheWantedFeaturesIsAMissAndIsReplaced) {
-  const ModelConfig c = tiny_config();
-  auto cache = std::make_shared<PrefillCache>(dir_, 7);
-  CpuBackend none(c, random_weights(c, 1), 1, 64);
-  none.set_prefill_cache(cache);
-  none.prefill(0, kPrompt);
-
-  CpuBackend with(c, random_weights(c, 1), 1, 64);
-  with.set_feature_layers({2});
-  with.set_prefill_cache(cache);
-  with.prefill(0, kPrompt);
-  EXPECT_EQ(cache->hits(), 0);
-  EXPECT_EQ(with.features(0).size(), kPrompt.size() * 32);
-  with.reset(0);
-  with.prefill(0, kPrompt);  // now stored with layer 2's features
-  EXPECT_EQ(cache->hits(), 1);
+  auto c = cache();
+  backend(c)->prefill(0, kPrompt);
+  auto with = backend(c, {2});
+  with->prefill(0, kPrompt);
+  EXPECT_EQ(c->hits(), 0);
+  EXPECT_EQ(with->features(0).size(), kPrompt.size() * 32);
+  with->reset(0);
+  with->prefill(0, kPrompt);  // now stored with layer 2's features
+  EXPECT_EQ(c->hits(), 1);
   EXPECT_EQ(entries().size(), 1u);
 }
 
 TEST_F(PrefillCacheTest, EntriesAreKeyedByPromptAndModel) {
-  const ModelConfig c = tiny_config();
-  auto cache = std::make_shared<PrefillCache>(dir_, 7);
-  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
-  cpu.set_prefill_cache(cache);
-  cpu.prefill(0, kPrompt);
-  cpu.reset(0);
+  auto c = cache();
+  auto cpu = backend(c);
+  cpu->prefill(0, kPrompt);
   std::vector<int> other = kPrompt;
   other.back() = 31;
-  cpu.prefill(0, other);  // another prompt: computed
-  EXPECT_EQ(cache->hits(), 0);
+  cpu->prefill(1, other);  // another prompt: computed
+  EXPECT_EQ(c->hits(), 0);
 
   // Another model key (other weights): the entry is not used.
-  auto other_model = std::make_shared<PrefillCache>(dir_, 8);
-  CpuBackend cpu2(c, random_weights(c, 2), 1, 64);
-  cpu2.set_prefill_cache(other_model);
-  CpuBackend plain2(c, random_weights(c, 2), 1, 64);
-  EXPECT_EQ(cpu2.prefill(0, kPrompt), plain2.prefill(0, kPrompt));
+  auto other_model = cache(8);
+  EXPECT_EQ(backend(other_model, {}, 2)->prefill(0, kPrompt), backend(nullptr, {}, 2)->prefill(0, kPrompt));
   EXPECT_EQ(other_model->hits(), 0);
 
   // A prefill into a request that holds tokens already is never cached (only whole prompts are).
-  cpu.reset(0);
-  cpu.prefill(0, {1, 2});
-  const std::int64_t misses = cache->misses();
-  cpu.prefill(0, kPrompt);
-  EXPECT_EQ(cache->misses(), misses);
-  EXPECT_EQ(cache->hits(), 0);
+  cpu->reset(0);
+  cpu->prefill(0, {1, 2});
+  const std::int64_t misses = c->misses();
+  cpu->prefill(0, kPrompt);
+  EXPECT_EQ(c->misses(), misses);
+  EXPECT_EQ(c->hits(), 0);
 }
 
 TEST_F(PrefillCacheTest, ADamagedEntryIsAnErrorNamingTheFile) {
-  const ModelConfig c = tiny_config();
-  auto cache = std::make_shared<PrefillCache>(dir_, 7);
-  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
-  cpu.set_prefill_cache(cache);
-  cpu.prefill(0, kPrompt);
+  auto cpu = backend(cache());
+  cpu->prefill(0, kPrompt);
   const fs::path entry = entries().at(0);
   fs::resize_file(entry, fs::file_size(entry) - 100);
-  cpu.reset(0);
   try {
-    cpu.prefill(0, kPrompt);
+    cpu->prefill(1, kPrompt);
     FAIL() << "a truncated entry was read";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(entry.string()), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
   }
   { std::ofstream(entry, std::ios::binary | std::ios::trunc) << "not an entry at all"; }
-  EXPECT_THROW(cpu.prefill(0, kPrompt), std::runtime_error);
-}
-
-TEST_F(PrefillCacheTest, AnEntryThatCannotBeStoredLeavesThePrefillAsComputed) {
-  const ModelConfig c = tiny_config();
-  auto cache = std::make_shared<PrefillCache>(dir_, 7);
-  fs::remove_all(dir_);
-  { std::ofstream(dir_) << "a file where the folder was"; }  // every write into the folder fails
-  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
-  cpu.set_prefill_cache(cache);
-  CpuBackend plain(c, random_weights(c, 1), 1, 64);
-  EXPECT_EQ(cpu.prefill(0, kPrompt), plain.prefill(0, kPrompt));
-  EXPECT_EQ(cpu.decode({0}, {5}), plain.decode({0}, {5}));
-  EXPECT_THROW(cache->store(kPrompt, PrefilledRequest{}), std::runtime_error);
+  EXPECT_THROW(cpu->prefill(1, kPrompt), std::runtime_error);
 }
 
 TEST_F(PrefillCacheTest, TrailingBytesAreAnError) {
-  const ModelConfig c = tiny_config();
-  auto cache = std::make_shared<PrefillCache>(dir_, 7);
-  CpuBackend cpu(c, random_weights(c, 1), 1, 64);
-  cpu.set_prefill_cache(cache);
-  cpu.prefill(0, kPrompt);
+  auto cpu = backend(cache());
+  cpu->prefill(0, kPrompt);
   { std::ofstream(entries().at(0), std::ios::binary | std::ios::app) << "x"; }
-  cpu.reset(0);
-  EXPECT_THROW(cpu.prefill(0, kPrompt), std::runtime_error);
+  EXPECT_THROW(cpu->prefill(1, kPrompt), std::runtime_error);
+}
+
+TEST_F(PrefillCacheTest, AnEntryThatCannotBeStoredLeavesThePrefillAsComputed) {
+  auto c = cache();
+  fs::remove_all(dir_);
+  { std::ofstream(dir_) << "a file where the folder was"; }  // every write into the folder fails
+  auto cpu = backend(c);
+  auto plain = backend(nullptr);
+  EXPECT_EQ(cpu->prefill(0, kPrompt), plain->prefill(0, kPrompt));
+  EXPECT_EQ(cpu->decode({0}, {5}), plain->decode({0}, {5}));
+  EXPECT_THROW(c->store(kPrompt, PrefilledRequest{}), std::runtime_error);
 }
 
 TEST(ContentFingerprint, FollowsTheBytesAndNamesAnUnreadableFile) {
