@@ -26,8 +26,8 @@ def read_engine_pareto(path):
             raise InputError("%s: field '%s': expected an object" % (path, where))
         policy = _string(r.get("policy"), path, where + ".policy")
         row = {"policy": policy,
-               "budget": _number(r.get("budget"), path, where + ".budget", allow_none=policy == "full",
-                                 integer=True, positive=True) if policy != "full" else None,
+               "budget": _number(r.get("budget"), path, where + ".budget", integer=True,
+                                 positive=True) if policy != "full" else None,
                "overlap": _number(r.get("overlap"), path, where + ".overlap", allow_none=True,
                                   fraction=True)}
         for k in ("depth", "requests"):

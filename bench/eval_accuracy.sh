@@ -40,13 +40,15 @@ cache=()
 # The head's policies first: the cache entries they store hold the features the head reads.
 ordered=$(for p in $POLICIES; do [[ $p == specontext* ]] && echo "$p"; done; for p in full $POLICIES; do [[ $p != specontext* ]] && echo "$p"; done; true)
 
+# A spec's extra flags in its file names: "-" and their alphanumerics, or nothing.
+extra_slug() { [ -z "$1" ] || echo "-${1//[^A-Za-z0-9]/}"; }
+
 # One line per run: the part file it writes, then the eval's arguments; a spec's first run is a lead.
 leads=() runs=()
 for spec in "${specs[@]}"; do
   IFS=: read -r task ctx trials extra <<< "$spec"
   [ -n "$task" ] && [ -n "$ctx" ] && [ -n "$trials" ] || { echo "eval_accuracy.sh: spec '$spec' is not TASK:CONTEXT:TRIALS[:EXTRA]" >&2; exit 2; }
-  slug=${extra:+-${extra//[^A-Za-z0-9]/}}
-  key="$parts/$BACKEND-$task-$ctx-t$trials$slug"
+  key="$parts/$BACKEND-$task-$ctx-t$trials$(extra_slug "$extra")"
   common="$task --model $GGUF --backend $BACKEND --context $ctx --trials $trials --batch ${BATCH:-$trials} --seed 0 ${extra//,/ } ${cache[*]} --json"
   first=1
   for policy in $ordered; do
@@ -82,9 +84,8 @@ for line in "${leads[@]}"; do one_run "$line"; done
 
 for spec in "${specs[@]}"; do
   IFS=: read -r task ctx trials extra <<< "$spec"
-  slug=${extra:+-${extra//[^A-Za-z0-9]/}}
-  key="$parts/$BACKEND-$task-$ctx-t$trials$slug"
-  log="$OUT/accuracy_$task-$ctx$slug.jsonl"
+  key="$parts/$BACKEND-$task-$ctx-t$trials$(extra_slug "$extra")"
+  log="$OUT/accuracy_$task-$ctx$(extra_slug "$extra").jsonl"
   cat "$key-full.json" > "$log"
   for policy in $POLICIES; do
     for budget in $BUDGETS; do cat "$key-${policy//:/_}-b$budget.json" >> "$log"; done

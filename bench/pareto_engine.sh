@@ -20,21 +20,20 @@ $bin bench "${common[@]}" > "$OUT/pareto_dense.json"
 # The default budgets are the accuracy runs' fractions of their contexts (1/32 .. 1/2 of 16K), so
 # that analysis/engine_pareto.py pairs each with a measured accuracy at the same fraction.
 for budget in ${BUDGETS:-512 1024 2048 4096 8192}; do
-  for policy in specontext; do  # bench's synthetic stream stands in for the head-level choice only
-    overlap=$(/usr/bin/env python3 - "$replay" "$budget" "$depth" "$policy" <<'PY'
+  # bench's synthetic stream stands in for the head-level choice (--overlap acts on specontext only)
+  overlap=$(/usr/bin/env python3 - "$replay" "$budget" "$depth" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
-budget, depth, policy = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+budget, depth = int(sys.argv[2]), int(sys.argv[3])
 ctx = j["trace"]["prompt_tokens"] + j["trace"]["max_new"] / 2
 want = max(1, round(budget * ctx / depth))
-rows = [r for r in j["results"] if r["policy"] == policy and r["overlap"] is not None]
+rows = [r for r in j["results"] if r["policy"] == "specontext" and r["overlap"] is not None]
 best = min(rows, key=lambda r: abs(r["budget"] - want))  # the nearest replayed budget
 print(best["overlap"])
 PY
 )
-    $bin bench "${common[@]}" --policy "$policy" --budget "$budget" --dlm-config eagle3-llama-3.1-8b --overlap "$overlap" \
-      > "$OUT/pareto_${policy}_b$budget.json"
-  done
+  $bin bench "${common[@]}" --policy specontext --budget "$budget" --dlm-config eagle3-llama-3.1-8b --overlap "$overlap" \
+    > "$OUT/pareto_specontext_b$budget.json"
   for policy in quest streaming; do
     $bin bench "${common[@]}" --policy "$policy" --budget "$budget" > "$OUT/pareto_${policy}_b$budget.json"
   done

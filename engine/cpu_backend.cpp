@@ -205,7 +205,7 @@ std::vector<float> CpuBackend::prefill(int request, const std::vector<int>& toke
   if (!prefill_cache_ || c.length > 0) return forward({Segment{request, 0, n}}, tokens, {n - 1});
   if (std::optional<PrefilledRequest> e = prefill_cache_->load(tokens, feature_layers_)) {
     const std::size_t kv_values = static_cast<std::size_t>(n * config_.shape.kv_heads * config_.shape.head_dim);
-    bool fits = e->length == n && e->k.size() == c.layers.size() && e->logits.size() == static_cast<std::size_t>(config_.shape.vocab);
+    bool fits = e->k.size() == c.layers.size() && e->logits.size() == static_cast<std::size_t>(config_.shape.vocab);
     for (std::size_t l = 0; fits && l < e->k.size(); ++l) fits = e->k[l].size() == kv_values && e->v[l].size() == kv_values;
     fits = fits && e->features.size() == static_cast<std::size_t>(n * feature_width());
     if (!fits)
@@ -221,7 +221,6 @@ std::vector<float> CpuBackend::prefill(int request, const std::vector<int>& toke
   }
   std::vector<float> logits = forward({Segment{request, 0, n}}, tokens, {n - 1});
   PrefilledRequest e;
-  e.length = n;
   for (const LayerCache& l : c.layers) {
     e.k.push_back(l.k);
     e.v.push_back(l.v);

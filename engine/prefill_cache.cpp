@@ -12,7 +12,7 @@
 namespace specontext {
 namespace {
 
-constexpr char kMagic[8] = {'S', 'P', 'C', 'P', 'R', 'E', 'F', '1'};
+constexpr char kMagic[8] = {'S', 'P', 'C', 'P', 'R', 'E', 'F', '2'};  // 2: feature layers before the bulk
 constexpr std::uint64_t kFnvOffset = 1469598103934665603ull, kFnvPrime = 1099511628211ull;
 
 std::uint64_t fnv1a(std::uint64_t h, const void* data, std::size_t n) {
@@ -42,9 +42,11 @@ struct Reader {
   std::ifstream& in;
   const std::filesystem::path& path;
   std::uint64_t remaining;  // bytes left in the file: a corrupt size cannot make us allocate past it
+  [[noreturn]] void truncated(const char* what) const {
+    throw std::runtime_error(path.string() + ": truncated prefill cache entry (reading " + what + "); delete the file");
+  }
   void bytes(void* dst, std::uint64_t n, const char* what) {
-    if (n > remaining || !in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n)))
-      throw std::runtime_error(path.string() + ": truncated prefill cache entry (reading " + what + "); delete the file");
+    if (n > remaining || !in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n))) truncated(what);
     remaining -= n;
   }
   std::uint64_t u64(const char* what) {
@@ -55,8 +57,7 @@ struct Reader {
   template <typename T>
   std::vector<T> array(const char* what) {
     const std::uint64_t n = u64(what);
-    if (n > remaining / sizeof(T))
-      throw std::runtime_error(path.string() + ": truncated prefill cache entry (reading " + what + "); delete the file");
+    if (n > remaining / sizeof(T)) truncated(what);
     std::vector<T> a(n);
     bytes(a.data(), n * sizeof(T), what);
     return a;
@@ -97,21 +98,22 @@ std::optional<PrefilledRequest> PrefillCache::load(const std::vector<int>& token
     return std::nullopt;
   }
   PrefilledRequest e;
-  e.length = static_cast<std::int64_t>(r.u64("the length"));
-  const std::uint64_t layers = r.u64("the layer count");
-  if (layers > r.remaining) throw std::runtime_error(path.string() + ": truncated prefill cache entry (the layer count); delete the file");
-  for (std::uint64_t l = 0; l < layers; ++l) {
-    e.k.push_back(r.array<float>("keys"));
-    e.v.push_back(r.array<float>("values"));
-  }
+  // The feature layers come before the bulk, so that an entry without the wanted ones is a miss
+  // decided without reading its keys and values.
   e.feature_layers = r.array<int>("the feature layers");
-  e.features = r.array<float>("the features");
-  e.logits = r.array<float>("the logits");
-  if (r.remaining != 0) throw std::runtime_error(path.string() + ": " + std::to_string(r.remaining) + " bytes past the prefill cache entry's end; delete the file");
   if (!feature_layers.empty() && e.feature_layers != feature_layers) {
     ++misses_;
     return std::nullopt;
   }
+  const std::uint64_t layers = r.u64("the layer count");
+  if (layers > r.remaining) r.truncated("the layer count");
+  for (std::uint64_t l = 0; l < layers; ++l) {
+    e.k.push_back(r.array<float>("keys"));
+    e.v.push_back(r.array<float>("values"));
+  }
+  e.features = r.array<float>("the features");
+  e.logits = r.array<float>("the logits");
+  if (r.remaining != 0) throw std::runtime_error(path.string() + ": " + std::to_string(r.remaining) + " bytes past the prefill cache entry's end; delete the file");
   if (feature_layers.empty()) {
     e.feature_layers.clear();
     e.features.clear();
@@ -137,13 +139,12 @@ void PrefillCache::store(const std::vector<int>& tokens, const PrefilledRequest&
     out.write(kMagic, sizeof kMagic);
     w.u64(model_key_);
     w.array(tokens);
-    w.u64(static_cast<std::uint64_t>(entry.length));
+    w.array(entry.feature_layers);
     w.u64(entry.k.size());
     for (std::size_t l = 0; l < entry.k.size(); ++l) {
       w.array(entry.k[l]);
       w.array(entry.v[l]);
     }
-    w.array(entry.feature_layers);
     w.array(entry.features);
     w.array(entry.logits);
     if (!out.flush()) fail(tmp.string() + ": writing the prefill cache entry failed (disk full?)");

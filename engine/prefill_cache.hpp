@@ -18,10 +18,10 @@
 namespace specontext {
 
 struct PrefilledRequest {
-  std::int64_t length = 0;                 // tokens cached (the prompt's)
-  std::vector<std::vector<float>> k, v;    // per layer, [length, kv_heads * head_dim]
+  // n: the prompt's length (the entry stores the prompt itself)
+  std::vector<std::vector<float>> k, v;    // per layer, [n, kv_heads * head_dim]
   std::vector<int> feature_layers;         // the layers whose features were captured (may be none)
-  std::vector<float> features;             // [length, feature_layers.size() * hidden], or empty
+  std::vector<float> features;             // [n, feature_layers.size() * hidden], or empty
   std::vector<float> logits;               // [vocab], of the last position
 };
 
