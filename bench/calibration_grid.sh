@@ -9,13 +9,17 @@
 #             --offload-layers 4 and 8             c1,c2 (copy-stream elastic prefetch),
 #             --offload-layers 4 --sync-prefetch   c1 (elastic loads on the compute stream);
 #           32 points each.
-# 76 points in all, 25 of them held out by `specontext calibrate`. Then every $OUT/json/*.json there is
+# 76 points in all, 25 of them held out by `specontext calibrate`.
+#   fresh   points the grid does not have, to validate a model change made after the grid's held-out
+#           errors were seen (run it alone, into an OUT of its own): R = 8, 16, 32 x S = 12K, 20K,
+#           28K, synchronous loads (c1) with 4 layers on the host at B = 1024 and 2048, with 8 at
+#           B = 2048, and the copy-stream prefetch (c1,c2) with 8 at B = 2048; 36 points. Then every $OUT/json/*.json there is
 # goes through bench/bench_to_calibration_csv.py into $OUT/h200_grid.csv (the machine's details in
 # each row), and `specontext devices --json` into $OUT/devices.json. Each point builds its own engine
 # (random weights; for offloaded layers pinned host memory, ~0.5 s per GiB, up to 34 GB at R = 32,
 # 32K, 8 layers), which dominates: an estimated 6 minutes in all, of which the timed steps take under
 # half a minute. Parts may run in separate calls (each rewrites the CSV from all JSON so far).
-# Usage: bench/calibration_grid.sh [dense] [b1024] [b2048]  (default: all)
+# Usage: bench/calibration_grid.sh [dense] [b1024] [b2048] [fresh]  (default: the first three)
 # Commit $OUT/h200_grid.csv as bench/results/calibration/h200_grid.csv, with json/ and devices.json
 # beside it; then `specontext calibrate` and `specontext calibrate --check` (sim/VALIDATION.md).
 set -euo pipefail
@@ -47,7 +51,14 @@ for part in "${parts[@]}"; do
       step "specontext_b${B}_off8" "${sparse[@]}" --budget "$B" --offload-layers 8
       step "specontext_b${B}_off4_sync" "${sparse[@]}" --budget "$B" --offload-layers 4 --sync-prefetch
       ;;
-    *) echo "unknown part '$part' (dense, b1024, b2048)" >&2; exit 2 ;;
+    fresh)
+      f=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}" --requests 8,16,32 --depth 12288,20480,28672)
+      step fresh_b1024_off4_sync "${f[@]}" --budget 1024 --offload-layers 4 --sync-prefetch
+      step fresh_b2048_off4_sync "${f[@]}" --budget 2048 --offload-layers 4 --sync-prefetch
+      step fresh_b2048_off8_sync "${f[@]}" --budget 2048 --offload-layers 8 --sync-prefetch
+      step fresh_b2048_off8 "${f[@]}" --budget 2048 --offload-layers 8
+      ;;
+    *) echo "unknown part '$part' (dense, b1024, b2048, fresh)" >&2; exit 2 ;;
   esac
 done
 echo "[calibration_grid] measured in $((SECONDS - start)) s" >&2
