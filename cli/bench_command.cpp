@@ -46,7 +46,7 @@ struct BenchFlags {
   std::string model, hw = "h200", requests = "1,4,16,32", depths = "2048,16384,32768";
   int steps = 16, reps = 5, warmup = 3;
   std::uint64_t seed = 1;
-  bool random_weights = false, json = false, no_graph = false;
+  bool random_weights = false, json = false, no_graph = false, no_pdl = false;
   std::string policy = "full", dlm_config, offload = "0", gpu_mem, span, components;
   std::int64_t budget = 0;
   double overlap = -1;  // < 0: the head's own choice
@@ -97,6 +97,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   o.max_requests = static_cast<int>(R);
   o.max_context = depth + total_steps + 1;
   o.cuda_graph = !f.no_graph;
+  o.programmatic_launch = !f.no_pdl;
   o.prefill_chunk = 1;  // no prefill here: the KV cache is filled with random values
   o.policy = sp.policy;
   o.budget = f.budget;
@@ -294,7 +295,7 @@ void run(const BenchFlags& f) {
                                 {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
                                 {"prefetch", run_flags.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"components", f.components}, {"prefetch_group", f.prefetch_group},
                                 {"gather_blocks", f.gather_blocks}, {"span", span_json},
-                                {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"points", pts}}
+                                {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"programmatic_launch", !f.no_pdl}, {"points", pts}}
                      .dump(2)
               << "\n";
     return;
@@ -333,6 +334,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--hw", f->hw, "hardware config whose HBM bandwidth is the roofline")->capture_default_str();
   cmd->add_option("--seed", f->seed, "random weights' and KV's seed")->capture_default_str();
   cmd->add_flag("--no-graph", f->no_graph, "launch kernel by kernel instead of replaying a CUDA graph");
+  cmd->add_flag("--no-pdl", f->no_pdl, "launch the projections without programmatic dependent launch (to measure what it buys)");
   cmd->add_option("--policy", f->policy, "KV selection: full, streaming, oracle, specontext, specontext-batch or quest")->capture_default_str();
   cmd->add_option("--budget", f->budget, "positions per KV head a sparse policy keeps");
   cmd->add_option("--dlm-config", f->dlm_config, "the draft's config.json for specontext (random weights at its shape)");

@@ -30,6 +30,7 @@
 #include "kernels/fill_random.cuh"
 #include "kernels/head_rmsnorm.cuh"
 #include "kernels/prefill_attention.cuh"
+#include "kernels/programmatic_launch.cuh"
 #include "kernels/rope_kv_append.cuh"
 #include "kernels/sample.cuh"
 #include "kernels/swiglu.cuh"
@@ -182,6 +183,7 @@ struct CudaBackend::Impl {
   StepProfile profile;
 
   Impl(const ModelConfig& c, const CudaBackendOptions& o) : config(c), options(o), overlap(o.max_requests) {
+    kernels::set_programmatic_launch(o.programmatic_launch);
     std::size_t free_b = 0, total_b = 0;
     if (cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) device_bytes = static_cast<double>(total_b), baseline_free = static_cast<double>(free_b);
     const ModelShape& m = c.shape;

@@ -24,6 +24,9 @@ struct CudaBackendOptions {
   int max_requests = 1;
   std::int64_t max_context = 4096;
   bool cuda_graph = true;           // capture and replay the decode step
+  // Launch the projections with programmatic dependent launch (kernels/programmatic_launch.cuh).
+  // Process-wide: the backend built last decides, for every backend of the process.
+  bool programmatic_launch = true;
   std::int64_t prefill_chunk = 1024;  // prompt tokens per prefill pass
   double memory_limit_bytes = 0;    // 0: what the device has free
   // The decode steps' KV selection (engine/cuda_sparse_decode.cuh); prefill stays dense.

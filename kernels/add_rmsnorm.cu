@@ -6,6 +6,7 @@
 
 #include "kernels/add_rmsnorm.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/programmatic_launch.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -43,6 +44,7 @@ __device__ __forceinline__ uint4 pack8(const float* f) {
 
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(AddRmsNormParams p) {
+  allow_next_grid_to_start();  // the projection after it may start streaming its weights
   const std::int64_t t = blockIdx.x;
   float* res = p.residual + t * p.hidden;
   const std::uint16_t* delta = p.delta ? p.delta + t * p.hidden : nullptr;

@@ -12,6 +12,7 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/device_properties.cuh"
 #include "kernels/decode_attention.cuh"
+#include "kernels/programmatic_launch.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -439,6 +440,7 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
 template <class Keys>
 __global__ void __launch_bounds__(kMergeThreads)
     decode_merge_kernel(KernelParams p, Keys keys, int chunk, int nchunks) {
+  allow_next_grid_to_start();  // the O projection may start streaming its weights
   const int h = blockIdx.x, r = blockIdx.y;
   const int hd = p.head_dim;
   const int tid = threadIdx.x, lane = tid % 32;

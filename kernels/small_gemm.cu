@@ -34,6 +34,7 @@
 #include <string>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/programmatic_launch.cuh"
 #include "kernels/small_gemm.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
@@ -49,6 +50,7 @@ constexpr int kRowsPerBlock = 16;        // the mma's m
 constexpr int kMaxTokens = 8;            // the mma's n
 constexpr int kStepK = 32;               // physical k per step: 4 lanes x 8 bf16
 constexpr int kUnroll = 4;               // steps whose loads are in flight together
+constexpr int kPrefetchSteps = 2 * kUnroll;  // steps pulled into L2 before waiting on the previous kernel
 
 // W: streamed once, skip L1; prefetch the next chunk of the row into L2.
 // volatile keeps the loads inside their guards (no speculative out-of-bounds reads).
@@ -60,8 +62,13 @@ __device__ __forceinline__ uint4 load_weights(const std::uint16_t* p) {
   return v;
 }
 
-// X: tiny and read by every block, so let it live in L1.
-__device__ __forceinline__ uint4 load_activations(const std::uint16_t* p) { return __ldg(reinterpret_cast<const uint4*>(p)); }
+// X: tiny and read by every block, so let it live in L1. An ordinary (coherent) load, not the
+// read-only path: under programmatic launch the previous kernel writes X while this grid is already
+// running (before wait_for_previous_grid), which the read-only path does not allow.
+__device__ __forceinline__ uint4 load_activations(const std::uint16_t* p) { return *reinterpret_cast<const uint4*>(p); }
+
+// Pull a chunk of W into L2 ahead of its loads: issued before the wait for the previous kernel.
+__device__ __forceinline__ void prefetch_weights(const std::uint16_t* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // d += A (16 x 16, row) * B (16 x 8, col); a0/a2 row g, a1/a3 row g + 8; b0/b1 column (token) g.
 __device__ __forceinline__ void mma_bf16(float (&d)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2, std::uint32_t a3,
@@ -98,6 +105,18 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   w_lo += static_cast<std::int64_t>(s_begin) * kStepK;
   w_hi += static_cast<std::int64_t>(s_begin) * kStepK;
   x_row += static_cast<std::int64_t>(s_begin) * kStepK;
+
+  // W does not depend on the kernels before this one: with programmatic launch this grid starts
+  // while the previous kernel (an RMSNorm, SwiGLU, the attention merge) finishes, so pull the
+  // first kPrefetchSteps of each warp's share into L2 now, then wait for X.
+#pragma unroll
+  for (int u = 0; u < kPrefetchSteps; ++u) {
+    if (s_begin + u < s_stop) {
+      prefetch_weights(w_lo + u * kStepK);
+      prefetch_weights(w_hi + u * kStepK);
+    }
+  }
+  wait_for_previous_grid();
 
   // Two accumulators: the two mmas of a step do not wait on each other.
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
@@ -166,8 +185,16 @@ void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
   if (!aligned16(p.w)) reject("w", "is not 16-byte aligned");
   const std::int64_t blocks = (p.out + kRowsPerBlock - 1) / kRowsPerBlock;
   if (blocks > 0x7fffffff) reject("out", "= " + std::to_string(p.out) + " is too large for one grid");
-  small_gemm_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p);
-  SPECONTEXT_CUDA_CHECK_LAUNCH();
+  // Launched programmatically (kernels/programmatic_launch.cuh): the weight prefetch overlaps the
+  // previous kernel's tail.
+  ProgrammaticLaunch pdl = programmatic_launch();
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(blocks));
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  config.attrs = &pdl.attribute;
+  config.numAttrs = pdl.count;
+  SPECONTEXT_CUDA_CHECK(cudaLaunchKernelEx(&config, small_gemm_kernel, p));
 }
 
 }  // namespace specontext::kernels

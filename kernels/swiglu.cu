@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/programmatic_launch.cuh"
 #include "kernels/swiglu.cuh"
 
 namespace specontext::kernels {
@@ -22,6 +23,7 @@ __device__ __forceinline__ std::uint16_t swiglu1(std::uint16_t g, std::uint16_t 
 // blockIdx.y walks tokens; x-threads walk groups of kVec columns.
 template <int kVec>
 __global__ void swiglu_kernel(SwigluParams p) {
+  allow_next_grid_to_start();  // the down projection may start streaming its weights
   const std::int64_t groups = p.ffn / kVec;
   for (std::int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
     const std::uint16_t* gate = p.gate_up + t * p.in_stride;
