@@ -12,8 +12,8 @@
 # 76 points in all, 25 of them held out by `specontext calibrate`.
 #   fresh   points the grid does not have, to validate a model change made after the grid's held-out
 #           errors were seen (run it alone, into an OUT of its own): R = 8, 16, 32 x S = 12K, 20K,
-#           28K, synchronous loads (c1) with 4 layers on the host at B = 1024 and 2048, with 8 at
-#           B = 2048, and the copy-stream prefetch (c1,c2) with 8 at B = 2048; 36 points. Then every $OUT/json/*.json there is
+#           28K, synchronous loads (c1) with 4 layers on the host at B = 2048 and 1024, and with 8
+#           at B = 2048; 27 points. Then every $OUT/json/*.json there is
 # goes through bench/bench_to_calibration_csv.py into $OUT/h200_grid.csv (the machine's details in
 # each row), and `specontext devices --json` into $OUT/devices.json. Each point builds its own engine
 # (random weights; for offloaded layers pinned host memory, ~0.5 s per GiB, up to 34 GB at R = 32,
@@ -53,10 +53,9 @@ for part in "${parts[@]}"; do
       ;;
     fresh)
       f=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}" --requests 8,16,32 --depth 12288,20480,28672)
-      step fresh_b1024_off4_sync "${f[@]}" --budget 1024 --offload-layers 4 --sync-prefetch
       step fresh_b2048_off4_sync "${f[@]}" --budget 2048 --offload-layers 4 --sync-prefetch
+      step fresh_b1024_off4_sync "${f[@]}" --budget 1024 --offload-layers 4 --sync-prefetch
       step fresh_b2048_off8_sync "${f[@]}" --budget 2048 --offload-layers 8 --sync-prefetch
-      step fresh_b2048_off8 "${f[@]}" --budget 2048 --offload-layers 8
       ;;
     *) echo "unknown part '$part' (dense, b1024, b2048, fresh)" >&2; exit 2 ;;
   esac

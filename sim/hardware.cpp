@@ -40,48 +40,74 @@ void set_numeric(Hardware& hw, const JsonFields& f, const NumericField& field) {
   hw.sources[field.key] = n.source;
 }
 
-void set_gather_curve(Hardware& hw, const JsonFields& f) {
-  const char* key = "gather_row_efficiency";
-  const auto& v = f.raw(key);
-  if (v.is_object() && !v.contains("value")) f.fail(key, "expected {\"value\": [[row_bytes, efficiency], ...], \"source\": text}");
+// A measured curve: [[x, y], ...] with x increasing, bare or as {"value": ..., "source": text}.
+struct CurveField {
+  const char* key;
+  std::vector<std::pair<double, double>> Hardware::*member;
+  const char* x_name;
+  const char* y_name;
+  bool y_is_fraction;
+  bool required;
+};
+
+const CurveField kCurveFields[] = {
+    {"gather_row_efficiency", &Hardware::gather_row_efficiency, "row_bytes", "efficiency", true, true},
+    {"gather_row_seconds_by_footprint", &Hardware::gather_row_seconds_by_footprint, "footprint_bytes", "seconds_per_row", false, false},
+};
+
+void set_curve(Hardware& hw, const JsonFields& f, const CurveField& c) {
+  const std::string pair = std::string("[") + c.x_name + ", " + c.y_name + "]";
+  if (!c.required && !f.has(c.key)) return;
+  const auto& v = f.raw(c.key);
+  if (v.is_object() && !v.contains("value")) f.fail(c.key, "expected {\"value\": [" + pair + ", ...], \"source\": text}");
   const nlohmann::json& points = v.is_object() ? v.at("value") : v;
   if (v.is_object() && v.contains("source")) {
-    if (!v.at("source").is_string()) f.fail(key, "'source' must be a string");
-    hw.sources[key] = v.at("source").get<std::string>();
+    if (!v.at("source").is_string()) f.fail(c.key, "'source' must be a string");
+    hw.sources[c.key] = v.at("source").get<std::string>();
   }
-  if (!points.is_array() || points.empty()) f.fail(key, "expected a non-empty list of [row_bytes, efficiency]");
-  hw.gather_row_efficiency.clear();
+  if (!points.is_array() || points.empty()) f.fail(c.key, "expected a non-empty list of " + pair);
+  auto& curve = hw.*c.member;
+  curve.clear();
   for (const auto& p : points) {
-    if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number())
-      f.fail(key, "each point must be [row_bytes, efficiency]");
-    double row = p[0].get<double>(), eff = p[1].get<double>();
-    if (!(row > 0) || !(eff > 0) || eff > 1) f.fail(key, "row_bytes must be > 0 and efficiency in (0, 1]");
-    if (!hw.gather_row_efficiency.empty() && row <= hw.gather_row_efficiency.back().first)
-      f.fail(key, "row sizes must increase");
-    hw.gather_row_efficiency.emplace_back(row, eff);
+    if (!p.is_array() || p.size() != 2 || !p[0].is_number() || !p[1].is_number()) f.fail(c.key, "each point must be " + pair);
+    double x = p[0].get<double>(), y = p[1].get<double>();
+    if (!(x > 0) || !(y > 0) || (c.y_is_fraction && y > 1))
+      f.fail(c.key, std::string(c.x_name) + " must be > 0 and " + c.y_name + (c.y_is_fraction ? " in (0, 1]" : " > 0"));
+    if (!curve.empty() && x <= curve.back().first) f.fail(c.key, std::string(c.x_name) + " must increase");
+    curve.emplace_back(x, y);
   }
 }
 
-}  // namespace
-
-double Hardware::gather_efficiency(double row_bytes) const {
-  if (row_bytes <= 0 || gather_row_efficiency.empty()) return 1.0;
-  const auto& c = gather_row_efficiency;
-  if (row_bytes <= c.front().first) return c.front().second;
-  if (row_bytes >= c.back().first) return c.back().second;
+// Log-linear in x between the points, flat outside them.
+double log_linear(const std::vector<std::pair<double, double>>& c, double x) {
+  if (x <= c.front().first) return c.front().second;
+  if (x >= c.back().first) return c.back().second;
   for (std::size_t i = 1; i < c.size(); ++i) {
-    if (row_bytes <= c[i].first) {
-      double t = std::log(row_bytes / c[i - 1].first) / std::log(c[i].first / c[i - 1].first);
+    if (x <= c[i].first) {
+      double t = std::log(x / c[i - 1].first) / std::log(c[i].first / c[i - 1].first);
       return c[i - 1].second + t * (c[i].second - c[i - 1].second);
     }
   }
   return c.back().second;
 }
 
+}  // namespace
+
+double Hardware::gather_efficiency(double row_bytes) const {
+  if (row_bytes <= 0 || gather_row_efficiency.empty()) return 1.0;
+  return log_linear(gather_row_efficiency, row_bytes);
+}
+
+double Hardware::gather_row_floor_s(double footprint_bytes) const {
+  if (footprint_bytes <= 0 || gather_row_seconds_by_footprint.empty()) return 0.0;
+  return log_linear(gather_row_seconds_by_footprint, footprint_bytes);
+}
+
 Hardware parse_hardware(const nlohmann::json& j, const std::string& origin) {
   JsonFields f(j, origin);
-  std::set<std::string> known = {"name", "description", "gather_row_efficiency"};
+  std::set<std::string> known = {"name", "description"};
   for (const auto& field : kNumericFields) known.insert(field.key);
+  for (const auto& curve : kCurveFields) known.insert(curve.key);
   for (const auto& [key, _] : j.items())
     if (!known.count(key)) f.fail(key, "unknown hardware field");
 
@@ -90,7 +116,7 @@ Hardware parse_hardware(const nlohmann::json& j, const std::string& origin) {
   hw.name = f.string("name");
   hw.description = f.optional_string("description").value_or("");
   for (const auto& field : kNumericFields) set_numeric(hw, f, field);
-  set_gather_curve(hw, f);
+  for (const auto& curve : kCurveFields) set_curve(hw, f, curve);
   return hw;
 }
 
@@ -104,12 +130,17 @@ Hardware with_overrides(Hardware hw, const nlohmann::json& overrides, const std:
   merged["name"] = hw.name;
   merged["description"] = hw.description;
   for (const auto& field : kNumericFields) merged[field.key] = {{"value", hw.*field.member}, {"source", hw.sources[field.key]}};
-  nlohmann::json curve = nlohmann::json::array();
-  for (const auto& [row, eff] : hw.gather_row_efficiency) curve.push_back({row, eff});
-  merged["gather_row_efficiency"] = {{"value", curve}, {"source", hw.sources["gather_row_efficiency"]}};
+  for (const auto& c : kCurveFields) {
+    const auto& points = hw.*c.member;
+    if (points.empty()) continue;  // an optional curve left out stays out
+    nlohmann::json curve = nlohmann::json::array();
+    for (const auto& [x, y] : points) curve.push_back({x, y});
+    merged[c.key] = {{"value", curve}, {"source", hw.sources[c.key]}};
+  }
   if (!overrides.is_object()) throw ConfigError(origin, "hardware_overrides", "expected an object");
   for (const auto& [key, value] : overrides.items()) {
-    if (!merged.contains(key)) throw ConfigError(origin, key, "unknown hardware field in overrides");
+    const bool optional_curve = std::any_of(std::begin(kCurveFields), std::end(kCurveFields), [&](const CurveField& c) { return key == c.key; });
+    if (!merged.contains(key) && !optional_curve) throw ConfigError(origin, key, "unknown hardware field in overrides");
     merged[key] = value;
   }
   return parse_hardware(merged, origin);

@@ -34,6 +34,13 @@ struct Hardware {
   double hbm_gather_efficiency = 1;
   // (row bytes, fraction of h2d_bandwidth_Bps) for gathers of random rows from pinned memory.
   std::vector<std::pair<double, double>> gather_row_efficiency;
+  // Optional (empty: no such limit). (host buffer bytes, seconds per row): the least time one row of
+  // a gather from mapped pinned host memory takes, by the size of the buffer the rows are spread
+  // over. The GPU translates every row's host address; past its translation reach each row pays
+  // for a page walk, so small rows from a large buffer are bound by rows, not bytes (measured by
+  // bench/gather_footprint: 512 B rows fall from ~50 to ~16 GB/s as the buffer grows to 48 GiB, 2 KiB
+  // rows stay at the byte rate).
+  std::vector<std::pair<double, double>> gather_row_seconds_by_footprint;
   // Such a gather is a kernel reading mapped host memory (zero-copy): it holds SMs and writes HBM,
   // and GPU work running beside it loses this fraction of its throughput for the gather's duration.
   double gather_gpu_slowdown = 0;
@@ -44,6 +51,9 @@ struct Hardware {
   // log-linear between the measured points, flat outside them. row_bytes <= 0 means
   // one contiguous copy (efficiency 1).
   double gather_efficiency(double row_bytes) const;
+  // The least seconds per row of a gather from a host buffer of this size: log-linear in the size
+  // between the measured points, flat outside them; 0 where no curve is given or footprint <= 0.
+  double gather_row_floor_s(double footprint_bytes) const;
 };
 
 Hardware parse_hardware(const nlohmann::json& j, const std::string& origin);

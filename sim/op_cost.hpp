@@ -24,6 +24,7 @@ struct Op {
   double hbm_bytes = 0;         // GPU: bytes read + written in device memory
   double link_bytes = 0;        // H2D / D2H
   double link_row_bytes = 0;    // size of the rows a gather moves; 0 = one contiguous copy
+  double link_footprint_bytes = 0;  // host buffer a gather's rows are spread over (Hardware::gather_row_floor_s); 0 = none
   double host_seconds = 0;      // Host
   double launches = 0;          // kernels (Gpu: inter-kernel gaps; Host: launch cost each)
   double efficiency = 1.0;      // extra derating of this op's roofline (e.g. a poor kernel)

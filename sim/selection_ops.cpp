@@ -30,7 +30,8 @@ Op topk_select(const char* name, const ModelShape& m, int layer, double requests
   return op;
 }
 
-Op host_gather(const char* name, Resource r, const ModelShape& m, int layer, double requests, double rows, double row_bytes) {
+Op host_gather(const char* name, Resource r, const ModelShape& m, int layer, double requests, double rows, double row_bytes,
+               double footprint_bytes) {
   Op op;
   op.name = name;
   op.category = "prefetch";
@@ -38,6 +39,7 @@ Op host_gather(const char* name, Resource r, const ModelShape& m, int layer, dou
   op.layer = layer;
   op.link_bytes = requests * static_cast<double>(m.kv_heads) * rows * row_bytes;
   op.link_row_bytes = row_bytes;
+  op.link_footprint_bytes = footprint_bytes;
   op.launches = 1;
   return op;
 }

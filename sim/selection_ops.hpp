@@ -15,8 +15,10 @@ Op candidate_scores(const char* name, const ModelShape& m, int layer, double req
 // Max over each query group, then top-`k` of `candidates` per KV head; writes int32 indices.
 Op topk_select(const char* name, const ModelShape& m, int layer, double requests, double candidates, double k);
 
-// Rows of `row_bytes` moved over the host link: `rows` per KV head and request.
-Op host_gather(const char* name, Resource r, const ModelShape& m, int layer, double requests, double rows, double row_bytes);
+// Rows of `row_bytes` moved over the host link: `rows` per KV head and request, read from (H2D) a
+// host buffer of `footprint_bytes` (Hardware::gather_row_floor_s; 0 for writes and whole copies).
+Op host_gather(const char* name, Resource r, const ModelShape& m, int layer, double requests, double rows, double row_bytes,
+               double footprint_bytes);
 
 // Sparse decode attention over `tokens` gathered entries per KV head (index reads included); its
 // KV rows are read through the lists (Hardware::hbm_gather_efficiency).

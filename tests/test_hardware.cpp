@@ -204,12 +204,54 @@ TEST(Hardware, ErrorGatherCurveMalformed) {
   }
 }
 
-// Disabled: parse_hardware reaches v.at("value") on an object without "value" and throws
-// nlohmann::json::out_of_range, not ConfigError (see the report). Enable once fixed.
 TEST(Hardware, ErrorGatherCurveObjectWithoutValue) {
   json j = card();
   j["gather_row_efficiency"] = {{"source", "forgot the value"}};
   expect_config_error([&] { parse_hardware(j, kOrigin); }, kOrigin, "gather_row_efficiency");
+}
+
+// The per-row floor of gathers from a large host buffer is optional: without it there is none.
+TEST(Hardware, FootprintFloorIsOptional) {
+  const Hardware hw = parse_hardware(card(), kOrigin);
+  EXPECT_TRUE(hw.gather_row_seconds_by_footprint.empty());
+  EXPECT_EQ(hw.gather_row_floor_s(1e12), 0.0);
+  EXPECT_EQ(hw.sources.count("gather_row_seconds_by_footprint"), 0u);
+}
+
+TEST(Hardware, FootprintFloorLogLinearAndFlatOutside) {
+  json j = card();
+  const double gib = 1024.0 * 1024 * 1024;
+  j["gather_row_seconds_by_footprint"] = {{"value", {{2 * gib, 10e-9}, {8 * gib, 20e-9}, {32 * gib, 30e-9}}}, {"source", "test floor"}};
+  const Hardware hw = parse_hardware(j, kOrigin);
+  EXPECT_EQ(hw.sources.at("gather_row_seconds_by_footprint"), "test floor");
+  EXPECT_DOUBLE_EQ(hw.gather_row_floor_s(2 * gib), 10e-9);
+  EXPECT_NEAR(hw.gather_row_floor_s(4 * gib), 15e-9, 1e-21);   // halfway from 2 to 8 GiB on a log scale
+  EXPECT_NEAR(hw.gather_row_floor_s(16 * gib), 25e-9, 1e-21);  // halfway from 8 to 32 GiB
+  EXPECT_DOUBLE_EQ(hw.gather_row_floor_s(0.5 * gib), 10e-9);
+  EXPECT_DOUBLE_EQ(hw.gather_row_floor_s(100 * gib), 30e-9);
+  EXPECT_EQ(hw.gather_row_floor_s(0), 0.0);  // no buffer named: no floor
+}
+
+TEST(Hardware, ErrorFootprintFloorMalformed) {
+  const char* key = "gather_row_seconds_by_footprint";
+  for (const char* bad : {"[]", "[[1e9, 1e-8], [1e9, 2e-8]]", "[[2e9, 1e-8], [1e9, 2e-8]]", "[[1e9, 0]]", "[[0, 1e-8]]",
+                          "[[1e9, -1e-8]]", "[1e9, 1e-8]", "{\"source\": \"no value\"}"}) {
+    SCOPED_TRACE(bad);
+    json j = card();
+    j[key] = json::parse(bad);
+    expect_config_error([&] { parse_hardware(j, kOrigin); }, kOrigin, key);
+  }
+  json j = card();
+  j[key] = {{1e9, 5.0}};  // seconds, not a fraction: above 1 is allowed
+  EXPECT_DOUBLE_EQ(parse_hardware(j, kOrigin).gather_row_floor_s(1e9), 5.0);
+}
+
+TEST(Hardware, OverridesMayAddTheOptionalFloor) {
+  const Hardware base = parse_hardware(card(), kOrigin);
+  const Hardware hw = with_overrides(base, {{"gather_row_seconds_by_footprint", {{1e9, 2e-8}}}}, "experiment.json");
+  EXPECT_DOUBLE_EQ(hw.gather_row_floor_s(4e9), 2e-8);
+  const Hardware kept = with_overrides(hw, {{"kernel_gap_s", 2e-6}}, "experiment.json");
+  EXPECT_DOUBLE_EQ(kept.gather_row_floor_s(4e9), 2e-8) << "an override of another field keeps the curve";
 }
 
 TEST(Hardware, ErrorNotAnObject) {

@@ -98,6 +98,39 @@ TEST(OpCost, LinkGathersDerateBySmallRows) {
   EXPECT_DOUBLE_EQ(hw.gather_efficiency(1 << 20), 0.9);
 }
 
+// Rows gathered from a large host buffer cannot beat the per-row floor (address translation):
+// time = max(bytes / byte rate, rows x floor(footprint)).
+TEST(OpCost, GatherFromALargeBufferIsBoundByRows) {
+  Hardware hw = roofline_machine();
+  hw.gather_row_seconds_by_footprint = {{1e9, 5e-9}, {16e9, 40e-9}};
+  Op small;
+  small.resource = Resource::H2D;
+  small.link_row_bytes = 512;            // 0.65 x 50 GB/s = 32.5 GB/s
+  small.link_bytes = 512 * 1e5;          // 1e5 rows: 1.5754 ms by bytes
+  const double by_bytes = 512e5 / 32.5e9;
+  EXPECT_NEAR(op_time(small, hw).seconds, by_bytes, 1e-12) << "no buffer named: no floor";
+  small.link_footprint_bytes = 1e9;      // floor 0.5 ms: the bytes bind
+  EXPECT_NEAR(op_time(small, hw).seconds, by_bytes, 1e-12);
+  small.link_footprint_bytes = 4e9;      // halfway (log) from 1 to 16 GB: 22.5 ns a row, 2.25 ms
+  EXPECT_NEAR(op_time(small, hw).seconds, 2.25e-3, 1e-12);
+  small.link_footprint_bytes = 16e9;     // 40 ns a row: 4 ms
+  EXPECT_NEAR(op_time(small, hw).seconds, 4e-3, 1e-12);
+  Op big = small;                        // 2 KiB rows at 0.9 x 50 GB/s: 4.551 ms by bytes, above the 4 ms floor
+  big.link_row_bytes = 2048;
+  big.link_bytes = 2048 * 1e5;
+  EXPECT_NEAR(op_time(big, hw).seconds, 2048e5 / 45e9, 1e-12);
+  Op whole = small;                      // one contiguous copy has no rows to translate
+  whole.link_row_bytes = 0;
+  EXPECT_NEAR(op_time(whole, hw).seconds, 512e5 / 50e9, 1e-12);
+  // the GPU time a concurrent gather costs follows the same link time
+  hw.gather_gpu_slowdown = 0.1;
+  Op contention;
+  contention.concurrent_gather_bytes = small.link_bytes;
+  contention.link_row_bytes = 512;
+  contention.link_footprint_bytes = 16e9;
+  EXPECT_NEAR(op_time(contention, hw).seconds, 0.1 * 4e-3, 1e-12);
+}
+
 // A GPU op standing for a gather beside it costs hw.gather_gpu_slowdown of the gather's link time.
 TEST(OpCost, ConcurrentGatherSlowsTheGpuStream) {
   Hardware hw = roofline_machine();
@@ -142,9 +175,10 @@ TEST(OpCost, SelectionOpsByHand) {
   const Op scores = ops::candidate_scores("s", m, -1, 1, 1000, 2.0);
   EXPECT_DOUBLE_EQ(scores.flops, 2.0 * 32 * 128 * 1000 * 2 + 5.0 * 32 * 1000);
   EXPECT_DOUBLE_EQ(scores.hbm_bytes, 8.0 * 1000 * 2 * 128 * 2 + 32.0 * 1000 * 4 * 3);
-  const Op gather = ops::host_gather("g", Resource::H2D, m, 5, 2, 100, 512);
+  const Op gather = ops::host_gather("g", Resource::H2D, m, 5, 2, 100, 512, 3e9);
   EXPECT_DOUBLE_EQ(gather.link_bytes, 2.0 * 8 * 100 * 512);
   EXPECT_DOUBLE_EQ(gather.link_row_bytes, 512);
+  EXPECT_DOUBLE_EQ(gather.link_footprint_bytes, 3e9);
 }
 
 }  // namespace

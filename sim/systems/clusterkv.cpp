@@ -40,11 +40,12 @@ class ClusterKv final : public SystemModel {
     const double misses = std::ceil(B * (1.0 - sc.param("gpu_cache_hit_rate")));
     const long long dense_layers = static_cast<long long>(sc.param("dense_layers"));
     const double C = clusters(sc);
+    const double host_kv = memory_at(sc, S).host_bytes;  // what the misses are fetched from
     issue_decode_step(is, sc, [](OpId x) { return x; }, [&](int l, OpId after) {
       if (l < dense_layers) return is.gpu(ops::decode_attention(m, l, R, static_cast<double>(S)), {after});
       OpId x = is.gpu(ops::candidate_scores("cluster_scores", m, l, R, C, 1.0), {after});
       x = is.gpu(ops::topk_select("cluster_select", m, l, R, C, B / sc.param("cluster_size")), {x});
-      OpId fetched = g.add(ops::host_gather("fetch_misses", Resource::H2D, m, l, R, misses, ops::kv_row_bytes(m)), {x});
+      OpId fetched = g.add(ops::host_gather("fetch_misses", Resource::H2D, m, l, R, misses, ops::kv_row_bytes(m), host_kv), {x});
       return is.gpu(ops::sparse_attention(m, l, R, prompt_sparse_tokens(sc, S)), {x, fetched});
     });
   }
@@ -67,7 +68,7 @@ class ClusterKv final : public SystemModel {
           kmeans.hbm_bytes = iters * R * S * static_cast<double>(m.kv_heads * m.head_dim) * ops::kAct;
           kmeans.launches = 2.0 * iters;
           OpId k = is.gpu(kmeans, {layer_done});
-          Op out = ops::host_gather("offload_kv", Resource::D2H, m, l, R, S, ops::kv_row_bytes(m));
+          Op out = ops::host_gather("offload_kv", Resource::D2H, m, l, R, S, ops::kv_row_bytes(m), 0.0);
           out.link_row_bytes = 0;
           g.add(out, {k});
         });

@@ -47,10 +47,11 @@ class ShadowKv final : public SystemModel {
     const double kvd = static_cast<double>(m.kv_heads * m.head_dim), d = static_cast<double>(m.head_dim);
     const double rank = sc.param("rank");
     const double v_row = chunk * d * ops::kAct;  // a chunk's values for one head are contiguous
+    const double host_values = memory_at(sc, S).host_bytes;
     issue_decode_step(is, sc, [](OpId x) { return x; }, [&](int l, OpId after) {
       OpId x = is.gpu(ops::candidate_scores("landmark_scores", m, l, R, chunks, 1.0), {after});
       x = is.gpu(ops::topk_select("chunk_select", m, l, R, chunks, B / chunk), {x});
-      OpId v = g.add(ops::host_gather("fetch_values", Resource::H2D, m, l, R, B / chunk, v_row), {x});
+      OpId v = g.add(ops::host_gather("fetch_values", Resource::H2D, m, l, R, B / chunk, v_row, host_values), {x});
       Op rebuild;
       rebuild.name = "rebuild_keys";
       rebuild.category = "retrieval";
@@ -80,7 +81,7 @@ class ShadowKv final : public SystemModel {
           svd.hbm_bytes = 3.0 * R * S * kvd * ops::kAct;
           svd.launches = 6;
           OpId k = is.gpu(svd, {layer_done});
-          Op out = ops::host_gather("offload_values", Resource::D2H, m, l, R, S, static_cast<double>(m.head_dim) * ops::kAct);
+          Op out = ops::host_gather("offload_values", Resource::D2H, m, l, R, S, static_cast<double>(m.head_dim) * ops::kAct, 0.0);
           out.link_row_bytes = 0;
           g.add(out, {k});
         });

@@ -61,6 +61,7 @@ class SpeContext final : public SystemModel {
     const long long group = std::max(1LL, static_cast<long long>(optional_param(sc, "prefetch_group_layers", 1)));
     const bool elastic_sync = optional_param(sc, "elastic_sync_loads", 0) != 0;
     const bool offloading = first_cpu_layer < m.layers;
+    const double host_kv = memory_at(sc, S).host_bytes;  // what the elastic loads read from
     std::vector<OpId> prefetched(static_cast<std::size_t>(m.layers), 0);
 
     auto before_layers = [&](OpId x) {
@@ -82,7 +83,7 @@ class SpeContext final : public SystemModel {
       for (long long gi = (cpu + group - 1) / group - 1; gi >= 0; --gi) {
         const long long slot_begin = gi * group, slot_end = std::min(cpu, slot_begin + group);
         const OpId copy = g.add(ops::host_gather("prefetch", Resource::H2D, m, static_cast<int>(m.layers - slot_end), R, changed_rows,
-                                                 row * static_cast<double>(slot_end - slot_begin)),
+                                                 row * static_cast<double>(slot_end - slot_begin), host_kv),
                                 {x});
         for (long long s = slot_begin; s < slot_end; ++s) prefetched[static_cast<std::size_t>(m.layers - 1 - s)] = copy;
         // The gather runs beside the forward and slows it (Hardware::gather_gpu_slowdown).
@@ -91,6 +92,7 @@ class SpeContext final : public SystemModel {
         contention.category = "prefetch";
         contention.concurrent_gather_bytes = g.op(copy).link_bytes;
         contention.link_row_bytes = g.op(copy).link_row_bytes;
+        contention.link_footprint_bytes = host_kv;
         x = is.gpu(contention, {x});
       }
       return x;
@@ -103,10 +105,10 @@ class SpeContext final : public SystemModel {
         if (sc.components.c2) {
           deps.push_back(prefetched[static_cast<std::size_t>(l)]);
         } else {  // c1 alone: loaded synchronously before the layer's attention, one layer at a time
-          deps.push_back(g.add(ops::host_gather("load", Resource::H2D, m, l, R, elastic_sync ? changed_rows : B, row), {after}));
+          deps.push_back(g.add(ops::host_gather("load", Resource::H2D, m, l, R, elastic_sync ? changed_rows : B, row, host_kv), {after}));
         }
         // The new token's K and V go to the layer's host copy as well.
-        g.add(ops::host_gather("kv_to_host", Resource::D2H, m, l, R, 1.0, row), {after});
+        g.add(ops::host_gather("kv_to_host", Resource::D2H, m, l, R, 1.0, row, 0.0), {after});
       }
       return is.gpu(ops::sparse_attention(m, l, R, B), deps);
     };
@@ -125,7 +127,7 @@ class SpeContext final : public SystemModel {
           // layers it reads features from is done.
           if (l == m.layers - 1) is.gpu(retrieval_projection(sc, R * S), {layer_done});
           if (l >= first_cpu_layer) {
-            Op out = ops::host_gather("offload_kv", Resource::D2H, m, l, R, S, ops::kv_row_bytes(m));
+            Op out = ops::host_gather("offload_kv", Resource::D2H, m, l, R, S, ops::kv_row_bytes(m), 0.0);
             out.link_row_bytes = 0;  // whole layers move as one contiguous copy
             g.add(out, {layer_done});
           }
