@@ -7,9 +7,9 @@
 
 Of the row sizes measured it takes the smallest (there the rows, not the bytes, bind as the buffer
 grows) and prints {"value": [[footprint_bytes, seconds_per_row], ...], "source": text}, the median
-gather time over the rows gathered, for the hardware file. The larger rows are listed in the
+gather time over the rows gathered, for the hardware file. The larger rows' rates are listed in the
 source as a check: the simulator takes max(bytes / byte rate, rows x floor), which predicts them
-flat while their byte time stays above the floor. A line that is not gather_footprint output stops
+flat where their byte time stays above the floor. A line that is not gather_footprint output stops
 with a message naming the file, the line and the field.
 """
 
@@ -66,7 +66,7 @@ def main():
               "over the rows. GB/s at %d B: %s" % (a.machine, points[0]["gpu"], a.date, a.file or a.jsonl, points[0]["rows"],
                                                   smallest, smallest, rates(smallest)))
     for row in others:
-        source += "; at %d B (bound by bytes, not rows): %s" % (row, rates(row))
+        source += "; at %d B: %s" % (row, rates(row))
     json.dump({"value": [[f, float("%.4g" % s)] for f, s in curve], "source": source}, sys.stdout, indent=2)
     print()
 

@@ -7,8 +7,9 @@
 
 namespace specontext::kernels {
 
-// The current device's attribute, cached per device. Where it cannot be read (no device: the
-// launchers' parameter checks still run) `fallback` stands in and the error is cleared.
+// The current device's attribute, cached per device, for attributes that are always positive (a 0
+// reads as "not cached yet"). Where it cannot be read (no device: the launchers' parameter checks
+// still run) `fallback` stands in and the error is cleared.
 template <cudaDeviceAttr kAttribute>
 int cached_device_attribute(int fallback) {
   constexpr int kCachedDevices = 64;

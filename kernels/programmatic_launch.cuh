@@ -34,13 +34,14 @@ __device__ __forceinline__ void allow_next_grid_to_start() {
 // On by default; `specontext bench --no-pdl` turns it off process-wide, to measure what it buys.
 void set_programmatic_launch(bool on);
 
-// The launch attribute for the current device: programmatic stream serialisation where it is on and
-// the device is sm_90 or newer (count 1), else none (count 0). Works inside stream capture: the graph
-// keeps the programmatic edge.
+// The launch attribute for `kernel` on the current device: programmatic stream serialisation where
+// it is on, the device is sm_90 or newer and the kernel's binary was built for sm_90 or newer (so its
+// wait_for_previous_grid() is compiled in; an sm_80 build run on an H100 must not be launched early)
+// (count 1), else none (count 0). Works inside stream capture: the graph keeps the programmatic edge.
 struct ProgrammaticLaunch {
   cudaLaunchAttribute attribute{};
   unsigned count = 0;
 };
-ProgrammaticLaunch programmatic_launch();
+ProgrammaticLaunch programmatic_launch(const void* kernel);
 
 }  // namespace specontext::kernels

@@ -3,6 +3,9 @@
 // change nothing.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "engine/cpu_backend.hpp"
 #include "engine/cuda_backend.hpp"
 #include "engine/generator.hpp"
@@ -71,6 +74,31 @@ TEST_P(CudaFixtures, BatchedRequestsAtDifferentLengthsAndGraphsChangeNothing) {
     CudaBackend alone(f.config, f.weights, options(1, false));
     EXPECT_EQ(generate(alone, {f.prompts[p]}, o).tokens[0], together[p]) << GetParam() << " prompt " << p;
   }
+}
+
+// Programmatic dependent launch (kernels/programmatic_launch.cuh) lets each projection start before
+// the kernel before it has finished; a projection that read its input too early would change the
+// logits. Same arithmetic either way, so the decode steps' logits must be identical, bit for bit.
+TEST_P(CudaFixtures, ProgrammaticLaunchChangesNoLogit) {
+  SPECONTEXT_REQUIRE_GPU();
+  const HfFixture f = load_hf_fixture(GetParam());
+  auto run = [&](bool pdl) {  // the option is process-wide: each backend runs before the next is built
+    CudaBackendOptions o = options(1, true);
+    o.programmatic_launch = pdl;
+    CudaBackend gpu(f.config, f.weights, o);
+    std::vector<std::vector<float>> steps;
+    gpu.prefill(0, f.prompts[1]);
+    int next = f.greedy[1][0];
+    for (int step = 0; step < 6; ++step) {
+      steps.push_back(gpu.decode({0}, {next}));
+      next = static_cast<int>(std::max_element(steps.back().begin(), steps.back().end()) - steps.back().begin());
+    }
+    return steps;
+  };
+  const auto without = run(false);
+  const auto with = run(true);  // built last: the process keeps the default (on)
+  ASSERT_EQ(with.size(), without.size());
+  for (std::size_t s = 0; s < with.size(); ++s) EXPECT_EQ(with[s], without[s]) << GetParam() << " decode step " << s;
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaFixtures, ::testing::ValuesIn(testing::hf_fixture_names()));
