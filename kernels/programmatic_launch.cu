@@ -1,8 +1,6 @@
 #include "kernels/programmatic_launch.cuh"
 
 #include <atomic>
-#include <map>
-#include <mutex>
 
 #include "kernels/device_properties.cuh"
 
@@ -10,10 +8,6 @@ namespace specontext::kernels {
 namespace {
 
 std::atomic<bool> g_enabled{true};
-
-}  // namespace
-
-void set_programmatic_launch(bool on) { g_enabled.store(on); }
 
 // The compute capability the kernel's loaded binary was built for (e.g. 90), 0 if it cannot be read.
 int binary_version(const void* kernel) {
@@ -25,19 +19,16 @@ int binary_version(const void* kernel) {
   return a.binaryVersion;
 }
 
+}  // namespace
+
+void set_programmatic_launch(bool on) { g_enabled.store(on); }
+
 ProgrammaticLaunch programmatic_launch(const void* kernel) {
   ProgrammaticLaunch l;
   if (!g_enabled.load(std::memory_order_relaxed) || compute_capability_major() < 9) return l;
-  // One kernel per call site today; read once per kernel (the build has one architecture).
-  static std::mutex mutex;
-  static std::map<const void*, int> versions;
-  int version = 0;
-  {
-    std::lock_guard<std::mutex> lock(mutex);
-    auto it = versions.find(kernel);
-    if (it == versions.end()) it = versions.emplace(kernel, binary_version(kernel)).first;
-    version = it->second;
-  }
+  // Every kernel of this library is built for the same architectures, so the first one asked about
+  // answers for all: read once, off the launch path after that.
+  static const int version = binary_version(kernel);
   if (version < 90) return l;
   l.attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
   l.attribute.val.programmaticStreamSerializationAllowed = 1;

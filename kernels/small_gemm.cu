@@ -19,7 +19,7 @@
 //   mma uses them. With 256-thread blocks and several blocks per SM that is well over the
 //   ~4-5 MB that HBM bandwidth x latency needs in flight.
 // * X (<= 8 x in bf16, at most 229 KB for in = 14336) stays in L1/L2 through ordinary
-//   ordinary (coherent) loads instead of being staged in shared memory: 8 x 14336 bf16 would not fit a
+//   (coherent) loads instead of being staged in shared memory: 8 x 14336 bf16 would not fit a
 //   block's shared memory beside a useful occupancy, and only lanes with g < tokens load it,
 //   so at 1 token X adds 1/8 of W's loads, all L1 hits after the first block on an SM.
 // * A block owns 16 output rows (one mma row tile) and its 8 warps split k 8 ways, then add their
