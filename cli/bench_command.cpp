@@ -334,7 +334,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--hw", f->hw, "hardware config whose HBM bandwidth is the roofline")->capture_default_str();
   cmd->add_option("--seed", f->seed, "random weights' and KV's seed")->capture_default_str();
   cmd->add_flag("--no-graph", f->no_graph, "launch kernel by kernel instead of replaying a CUDA graph");
-  cmd->add_flag("--no-pdl", f->no_pdl, "launch the projections without programmatic dependent launch (to measure what it buys)");
+  cmd->add_flag("--no-pdl", f->no_pdl, "launch the decode chain's kernels without programmatic dependent launch (to measure what it buys)");
   cmd->add_option("--policy", f->policy, "KV selection: full, streaming, oracle, specontext, specontext-batch or quest")->capture_default_str();
   cmd->add_option("--budget", f->budget, "positions per KV head a sparse policy keeps");
   cmd->add_option("--dlm-config", f->dlm_config, "the draft's config.json for specontext (random weights at its shape)");

@@ -44,6 +44,7 @@ __device__ __forceinline__ uint4 pack8(const float* f) {
 
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(AddRmsNormParams p) {
+  wait_for_previous_grid();    // launched programmatically: the residual and delta come from the kernels before
   allow_next_grid_to_start();  // the projection after it may start streaming its weights
   const std::int64_t t = blockIdx.x;
   float* res = p.residual + t * p.hidden;
@@ -111,11 +112,8 @@ void launch_add_rmsnorm(const AddRmsNormParams& p, cudaStream_t stream) {
   const bool vec = p.hidden % 8 == 0 && p.out_stride % 8 == 0 && aligned16(p.residual) && aligned16(p.weight) && aligned16(p.out) &&
                    (p.delta == nullptr || aligned16(p.delta));
   const unsigned blocks = static_cast<unsigned>(p.tokens);
-  if (vec)
-    add_rmsnorm_kernel<true><<<blocks, kThreads, 0, stream>>>(p);
-  else
-    add_rmsnorm_kernel<false><<<blocks, kThreads, 0, stream>>>(p);
-  SPECONTEXT_CUDA_CHECK_LAUNCH();
+  SPECONTEXT_CUDA_CHECK(launch_programmatic(vec ? add_rmsnorm_kernel<true> : add_rmsnorm_kernel<false>, dim3(blocks), dim3(kThreads), 0,
+                                            stream, p));
 }
 
 }  // namespace specontext::kernels

@@ -170,6 +170,9 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
 
   extern __shared__ __align__(16) unsigned char smem[];
 
+  wait_for_previous_grid();    // launched programmatically: q, the new key and the lengths come from the kernels before
+  allow_next_grid_to_start();  // the merge (or, with one chunk, the O projection) may place its blocks
+
   const int r = blockIdx.z;
   const int kvh = blockIdx.y / head_batches;
   const int h0 = kvh * group + (blockIdx.y % head_batches) * kMaxGroup;
@@ -440,6 +443,7 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
 template <class Keys>
 __global__ void __launch_bounds__(kMergeThreads)
     decode_merge_kernel(KernelParams p, Keys keys, int chunk, int nchunks) {
+  wait_for_previous_grid();    // launched programmatically: the split kernel's partial results
   allow_next_grid_to_start();  // the O projection may start streaming its weights
   const int h = blockIdx.x, r = blockIdx.y;
   const int hd = p.head_dim;
@@ -517,9 +521,8 @@ void launch_split(const KernelParams& p, const Keys& keys, int group, int head_b
                   cudaStream_t stream) {
   allow_split_smem<kHeadDim, kMaxGroup, Keys>();
   const dim3 grid(nchunks, p.kv_heads * head_batches, p.requests);
-  decode_split_kernel<kHeadDim, kMaxGroup, Keys>
-      <<<grid, kThreads, SplitConfig<kMaxGroup>::kSmemBytes, stream>>>(p, keys, group, head_batches, chunk, nchunks);
-  SPECONTEXT_CUDA_CHECK_LAUNCH();
+  SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_split_kernel<kHeadDim, kMaxGroup, Keys>, grid, dim3(kThreads),
+                                            SplitConfig<kMaxGroup>::kSmemBytes, stream, p, keys, group, head_batches, chunk, nchunks));
 }
 
 template <int kHeadDim, class Keys>
@@ -540,8 +543,8 @@ void launch_kernels(const KernelParams& p, const Keys& keys, int group, int max_
     default: launch_split<128>(p, keys, group, max_group, head_batches, chunk, nchunks, stream); break;
   }
   if (nchunks > 1) {
-    decode_merge_kernel<<<dim3(p.q_heads, p.requests), kMergeThreads, 0, stream>>>(p, keys, chunk, nchunks);
-    SPECONTEXT_CUDA_CHECK_LAUNCH();
+    SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_merge_kernel<Keys>, dim3(p.q_heads, p.requests), dim3(kMergeThreads), 0, stream, p,
+                                              keys, chunk, nchunks));
   }
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/programmatic_launch.cuh"
 #include "kernels/rope_kv_append.cuh"
 
 namespace specontext::kernels {
@@ -25,6 +26,8 @@ __device__ __forceinline__ std::uint16_t to_bf(float f) { return __bfloat16_as_u
 // with a V cache, kv_heads * half pairs of V copied as they are; stripe y takes items
 // y*kThreads + threadIdx.x, stepping by gridDim.y * kThreads.
 __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendParams p) {
+  wait_for_previous_grid();    // launched programmatically: q, k, v and the positions come from the kernels before
+  allow_next_grid_to_start();  // decode attention may place its blocks
   __shared__ float cos_s[kMaxHalf], sin_s[kMaxHalf];
   const std::int64_t t = blockIdx.x;
   const int half = static_cast<int>(p.head_dim / 2);
@@ -88,8 +91,7 @@ void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream) {
   if (items > 0x7fffffff) throw std::invalid_argument("launch_rope_kv_append: too many heads: " + std::to_string(p.q_heads + p.kv_heads));
   const std::int64_t stripes = std::max<std::int64_t>(1, std::min((items + kThreads - 1) / kThreads, (kTargetBlocks + p.tokens - 1) / p.tokens));
   const dim3 grid(static_cast<unsigned>(p.tokens), static_cast<unsigned>(stripes));
-  rope_kv_append_kernel<<<grid, kThreads, 0, stream>>>(p);
-  SPECONTEXT_CUDA_CHECK_LAUNCH();
+  SPECONTEXT_CUDA_CHECK(launch_programmatic(rope_kv_append_kernel, grid, dim3(kThreads), 0, stream, p));
 }
 
 }  // namespace specontext::kernels

@@ -117,6 +117,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
     }
   }
   wait_for_previous_grid();
+  allow_next_grid_to_start();  // the kernel after it (RMSNorm, RoPE, SwiGLU) may place its blocks
 
   // Two accumulators: the two mmas of a step do not wait on each other.
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
@@ -187,14 +188,7 @@ void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
   if (blocks > 0x7fffffff) reject("out", "= " + std::to_string(p.out) + " is too large for one grid");
   // Launched programmatically (kernels/programmatic_launch.cuh): the weight prefetch overlaps the
   // previous kernel's tail.
-  ProgrammaticLaunch pdl = programmatic_launch(reinterpret_cast<const void*>(&small_gemm_kernel));
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(static_cast<unsigned>(blocks));
-  config.blockDim = dim3(kThreads);
-  config.stream = stream;
-  config.attrs = &pdl.attribute;
-  config.numAttrs = pdl.count;
-  SPECONTEXT_CUDA_CHECK(cudaLaunchKernelEx(&config, small_gemm_kernel, p));
+  SPECONTEXT_CUDA_CHECK(launch_programmatic(small_gemm_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream, p));
 }
 
 }  // namespace specontext::kernels

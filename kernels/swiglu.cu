@@ -23,6 +23,7 @@ __device__ __forceinline__ std::uint16_t swiglu1(std::uint16_t g, std::uint16_t 
 // blockIdx.y walks tokens; x-threads walk groups of kVec columns.
 template <int kVec>
 __global__ void swiglu_kernel(SwigluParams p) {
+  wait_for_previous_grid();    // launched programmatically: gate and up come from the projection before
   allow_next_grid_to_start();  // the down projection may start streaming its weights
   const std::int64_t groups = p.ffn / kVec;
   for (std::int64_t t = blockIdx.y; t < p.tokens; t += gridDim.y) {
@@ -62,11 +63,7 @@ void launch_swiglu(const SwigluParams& p, cudaStream_t stream) {
   const std::int64_t groups = vec ? p.ffn / 8 : p.ffn;
   const std::int64_t col_blocks = (groups + threads - 1) / threads;
   const dim3 grid(static_cast<unsigned>(col_blocks < 1024 ? col_blocks : 1024), static_cast<unsigned>(p.tokens < 65535 ? p.tokens : 65535));
-  if (vec)
-    swiglu_kernel<8><<<grid, threads, 0, stream>>>(p);
-  else
-    swiglu_kernel<1><<<grid, threads, 0, stream>>>(p);
-  SPECONTEXT_CUDA_CHECK_LAUNCH();
+  SPECONTEXT_CUDA_CHECK(launch_programmatic(vec ? swiglu_kernel<8> : swiglu_kernel<1>, grid, dim3(threads), 0, stream, p));
 }
 
 }  // namespace specontext::kernels

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <vector>
 
 #include "engine/cpu_backend.hpp"
@@ -76,22 +77,33 @@ TEST_P(CudaFixtures, BatchedRequestsAtDifferentLengthsAndGraphsChangeNothing) {
   }
 }
 
-// Programmatic dependent launch (kernels/programmatic_launch.cuh) lets each projection start before
-// the kernel before it has finished; a projection that read its input too early would change the
-// logits. Same arithmetic either way, so the decode steps' logits must be identical, bit for bit.
+// Programmatic dependent launch (kernels/programmatic_launch.cuh) lets each kernel of the decode chain
+// be placed before the kernel before it has finished; one that read its input too early would change
+// the logits. Same arithmetic either way, so the decode steps' logits must be identical, bit for bit.
+// All prompts decode together (lengths 5, 40 and 1500): three tokens through the small-batch
+// projections, and the 1500-token request's attention split over several chunks and merged.
 TEST_P(CudaFixtures, ProgrammaticLaunchChangesNoLogit) {
   SPECONTEXT_REQUIRE_GPU();
   const HfFixture f = load_hf_fixture(GetParam());
+  const int requests = static_cast<int>(f.prompts.size());
   auto run = [&](bool pdl) {  // the option is process-wide: each backend runs before the next is built
-    CudaBackendOptions o = options(1, true);
+    CudaBackendOptions o = options(requests, true);
     o.programmatic_launch = pdl;
     CudaBackend gpu(f.config, f.weights, o);
+    std::vector<int> ids, next;
+    for (int r = 0; r < requests; ++r) {
+      gpu.prefill(r, f.prompts[r]);
+      ids.push_back(r);
+      next.push_back(f.greedy[r][0]);
+    }
     std::vector<std::vector<float>> steps;
-    gpu.prefill(0, f.prompts[1]);
-    int next = f.greedy[1][0];
     for (int step = 0; step < 6; ++step) {
-      steps.push_back(gpu.decode({0}, {next}));
-      next = static_cast<int>(std::max_element(steps.back().begin(), steps.back().end()) - steps.back().begin());
+      steps.push_back(gpu.decode(ids, next));
+      const std::size_t vocab = steps.back().size() / ids.size();
+      for (std::size_t r = 0; r < ids.size(); ++r) {
+        const auto row = steps.back().begin() + static_cast<std::ptrdiff_t>(r * vocab);
+        next[r] = static_cast<int>(std::max_element(row, row + static_cast<std::ptrdiff_t>(vocab)) - row);
+      }
     }
     return steps;
   };
