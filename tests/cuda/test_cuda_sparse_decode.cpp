@@ -264,10 +264,15 @@ TEST(CudaSparseDecode, SmolLM2SpeContextFollowsTheCpuReference) {
     o.prefill_chunk = 1024;
     CudaBackend gpu(config, weights, o);
     const StepComparison c = compare_steps(cpu_sparse, head ? &mirror : nullptr, gpu, {pair->passkey_prompt}, 8, static_cast<int>(config.shape.vocab));
-    std::cout << "SmolLM2 " << to_string(policy) << " B=256: worst logit nmse " << c.worst_logit_nmse << ", selections' Jaccard mean "
-              << c.mean_jaccard << " worst " << c.worst_jaccard << " over " << c.compared << " sets\n";
+    std::cout << "SmolLM2 " << to_string(policy) << " B=256: worst logit nmse " << c.worst_logit_nmse << " (" << c.worst_nmse_same_sets
+              << " while the sets equal the CPU's), selections' Jaccard mean " << c.mean_jaccard << " worst " << c.worst_jaccard << " over "
+              << c.compared << " sets\n";
     RecordProperty(std::string(to_string(policy)) + "_mean_jaccard", std::to_string(c.mean_jaccard));
-    EXPECT_LT(c.worst_logit_nmse, 1e-2);
+    EXPECT_LT(c.worst_nmse_same_sets, 1e-2);
+    // Quest has no mirror (its sets are per layer): once a near-tie page is swapped (bf16 bounds against
+    // fp32 ones) 16 attended positions differ at once and the caches differ from then on; the H200 saw
+    // 0.0106 there (worst Jaccard 0.45), against 0.0002 for the oracle, which is compared the same way.
+    EXPECT_LT(c.worst_logit_nmse, policy == SelectionPolicy::Quest ? 3e-2 : 1e-2);
     EXPECT_GE(c.mean_jaccard, 0.9);
   }
 }
