@@ -27,6 +27,12 @@
 //   out / 16 blocks (256 for the 4096-row O and down projections, 8016 for the LM head): enough
 //   bytes in flight even for the smallest shapes, without cuBLAS's separate split-K reduce.
 //   Rows past `out` read the last row again (valid memory, results dropped), so any `out` works.
+// * Programmatic launch (kernels/programmatic_launch.cuh): W does not depend on the kernel before,
+//   so each warp issues its first kUnroll steps of W loads, then waits for the previous grid, then
+//   reads X. Those loads go to the registers the loop uses anyway. An earlier version (3e0dbc3)
+//   issued prefetch.global.L2 for twice as many steps instead: that made every launch ~4 us slower,
+//   programmatic or not (an H100's R = 1 step +0.5 ms over 129 launches; bench/README "The R = 1
+//   regression"). Coherent rather than read-only loads of X cost nothing measurable there.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -50,7 +56,6 @@ constexpr int kRowsPerBlock = 16;        // the mma's m
 constexpr int kMaxTokens = 8;            // the mma's n
 constexpr int kStepK = 32;               // physical k per step: 4 lanes x 8 bf16
 constexpr int kUnroll = 4;               // steps whose loads are in flight together
-constexpr int kPrefetchSteps = 2 * kUnroll;  // steps pulled into L2 before waiting on the previous kernel
 
 // W: streamed once, skip L1; prefetch the next chunk of the row into L2.
 // volatile keeps the loads inside their guards (no speculative out-of-bounds reads).
@@ -66,9 +71,6 @@ __device__ __forceinline__ uint4 load_weights(const std::uint16_t* p) {
 // read-only path: under programmatic launch the previous kernel writes X while this grid is already
 // running (before wait_for_previous_grid), which the read-only path does not allow.
 __device__ __forceinline__ uint4 load_activations(const std::uint16_t* p) { return *reinterpret_cast<const uint4*>(p); }
-
-// Pull a chunk of W into L2 ahead of its loads: issued before the wait for the previous kernel.
-__device__ __forceinline__ void prefetch_weights(const std::uint16_t* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
 
 // d += A (16 x 16, row) * B (16 x 8, col); a0/a2 row g, a1/a3 row g + 8; b0/b1 column (token) g.
 __device__ __forceinline__ void mma_bf16(float (&d)[4], std::uint32_t a0, std::uint32_t a1, std::uint32_t a2, std::uint32_t a3,
@@ -107,33 +109,35 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   x_row += static_cast<std::int64_t>(s_begin) * kStepK;
 
   // W does not depend on the kernels before this one: with programmatic launch this grid starts
-  // while the previous kernel (an RMSNorm, SwiGLU, the attention merge) finishes, so pull the
-  // first kPrefetchSteps of each warp's share into L2 now, then wait for X.
+  // while the previous kernel finishes, so the first kUnroll steps of W are loaded before the wait
+  // (into the registers the loop uses anyway), and X after it.
+  uint4 wl[kUnroll], wh[kUnroll];
+  auto load_w = [&](int s) {
 #pragma unroll
-  for (int u = 0; u < kPrefetchSteps; ++u) {
-    if (s_begin + u < s_stop) {
-      prefetch_weights(w_lo + u * kStepK);
-      prefetch_weights(w_hi + u * kStepK);
+    for (int u = 0; u < kUnroll; ++u) {
+      wl[u] = wh[u] = make_uint4(0, 0, 0, 0);
+      if (s + u < s_stop) {
+        wl[u] = load_weights(w_lo + u * kStepK);
+        wh[u] = load_weights(w_hi + u * kStepK);
+      }
     }
-  }
+    w_lo += kUnroll * kStepK;
+    w_hi += kUnroll * kStepK;
+  };
+  load_w(s_begin);
   wait_for_previous_grid();
   allow_next_grid_to_start();  // the kernel after it (RMSNorm, RoPE, SwiGLU) may place its blocks
 
   // Two accumulators: the two mmas of a step do not wait on each other.
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
   for (int s = s_begin; s < s_end; s += kUnroll) {
-    uint4 wl[kUnroll], wh[kUnroll], xv[kUnroll];
+    if (s != s_begin) load_w(s);
+    uint4 xv[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      wl[u] = wh[u] = xv[u] = make_uint4(0, 0, 0, 0);
-      if (s + u < s_stop) {
-        wl[u] = load_weights(w_lo + u * kStepK);
-        wh[u] = load_weights(w_hi + u * kStepK);
-        if (has_token) xv[u] = load_activations(x_row + u * kStepK);
-      }
+      xv[u] = make_uint4(0, 0, 0, 0);
+      if (s + u < s_stop && has_token) xv[u] = load_activations(x_row + u * kStepK);
     }
-    w_lo += kUnroll * kStepK;
-    w_hi += kUnroll * kStepK;
     x_row += kUnroll * kStepK;
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -186,8 +190,8 @@ void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
   if (!aligned16(p.w)) reject("w", "is not 16-byte aligned");
   const std::int64_t blocks = (p.out + kRowsPerBlock - 1) / kRowsPerBlock;
   if (blocks > 0x7fffffff) reject("out", "= " + std::to_string(p.out) + " is too large for one grid");
-  // Launched programmatically (kernels/programmatic_launch.cuh): the weight prefetch overlaps the
-  // previous kernel's tail.
+  // Launched programmatically (kernels/programmatic_launch.cuh): the first weight loads overlap
+  // the previous kernel's tail.
   SPECONTEXT_CUDA_CHECK(launch_programmatic(small_gemm_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream, p));
 }
 
