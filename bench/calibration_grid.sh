@@ -13,13 +13,17 @@
 #   fresh   points the grid does not have, to validate a model change made after the grid's held-out
 #           errors were seen (run it alone, into an OUT of its own): R = 8, 16, 32 x S = 12K, 20K,
 #           28K, synchronous loads (c1) with 4 layers on the host at B = 2048 and 1024, and with 8
-#           at B = 2048; 27 points. Then every $OUT/json/*.json there is
+#           at B = 2048; 27 points.
+#   fresh_resident   the same R, S and B with every layer on the GPU (18 points) into $OUT/resident/,
+#           outside the CSV: `bench/load_rates.py --loads $OUT/json/fresh_*.json --resident
+#           $OUT/resident/*.json` gives the loads' own time and rate with one engine build.
+# Then every $OUT/json/*.json there is
 # goes through bench/bench_to_calibration_csv.py into $OUT/h200_grid.csv (the machine's details in
 # each row), and `specontext devices --json` into $OUT/devices.json. Each point builds its own engine
 # (random weights; for offloaded layers pinned host memory, ~0.5 s per GiB, up to 34 GB at R = 32,
 # 32K, 8 layers), which dominates: an estimated 6 minutes in all, of which the timed steps take under
 # half a minute. Parts may run in separate calls (each rewrites the CSV from all JSON so far).
-# Usage: bench/calibration_grid.sh [dense] [b1024] [b2048] [fresh]  (default: the first three)
+# Usage: bench/calibration_grid.sh [dense] [b1024] [b2048] [fresh] [fresh_resident]  (default: the first three)
 # Commit $OUT/h200_grid.csv as bench/results/calibration/h200_grid.csv, with json/ and devices.json
 # beside it; then `specontext calibrate` and `specontext calibrate --check` (sim/VALIDATION.md).
 set -euo pipefail
@@ -57,7 +61,16 @@ for part in "${parts[@]}"; do
       step fresh_b1024_off4_sync "${f[@]}" --budget 1024 --offload-layers 4 --sync-prefetch
       step fresh_b2048_off8_sync "${f[@]}" --budget 2048 --offload-layers 8 --sync-prefetch
       ;;
-    *) echo "unknown part '$part' (dense, b1024, b2048, fresh)" >&2; exit 2 ;;
+    fresh_resident)  # the fresh points with every layer on the GPU, for bench/load_rates.py (not calibration rows)
+      f=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}" --requests 8,16,32 --depth 12288,20480,28672)
+      R="$OUT/resident"
+      mkdir -p "$R"
+      for B in 2048 1024; do
+        echo "[calibration_grid] fresh_resident b$B ($((SECONDS - start)) s so far)" >&2
+        $bin bench "${common[@]}" "${f[@]}" --budget "$B" --offload-layers 0 > "$R/fresh_resident_b$B.json"
+      done
+      ;;
+    *) echo "unknown part '$part' (dense, b1024, b2048, fresh, fresh_resident)" >&2; exit 2 ;;
   esac
 done
 echo "[calibration_grid] measured in $((SECONDS - start)) s" >&2
