@@ -11,16 +11,13 @@ and anonymous namespaces. A file without kernel events stops with a message nami
 """
 import argparse
 import collections
-import json
 import sys
+
+from json_file import read_json
 
 
 def kernel_rows(path):
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        sys.exit(f"kernel_table.py: {path}: {e}")
+    doc = read_json(path, "kernel_table.py")
     events = doc.get("traceEvents", []) if isinstance(doc, dict) else doc
     total, launches = collections.Counter(), collections.Counter()
     for e in events:

@@ -12,16 +12,13 @@ without its resident twin is listed as missing; a file that is not bench JSON, o
 a point on the host, stop with a message naming them.
 """
 import argparse
-import json
 import sys
+
+from json_file import read_json
 
 
 def points(path):
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        sys.exit(f"load_rates.py: {path}: {e}")
+    doc = read_json(path, "load_rates.py")
     if not isinstance(doc, dict) or "points" not in doc or "budget" not in doc:
         sys.exit(f"load_rates.py: {path}: not `specontext bench --json` output of a sparse policy (no 'points' or 'budget')")
     for p in doc["points"]:
