@@ -4,7 +4,7 @@
 // its own does not read the previous kernel's output, overlap that kernel's tail. A decode step at
 // R = 1 is ~320 short kernels, each a few microseconds: the gap between two dependent launches is a
 // real share of the step. Each projection also streams weights that no earlier kernel writes, so it
-// can start pulling them into L2 before its input exists.
+// can start loading them before its input exists.
 //
 // The contract, kernel side:
 //   * a kernel launched programmatically calls wait_for_previous_grid() before it reads anything any
