@@ -13,11 +13,12 @@ variant without files, stops with a message naming it.
 
 import argparse
 import glob
-import json
 import os
 import re
 import statistics
 import sys
+
+from json_file import read_json
 
 
 def read_rounds(directory, variant):
@@ -27,11 +28,10 @@ def read_rounds(directory, variant):
         sys.exit("%s: no bench_%s_<round>.json" % (directory, variant))
     rounds = []
     for path in paths:
-        try:
-            doc = json.load(open(path, encoding="utf-8"))
-            points = doc["points"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            sys.exit("%s: not `specontext bench --json` output (%s)" % (path, e))
+        doc = read_json(path, "ab_table.py")
+        points = doc.get("points") if isinstance(doc, dict) else None
+        if not isinstance(points, list):
+            sys.exit("%s: not `specontext bench --json` output (no 'points' list)" % path)
         by_point = {}
         for p in points:
             if not p.get("fits", False):

@@ -33,13 +33,15 @@ J="$OUT/json"
 mkdir -p "$J"
 bin=${BIN:-build-h200/specontext}
 common=(--model llama-3.1-8b --random-weights --steps "${STEPS:-6}" --reps "${REPS:-3}" --warmup 2 --json)
-sparse=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}" --requests 8,32 --depth 8192,16384,24576,32768)
+head_flags=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}")
+sparse=("${head_flags[@]}" --requests 8,32 --depth 8192,16384,24576,32768)
+fresh=("${head_flags[@]}" --requests 8,16,32 --depth 12288,20480,28672)
 start=$SECONDS
-step() {  # name, bench flags...: one bench call into $J/name.json
+step() {  # name, bench flags...: one bench call into ${DIR:-$J}/name.json
   local name=$1
   shift
   echo "[calibration_grid] $name ($((SECONDS - start)) s so far)" >&2
-  $bin bench "${common[@]}" "$@" > "$J/$name.json"
+  $bin bench "${common[@]}" "$@" > "${DIR:-$J}/$name.json"
 }
 
 parts=("$@")
@@ -56,19 +58,14 @@ for part in "${parts[@]}"; do
       step "specontext_b${B}_off4_sync" "${sparse[@]}" --budget "$B" --offload-layers 4 --sync-prefetch
       ;;
     fresh)
-      f=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}" --requests 8,16,32 --depth 12288,20480,28672)
-      step fresh_b2048_off4_sync "${f[@]}" --budget 2048 --offload-layers 4 --sync-prefetch
-      step fresh_b1024_off4_sync "${f[@]}" --budget 1024 --offload-layers 4 --sync-prefetch
-      step fresh_b2048_off8_sync "${f[@]}" --budget 2048 --offload-layers 8 --sync-prefetch
+      step fresh_b2048_off4_sync "${fresh[@]}" --budget 2048 --offload-layers 4 --sync-prefetch
+      step fresh_b1024_off4_sync "${fresh[@]}" --budget 1024 --offload-layers 4 --sync-prefetch
+      step fresh_b2048_off8_sync "${fresh[@]}" --budget 2048 --offload-layers 8 --sync-prefetch
       ;;
     fresh_resident)  # the fresh points with every layer on the GPU, for bench/load_rates.py (not calibration rows)
-      f=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OVERLAP:-0.8}" --requests 8,16,32 --depth 12288,20480,28672)
-      R="$OUT/resident"
-      mkdir -p "$R"
-      for B in 2048 1024; do
-        echo "[calibration_grid] fresh_resident b$B ($((SECONDS - start)) s so far)" >&2
-        $bin bench "${common[@]}" "${f[@]}" --budget "$B" --offload-layers 0 > "$R/fresh_resident_b$B.json"
-      done
+      mkdir -p "$OUT/resident"
+      DIR="$OUT/resident" step fresh_resident_b2048 "${fresh[@]}" --budget 2048 --offload-layers 0
+      DIR="$OUT/resident" step fresh_resident_b1024 "${fresh[@]}" --budget 1024 --offload-layers 0
       ;;
     *) echo "unknown part '$part' (dense, b1024, b2048, fresh, fresh_resident)" >&2; exit 2 ;;
   esac
