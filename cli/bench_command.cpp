@@ -47,7 +47,6 @@ struct BenchFlags {
   int steps = 16, reps = 5, warmup = 3;
   std::uint64_t seed = 1;
   bool random_weights = false, json = false, no_graph = false, no_pdl = false;
-  double l2_prefetch_mb = 0;
   std::string policy = "full", dlm_config, offload = "0", gpu_mem, span, components;
   std::int64_t budget = 0;
   double overlap = -1;  // < 0: the head's own choice
@@ -99,7 +98,6 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   o.max_context = depth + total_steps + 1;
   o.cuda_graph = !f.no_graph;
   o.programmatic_launch = !f.no_pdl;
-  o.l2_prefetch_bytes = static_cast<std::size_t>(f.l2_prefetch_mb * 1048576.0);
   o.prefill_chunk = 1;  // no prefill here: the KV cache is filled with random values
   o.policy = sp.policy;
   o.budget = f.budget;
@@ -297,8 +295,7 @@ void run(const BenchFlags& f) {
                                 {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
                                 {"prefetch", run_flags.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"components", f.components}, {"prefetch_group", f.prefetch_group},
                                 {"gather_blocks", f.gather_blocks}, {"span", span_json},
-                                {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"programmatic_launch", !f.no_pdl},
-                                {"l2_prefetch_mb", f.l2_prefetch_mb}, {"points", pts}}
+                                {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"programmatic_launch", !f.no_pdl}, {"points", pts}}
                      .dump(2)
               << "\n";
     return;
@@ -338,10 +335,6 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--seed", f->seed, "random weights' and KV's seed")->capture_default_str();
   cmd->add_flag("--no-graph", f->no_graph, "launch kernel by kernel instead of replaying a CUDA graph");
   cmd->add_flag("--no-pdl", f->no_pdl, "launch the decode chain's kernels without programmatic dependent launch (to measure what it buys)");
-  cmd->add_option("--l2-prefetch-mb", f->l2_prefetch_mb,
-                  "pull the first N MiB of each projection's weights into L2 while the short kernels before it run (0: off)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
   cmd->add_option("--policy", f->policy, "KV selection: full, streaming, oracle, specontext, specontext-batch or quest")->capture_default_str();
   cmd->add_option("--budget", f->budget, "positions per KV head a sparse policy keeps");
   cmd->add_option("--dlm-config", f->dlm_config, "the draft's config.json for specontext (random weights at its shape)");

@@ -31,7 +31,6 @@
 #include "kernels/head_rmsnorm.cuh"
 #include "kernels/prefill_attention.cuh"
 #include "kernels/programmatic_launch.cuh"
-#include "engine/weight_prefetch.cuh"
 #include "kernels/rope_kv_append.cuh"
 #include "kernels/sample.cuh"
 #include "kernels/swiglu.cuh"
@@ -145,7 +144,6 @@ struct CudaBackend::Impl {
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   CudaGemm gemm;  // on `stream`, through `cublas`
-  std::unique_ptr<WeightPrefetch> weight_prefetch;  // options.l2_prefetch_bytes > 0
   DeviceArray<std::uint8_t> cublas_workspace;
 
   DeviceArray<bf16_bits> embed, final_norm, lm_head;  // lm_head empty when tied
@@ -203,7 +201,6 @@ struct CudaBackend::Impl {
   }
   ~Impl() {
     for (auto& [_, g] : decode_graphs) cudaGraphExecDestroy(g);
-    weight_prefetch.reset();
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -228,7 +225,6 @@ struct CudaBackend::Impl {
     SPECONTEXT_CUBLAS_CHECK(cublasCreate(&cublas));
     SPECONTEXT_CUBLAS_CHECK(cublasSetStream(cublas, stream));
     gemm = CudaGemm{cublas, stream};
-    if (options.l2_prefetch_bytes > 0) weight_prefetch = std::make_unique<WeightPrefetch>(options.l2_prefetch_bytes);
     // A fixed workspace so that cuBLAS allocates nothing while a CUDA graph is captured.
     cublas_workspace = DeviceArray<std::uint8_t>(32u << 20);
     SPECONTEXT_CUBLAS_CHECK(cublasSetWorkspace(cublas, cublas_workspace.ptr, cublas_workspace.count));
@@ -673,11 +669,6 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
   const bool prefill = chunk != nullptr;
   const ModelShape& m = I.config.shape;
   const float eps = static_cast<float>(I.config.rms_norm_eps);
-  // Decode: the next projection's weights go to L2 beside the short kernels before it.
-  auto prefetch = [&](const bf16_bits* w, std::int64_t elements) {
-    if (!prefill && I.weight_prefetch) I.weight_prefetch->ahead(w, static_cast<std::size_t>(elements) * sizeof(bf16_bits), I.stream);
-  };
-  prefetch(I.layers.front().wqkv.ptr, I.qkv_dim * I.hidden);
   kernels::launch_embedding({I.proj_out.ptr, I.embed.ptr, I.ids.ptr, rows, I.hidden, I.vocab}, I.stream);
   SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(I.residual.ptr, 0, static_cast<std::size_t>(rows * I.hidden) * sizeof(float), I.stream));
   if (I.timer && !prefill) I.timer->lap(StepPhase::Other, I.stream);  // the embedding, not layer 0's attention
@@ -691,7 +682,6 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
     {
       NvtxRange range("attention");
       I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wqkv.ptr, I.qkv_dim, I.qkv.ptr, CUDA_R_16BF);
-      prefetch(L.wo.ptr, I.hidden * I.q_dim);
       if (L.qkv_bias.ptr) kernels::launch_add_bias({I.qkv.ptr, L.qkv_bias.ptr, rows, I.qkv_dim, I.qkv_dim}, I.stream);
       if (L.q_norm.ptr) {
         kernels::launch_head_rmsnorm({I.qkv.ptr, L.q_norm.ptr, rows, I.qkv_dim, m.q_heads, I.head_dim, eps}, I.stream);
@@ -708,18 +698,14 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
       kernels::launch_rope_kv_append(r, I.stream);
       attention(static_cast<int>(l), L, request_stride);
       I.gemm(I.attn_out.ptr, rows, I.q_dim, L.wo.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
-      prefetch(L.wgate_up.ptr, 2 * I.ffn * I.hidden);
       if (I.timer && !prefill) I.timer->lap(StepPhase::Attention, I.stream);
     }
     {
       NvtxRange range("mlp");
       kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, L.post_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
       I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wgate_up.ptr, 2 * I.ffn, I.gate_up.ptr, CUDA_R_16BF);
-      prefetch(L.wdown.ptr, I.hidden * I.ffn);
       kernels::launch_swiglu({I.gate_up.ptr, I.act.ptr, rows, I.ffn, 2 * I.ffn, I.ffn}, I.stream);
       I.gemm(I.act.ptr, rows, I.ffn, L.wdown.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
-      if (l + 1 < I.layers.size()) prefetch(I.layers[l + 1].wqkv.ptr, I.qkv_dim * I.hidden);
-      else prefetch(I.output_matrix(), I.vocab * I.hidden);
       if (I.timer && !prefill) I.timer->lap(StepPhase::Mlp, I.stream);
     }
   }
@@ -782,7 +768,6 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
   });
   if (I.offload) I.offload->join(I.stream);
   I.gemm(I.x_bf16.ptr, rows, I.hidden, I.output_matrix(), I.vocab, I.logits.ptr, CUDA_R_32F);
-  if (I.weight_prefetch) I.weight_prefetch->join(I.stream);
   if (I.timer) {
     I.timer->lap(StepPhase::Other, I.stream);  // the embedding, the final norm and the LM head, between the marks above
     I.timer->end(I.profile);

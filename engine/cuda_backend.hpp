@@ -27,9 +27,6 @@ struct CudaBackendOptions {
   // Launch the projections with programmatic dependent launch (kernels/programmatic_launch.cuh).
   // Process-wide: the backend built last decides, for every backend of the process.
   bool programmatic_launch = true;
-  // Decode steps: the first l2_prefetch_bytes of each projection's weights are pulled into L2 while
-  // the short kernels before that projection run (engine/weight_prefetch.cuh); 0: off.
-  std::size_t l2_prefetch_bytes = 0;
   std::int64_t prefill_chunk = 1024;  // prompt tokens per prefill pass
   double memory_limit_bytes = 0;    // 0: what the device has free
   // The decode steps' KV selection (engine/cuda_sparse_decode.cuh); prefill stays dense.

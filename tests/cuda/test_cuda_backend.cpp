@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <string>
 #include <vector>
 
 #include "engine/cpu_backend.hpp"
@@ -78,63 +77,40 @@ TEST_P(CudaFixtures, BatchedRequestsAtDifferentLengthsAndGraphsChangeNothing) {
   }
 }
 
-// Six decode steps of all prompts together (lengths 5, 40 and 1500: three tokens through the
-// small-batch projections, and the 1500-token request's attention split over several chunks and
-// merged), greedy from the fixture's first tokens: the logits of each step.
-std::vector<std::vector<float>> decode_logits(const HfFixture& f, const CudaBackendOptions& o) {
-  const int requests = static_cast<int>(f.prompts.size());
-  CudaBackend gpu(f.config, f.weights, o);
-  std::vector<int> ids, next;
-  for (int r = 0; r < requests; ++r) {
-    gpu.prefill(r, f.prompts[r]);
-    ids.push_back(r);
-    next.push_back(f.greedy[r][0]);
-  }
-  std::vector<std::vector<float>> steps;
-  for (int step = 0; step < 6; ++step) {
-    steps.push_back(gpu.decode(ids, next));
-    const std::size_t vocab = steps.back().size() / ids.size();
-    for (std::size_t r = 0; r < ids.size(); ++r) {
-      const auto row = steps.back().begin() + static_cast<std::ptrdiff_t>(r * vocab);
-      next[r] = static_cast<int>(std::max_element(row, row + static_cast<std::ptrdiff_t>(vocab)) - row);
-    }
-  }
-  return steps;
-}
-
-void expect_identical(const std::vector<std::vector<float>>& a, const std::vector<std::vector<float>>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size());
-  for (std::size_t s = 0; s < a.size(); ++s) EXPECT_EQ(a[s], b[s]) << what << " decode step " << s;
-}
-
 // Programmatic dependent launch (kernels/programmatic_launch.cuh) lets each kernel of the decode chain
 // be placed before the kernel before it has finished; one that read its input too early would change
 // the logits. Same arithmetic either way, so the decode steps' logits must be identical, bit for bit.
+// All prompts decode together (lengths 5, 40 and 1500): three tokens through the small-batch
+// projections, and the 1500-token request's attention split over several chunks and merged.
 TEST_P(CudaFixtures, ProgrammaticLaunchChangesNoLogit) {
   SPECONTEXT_REQUIRE_GPU();
   const HfFixture f = load_hf_fixture(GetParam());
-  CudaBackendOptions o = options(static_cast<int>(f.prompts.size()), true);
-  o.programmatic_launch = false;  // process-wide: each backend runs before the next is built
-  const auto without = decode_logits(f, o);
-  o.programmatic_launch = true;  // built last: the process keeps the default (on)
-  expect_identical(decode_logits(f, o), without, GetParam());
-}
-
-// The L2 weight prefetch (engine/weight_prefetch.cuh) forks a stream per projection and joins it at
-// the end of the step; it only reads, so the logits must be identical, with a graph and without.
-TEST_P(CudaFixtures, L2WeightPrefetchChangesNoLogit) {
-  SPECONTEXT_REQUIRE_GPU();
-  const HfFixture f = load_hf_fixture(GetParam());
-  for (const bool graph : {true, false}) {
-    CudaBackendOptions o = options(static_cast<int>(f.prompts.size()), graph);
-    const auto without = decode_logits(f, o);
-    // 41,000 bytes (rounded down to 40,992) cuts the fixtures' larger projections and LM head;
-    // 1 MiB covers every one whole.
-    for (const std::size_t cap : {std::size_t{41000}, std::size_t{1} << 20}) {
-      o.l2_prefetch_bytes = cap;
-      expect_identical(decode_logits(f, o), without, GetParam() + (graph ? " (graph)" : " (no graph)") + ", cap " + std::to_string(cap));
+  const int requests = static_cast<int>(f.prompts.size());
+  auto run = [&](bool pdl) {  // the option is process-wide: each backend runs before the next is built
+    CudaBackendOptions o = options(requests, true);
+    o.programmatic_launch = pdl;
+    CudaBackend gpu(f.config, f.weights, o);
+    std::vector<int> ids, next;
+    for (int r = 0; r < requests; ++r) {
+      gpu.prefill(r, f.prompts[r]);
+      ids.push_back(r);
+      next.push_back(f.greedy[r][0]);
     }
-  }
+    std::vector<std::vector<float>> steps;
+    for (int step = 0; step < 6; ++step) {
+      steps.push_back(gpu.decode(ids, next));
+      const std::size_t vocab = steps.back().size() / ids.size();
+      for (std::size_t r = 0; r < ids.size(); ++r) {
+        const auto row = steps.back().begin() + static_cast<std::ptrdiff_t>(r * vocab);
+        next[r] = static_cast<int>(std::max_element(row, row + static_cast<std::ptrdiff_t>(vocab)) - row);
+      }
+    }
+    return steps;
+  };
+  const auto without = run(false);
+  const auto with = run(true);  // built last: the process keeps the default (on)
+  ASSERT_EQ(with.size(), without.size());
+  for (std::size_t s = 0; s < with.size(); ++s) EXPECT_EQ(with[s], without[s]) << GetParam() << " decode step " << s;
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaFixtures, ::testing::ValuesIn(testing::hf_fixture_names()));
