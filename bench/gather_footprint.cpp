@@ -1,5 +1,6 @@
 // The engine's elastic gather (kernels/elastic_gather.cuh) reading random rows from a pinned, mapped
-// host buffer, alone on the GPU, as the buffer grows: GB/s per (host footprint, row size).
+// host buffer, alone on the GPU: GB/s by host footprint (or positions), row size, slice of the row
+// read, requests and rows per list.
 //
 // Why: on the H200 the engine's synchronous loads (512 B rows) ran at ~45 GB/s with a 4.3 GB host
 // buffer and ~23 GB/s with 17 GB (sim/VALIDATION.md, "What misses"), while the simulator's link rate
