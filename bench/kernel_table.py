@@ -22,6 +22,8 @@ def kernel_rows(path):
     total, launches = collections.Counter(), collections.Counter()
     for e in events:
         if isinstance(e, dict) and e.get("cat") == "kernel" and e.get("ph") == "X":
+            if not isinstance(e.get("name"), str) or not isinstance(e.get("dur"), (int, float)):
+                sys.exit(f"kernel_table.py: {path}: a kernel event without a name or a duration: {e}")
             name = e["name"].replace("(anonymous namespace)::", "").split("(")[0]
             total[name] += e["dur"]
             launches[name] += 1
@@ -36,8 +38,8 @@ def main():
     ap.add_argument("--top", type=int, default=25, help="kernels listed, by total time")
     args = ap.parse_args()
     total, launches = kernel_rows(args.trace)
-    print(f"| kernel | launches | total ms | mean µs |")
-    print(f"|---|---:|---:|---:|")
+    print("| kernel | launches | total ms | mean µs |")
+    print("|---|---:|---:|---:|")
     for name, us in total.most_common(args.top):
         print(f"| {name} | {launches[name]} | {us / 1000:.3f} | {us / launches[name]:.2f} |")
 
