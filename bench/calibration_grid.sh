@@ -17,6 +17,10 @@
 #   fresh2  a second unseen set, for a model change made after `fresh` was seen (an OUT of its own):
 #           R = 4, 12, 24 x S = 10K, 18K, 26K, synchronous loads (c1) with 6 layers on the host at
 #           B = 1536, 8 at B = 1024 and 2 at B = 2048; 27 points.
+#   fresh3  a third unseen set, for the synchronous-load model made after `fresh2` and the
+#           re-measured grid were seen (an OUT of its own): R = 6, 20, 28 x S = 14K, 22K, 30K,
+#           synchronous loads (c1) with 4 layers on the host at B = 1536 and 6 at B = 2048, and
+#           copy-stream prefetch (c1,c2) with 6 at B = 1024; 27 points.
 #   fresh_resident   the same R, S and B with every layer on the GPU (18 points) into $OUT/resident/,
 #           outside the CSV: `bench/load_rates.py --loads $OUT/json/fresh_*.json --resident
 #           $OUT/resident/*.json` gives the loads' own time and rate with one engine build.
@@ -26,7 +30,7 @@
 # (random weights; for offloaded layers pinned host memory, ~0.5 s per GiB, up to 34 GB at R = 32,
 # 32K, 8 layers), which dominates: an estimated 6 minutes in all, of which the timed steps take under
 # half a minute. Parts may run in separate calls (each rewrites the CSV from all JSON so far).
-# Usage: bench/calibration_grid.sh [dense] [b1024] [b2048] [fresh] [fresh2] [fresh_resident]  (default: the first three)
+# Usage: bench/calibration_grid.sh [dense] [b1024] [b2048] [fresh] [fresh2] [fresh3] [fresh_resident]  (default: the first three)
 # Commit $OUT/h200_grid.csv as bench/results/calibration/h200_grid.csv, with json/ and devices.json
 # beside it; then `specontext calibrate` and `specontext calibrate --check` (sim/VALIDATION.md).
 set -euo pipefail
@@ -40,6 +44,7 @@ head_flags=(--policy specontext --dlm-config eagle3-llama-3.1-8b --overlap "${OV
 sparse=("${head_flags[@]}" --requests 8,32 --depth 8192,16384,24576,32768)
 fresh=("${head_flags[@]}" --requests 8,16,32 --depth 12288,20480,28672)
 fresh2=("${head_flags[@]}" --requests 4,12,24 --depth 10240,18432,26624)
+fresh3=("${head_flags[@]}" --requests 6,20,28 --depth 14336,22528,30720)
 start=$SECONDS
 step() {  # name, bench flags...: one bench call into ${DIR:-$J}/name.json
   local name=$1
@@ -71,12 +76,17 @@ for part in "${parts[@]}"; do
       step fresh2_b1024_off8_sync "${fresh2[@]}" --budget 1024 --offload-layers 8 --sync-prefetch
       step fresh2_b2048_off2_sync "${fresh2[@]}" --budget 2048 --offload-layers 2 --sync-prefetch
       ;;
+    fresh3)  # a third unseen set, for the synchronous-load model (c1,c2 points beside it, as a control)
+      step fresh3_b1536_off4_sync "${fresh3[@]}" --budget 1536 --offload-layers 4 --sync-prefetch
+      step fresh3_b2048_off6_sync "${fresh3[@]}" --budget 2048 --offload-layers 6 --sync-prefetch
+      step fresh3_b1024_off6 "${fresh3[@]}" --budget 1024 --offload-layers 6
+      ;;
     fresh_resident)  # the fresh points with every layer on the GPU, for bench/load_rates.py (not calibration rows)
       mkdir -p "$OUT/resident"
       DIR="$OUT/resident" step fresh_resident_b2048 "${fresh[@]}" --budget 2048 --offload-layers 0
       DIR="$OUT/resident" step fresh_resident_b1024 "${fresh[@]}" --budget 1024 --offload-layers 0
       ;;
-    *) echo "unknown part '$part' (dense, b1024, b2048, fresh, fresh2, fresh_resident)" >&2; exit 2 ;;
+    *) echo "unknown part '$part' (dense, b1024, b2048, fresh, fresh2, fresh3, fresh_resident)" >&2; exit 2 ;;
   esac
 done
 echo "[calibration_grid] measured in $((SECONDS - start)) s" >&2
