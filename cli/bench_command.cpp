@@ -52,6 +52,7 @@ struct BenchFlags {
   double overlap = -1;  // < 0: the head's own choice
   bool sync_prefetch = false;
   int prefetch_group = 4, gather_blocks = 32;
+  std::string host_pages = "cuda";
   bool adaptive = false, breakdown = false;
 };
 
@@ -68,6 +69,7 @@ struct Point {
   std::vector<double> ms_per_step;  // one per repetition
   double median_ms = 0, min_ms = 0, max_ms = 0, bytes_per_step = 0;
   int offloaded_layers = 0;
+  double host_huge_page_bytes = 0;  // of the offloaded layers' host KV (--host-pages huge)
   double h2d_bytes_per_step = 0, achieved_overlap = -1, device_bytes_in_use = 0;
   StepProfile phases;  // --breakdown: summed over the timed steps
 };
@@ -105,6 +107,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   o.async_prefetch = !f.sync_prefetch;
   o.prefetch_group = f.prefetch_group;
   o.gather_blocks = f.gather_blocks;
+  o.host_pages = parse_host_pages(f.host_pages, "--host-pages");
   o.profile_steps = f.breakdown;
   if (f.adaptive) {
     // c3 for real: the engine moves layers as the context grows; --gpu-mem is then its hard limit.
@@ -147,6 +150,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   // token of every request (at the mean depth of the timed steps).
   p.h2d_bytes_per_step = b->take_h2d_bytes() / (f.steps * f.reps);
   p.offloaded_layers = b->offloaded_layers();  // at the end (c3 may have moved layers during the run)
+  p.host_huge_page_bytes = b->host_huge_page_bytes();
   p.device_bytes_in_use = b->device_bytes_in_use();  // at the end: caches only grow, and offloading frees
   p.phases = b->take_step_profile();
   const double mean_depth = static_cast<double>(depth + f.warmup) + 0.5 * f.steps * f.reps;
@@ -197,6 +201,7 @@ std::pair<SelectionPolicy, std::optional<Components>> check_flags(const BenchFla
   if (f.overlap > 1) throw ConfigError("--overlap", "", "must be in [0, 1], got " + std::to_string(f.overlap));
   if (f.prefetch_group < 1) throw ConfigError("--prefetch-group", "", "must be positive, got " + std::to_string(f.prefetch_group));
   if (f.gather_blocks < 1) throw ConfigError("--gather-blocks", "", "must be positive, got " + std::to_string(f.gather_blocks));
+  parse_host_pages(f.host_pages, "--host-pages");
   if (f.offload != "auto") parse_integer_list(f.offload, "--offload-layers", 0, config.shape.layers);
   if (!f.gpu_mem.empty()) parse_bytes(f.gpu_mem, "--gpu-mem");
   const std::optional<Components> components = f.components.empty() ? std::nullopt : std::optional<Components>(parse_components(f.components));
@@ -270,7 +275,7 @@ void run(const BenchFlags& f) {
     nlohmann::json pts = nlohmann::json::array();
     for (const auto& p : points) {
       nlohmann::json j = {{"requests", p.requests}, {"depth", p.depth}, {"fits", p.fits}, {"offloaded_layers", p.offloaded_layers},
-                          {"device_bytes_in_use", p.device_bytes_in_use},
+                          {"device_bytes_in_use", p.device_bytes_in_use}, {"host_huge_page_bytes", p.host_huge_page_bytes},
                           {"h2d_bytes_per_step", p.h2d_bytes_per_step},
                           {"synthetic_overlap", p.achieved_overlap >= 0 ? nlohmann::json(p.achieved_overlap) : nlohmann::json(nullptr)}};
       if (p.phases.steps > 0) {
@@ -294,7 +299,7 @@ void run(const BenchFlags& f) {
                                 {"policy", f.policy}, {"budget", sp.policy == SelectionPolicy::Full ? nlohmann::json(nullptr) : nlohmann::json(f.budget)},
                                 {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
                                 {"prefetch", run_flags.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"components", f.components}, {"prefetch_group", f.prefetch_group},
-                                {"gather_blocks", f.gather_blocks}, {"span", span_json},
+                                {"gather_blocks", f.gather_blocks}, {"host_pages", f.host_pages}, {"span", span_json},
                                 {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"programmatic_launch", !f.no_pdl}, {"points", pts}}
                      .dump(2)
               << "\n";
@@ -344,6 +349,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_flag("--sync-prefetch", f->sync_prefetch, "elastic loads on the compute stream (c1) instead of the copy stream (c1+c2)");
   cmd->add_option("--prefetch-group", f->prefetch_group, "offloaded layers per gather and event")->capture_default_str();
   cmd->add_option("--gather-blocks", f->gather_blocks, "grid cap of the gather kernel")->capture_default_str();
+  cmd->add_option("--host-pages", f->host_pages, "how offloaded layers' host KV is pinned: cuda (cudaHostAlloc) or huge (transparent huge pages, registered)")->capture_default_str();
   cmd->add_flag("--breakdown", f->breakdown, "time each step's phases with CUDA events (retrieval head, select, prefetch, prefetch wait, attention, MLP, other); launches kernel by kernel");
   cmd->add_option("--components", f->components, "the paper's ablation with specontext: c1 (every layer offloaded, synchronous loads), c1,c2 (+ copy-stream prefetch), c1,c2,c3 (+ the memory model's placement)");
   cmd->add_flag("--adaptive", f->adaptive, "c3: the engine's memory manager moves layers to host memory as the context grows (--gpu-mem: its hard limit)");

@@ -124,6 +124,7 @@ KvOffloadShape offload_shape(const ModelConfig& c, const CudaBackendOptions& o, 
   s.prefetch_group = o.prefetch_group;
   s.asynchronous = o.async_prefetch;
   s.gather_blocks = o.gather_blocks;
+  s.host_pages = o.host_pages;
   s.max_rows = std::max<std::int64_t>(o.max_requests, o.prefill_chunk);
   return s;
 }
@@ -557,6 +558,9 @@ std::vector<float> CudaBackend::decode_probed(int request, int token, AttentionP
 }
 
 int CudaBackend::offloaded_layers() const { return impl_->offload ? impl_->offload->active() : 0; }
+double CudaBackend::host_huge_page_bytes() const {
+  return impl_->offload ? static_cast<double>(impl_->offload->host_huge_page_bytes()) : 0.0;
+}
 int CudaBackend::memory_model_offload(const ModelConfig& config, const CudaBackendOptions& options, double device_bytes, std::int64_t length) {
   const MemoryModel m = engine_memory_model(config, options, device_bytes);
   return m.fits_at(length) ? static_cast<int>(std::min<long long>(m.cpu_layers_at(length), config.shape.layers)) : -1;

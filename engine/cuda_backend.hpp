@@ -13,6 +13,7 @@
 #include "engine/eagle3_draft.hpp"
 #include "engine/retrieval_head.hpp"
 #include "engine/model_config.hpp"
+#include "engine/pinned_host_buffer.cuh"
 #include "engine/step_profile.hpp"
 #include "engine/selection_policy.hpp"
 #include "engine/synthetic_selection.hpp"
@@ -53,6 +54,9 @@ struct CudaBackendOptions {
   // 12.3 / 12.7.
   int prefetch_group = 4;
   int gather_blocks = 32;
+  // How the offloaded layers' host KV is pinned: cudaHostAlloc's base pages, or a mapping advised onto
+  // transparent huge pages and registered (engine/pinned_host_buffer.cuh says why it may gather faster).
+  HostPages host_pages = HostPages::Cuda;
   // c3, the adaptive memory manager (PAPER.md §4): GPU-resident layers' caches start small and grow
   // with the context; as it crosses the memory model's thresholds (sim/memory_model.hpp, CR Alg. 1,
   // for memory_limit_bytes or the device's memory) the last resident layer moves to host memory, and
@@ -117,6 +121,8 @@ class CudaBackend final : public Backend {
   double take_h2d_bytes();
   // Layers whose KV lives in host memory now, and the positions each resident layer's cache holds.
   int offloaded_layers() const;
+  // Bytes of the offloaded layers' host KV backed by transparent huge pages (HostPages::Huge; 0 otherwise).
+  double host_huge_page_bytes() const;
   // Device bytes this backend holds now: what was free when it was built less what is free (so
   // anything else allocating on the device meanwhile counts too). --gpu-mem's check in benchmarks.
   double device_bytes_in_use() const;

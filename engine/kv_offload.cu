@@ -42,8 +42,9 @@ KvOffload::KvOffload(const KvOffloadShape& shape) : shape_(shape) {
   if (s.gather_blocks < 1) throw ConfigError("--gather-blocks", "", "must be positive");
   active_ = s.initially_active < 0 ? s.offloaded : std::min(s.initially_active, s.offloaded);
   const auto host_elems = static_cast<std::size_t>(host_bytes(s) / 2);
-  SPECONTEXT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host_), host_elems * 2, cudaHostAllocMapped));
-  SPECONTEXT_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&host_device_), host_, 0));
+  host_buffer_ = PinnedHostBuffer(host_elems * 2, s.host_pages);
+  host_ = static_cast<std::uint16_t*>(host_buffer_.host());
+  host_device_ = static_cast<std::uint16_t*>(host_buffer_.device());
   k_slots_ = DeviceArray<bf16_bits>(static_cast<std::size_t>(s.offloaded) * slots_per_layer(s));
   v_slots_ = DeviceArray<bf16_bits>(k_slots_.count);
   const std::size_t pairs = static_cast<std::size_t>(s.max_requests) * s.kv_heads, b = static_cast<std::size_t>(s.budget);
@@ -73,7 +74,6 @@ KvOffload::~KvOffload() {
   if (planned_) cudaEventDestroy(planned_);
   if (copies_done_) cudaEventDestroy(copies_done_);
   if (copy_stream_) cudaStreamDestroy(copy_stream_);
-  if (host_) cudaFreeHost(host_);
 }
 
 std::uint16_t* KvOffload::host_row(int request, int head, std::int64_t position, int slot) const {

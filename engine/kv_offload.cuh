@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "engine/cuda_device_array.cuh"
+#include "engine/pinned_host_buffer.cuh"
 #include "kernels/decode_attention.cuh"
 #include "kernels/prefill_attention.cuh"
 #include "kernels/rope_kv_append.cuh"
@@ -37,6 +38,7 @@ struct KvOffloadShape {
   int prefetch_group = 4;  // offloaded layers per gather and event
   bool asynchronous = true;
   int gather_blocks = 32;  // grid cap of a gather (it competes with the forward for SMs)
+  HostPages host_pages = HostPages::Cuda;  // how the host KV is pinned (engine/pinned_host_buffer.cuh)
   std::int64_t max_rows = 1;  // rows of a prefill chunk
 };
 
@@ -52,6 +54,7 @@ class KvOffload {
   const KvOffloadShape& shape() const { return shape_; }
   bool offloaded(int layer) const { return layer >= shape_.layers - active_; }
   int active() const { return active_; }
+  std::size_t host_huge_page_bytes() const { return host_buffer_.huge_page_bytes(); }
   // The layer the memory manager moves next (the last GPU-resident one), or -1 when none is left.
   int next_layer() const { return active_ < shape_.offloaded ? shape_.layers - 1 - active_ : -1; }
   // Moves next_layer() to host memory: its keys and values of positions 0..lengths[r]-1 of every
@@ -106,8 +109,9 @@ class KvOffload {
   void copy_staging(int slot, int request, std::int64_t first, std::int64_t rows, bool to_host, cudaStream_t stream);
 
   KvOffloadShape shape_;
-  std::uint16_t* host_ = nullptr;         // pinned, mapped
-  std::uint16_t* host_device_ = nullptr;  // its device address
+  PinnedHostBuffer host_buffer_;
+  std::uint16_t* host_ = nullptr;         // host_buffer_'s bytes
+  std::uint16_t* host_device_ = nullptr;  // their device address
   DeviceArray<bf16_bits> k_slots_, v_slots_;  // [offloaded][max_requests][kv_heads][B + 1][head_dim]
   DeviceArray<std::int32_t> slot_positions_, attend_slots_, attend_counts_, load_positions_, load_slots_, load_counts_;
   DeviceArray<unsigned long long> loaded_total_;

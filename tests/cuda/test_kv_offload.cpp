@@ -86,6 +86,22 @@ TEST(KvOffload, OffloadedLayersGiveTheResidentLogitsBitForBit) {
   }
 }
 
+// The host KV on transparent huge pages (registered, engine/pinned_host_buffer.cuh) instead of
+// cudaHostAlloc's: the same rows are read, so the same logits, with loads on either stream.
+TEST(KvOffload, HugePageHostKvGivesTheResidentLogitsBitForBit) {
+  SPECONTEXT_REQUIRE_GPU();
+  const Eagle3Draft draft = gqa_draft();
+  const std::vector<std::vector<int>> prompts = {random_tokens(33, 280), random_tokens(34, 170)};
+  CudaBackend resident(gqa().config, gqa().weights, options(SelectionPolicy::SpeContext, &draft, 0, true, 1, true));
+  for (const bool async : {true, false}) {
+    for (int r = 0; r < 2; ++r) resident.reset(r);
+    CudaBackendOptions o = options(SelectionPolicy::SpeContext, &draft, 2, async, 1, true);
+    o.host_pages = HostPages::Huge;
+    CudaBackend offloaded(gqa().config, gqa().weights, o);
+    expect_same_logits(resident, offloaded, prompts, 24, gqa().config.shape.vocab, async ? "huge pages, async" : "huge pages, sync");
+  }
+}
+
 // Streaming's set moves by one position a step: after the first step, each step loads exactly the
 // position that entered the window (the previous step's entering token) per request and KV head.
 TEST(KvOffload, StreamingLoadsOneRowPerHeadPerStep) {
