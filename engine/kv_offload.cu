@@ -43,8 +43,6 @@ KvOffload::KvOffload(const KvOffloadShape& shape) : shape_(shape) {
   active_ = s.initially_active < 0 ? s.offloaded : std::min(s.initially_active, s.offloaded);
   const auto host_elems = static_cast<std::size_t>(host_bytes(s) / 2);
   host_buffer_ = PinnedHostBuffer(host_elems * 2, s.host_pages);
-  host_ = static_cast<std::uint16_t*>(host_buffer_.host());
-  host_device_ = static_cast<std::uint16_t*>(host_buffer_.device());
   k_slots_ = DeviceArray<bf16_bits>(static_cast<std::size_t>(s.offloaded) * slots_per_layer(s));
   v_slots_ = DeviceArray<bf16_bits>(k_slots_.count);
   const std::size_t pairs = static_cast<std::size_t>(s.max_requests) * s.kv_heads, b = static_cast<std::size_t>(s.budget);
@@ -78,7 +76,7 @@ KvOffload::~KvOffload() {
 
 std::uint16_t* KvOffload::host_row(int request, int head, std::int64_t position, int slot) const {
   const KvOffloadShape& s = shape_;
-  return host_ + ((((static_cast<std::int64_t>(request) * s.kv_heads + head) * s.max_context + position) * s.offloaded + slot) * 2) * s.head_dim;
+  return host() + ((((static_cast<std::int64_t>(request) * s.kv_heads + head) * s.max_context + position) * s.offloaded + slot) * 2) * s.head_dim;
 }
 
 void KvOffload::reset_request(int request, cudaStream_t stream) {
@@ -89,14 +87,14 @@ void KvOffload::reset_request(int request, cudaStream_t stream) {
 void KvOffload::fill_random(int request, std::int64_t length, std::uint64_t seed, cudaStream_t stream) {
   const KvOffloadShape& s = shape_;
   for (int h = 0; h < s.kv_heads; ++h) {
-    std::uint16_t* base = host_device_ + (host_row(request, h, 0, 0) - host_);
+    std::uint16_t* base = host_device() + (host_row(request, h, 0, 0) - host());
     kernels::launch_fill_random({base, length * s.offloaded * 2 * s.head_dim, seed * 104729u + static_cast<std::uint64_t>(h), 0.0f, 1.0f}, stream);
   }
 }
 
 void KvOffload::gather(int slot_begin, int slot_end, int rows, cudaStream_t stream) {
   kernels::ElasticGatherParams g;
-  g.host_kv = host_device_;
+  g.host_kv = host_device();
   g.host_positions = shape_.max_context;
   g.host_layers = shape_.offloaded;
   g.layer_begin = slot_begin;
@@ -171,7 +169,7 @@ void KvOffload::before_attention(int layer, kernels::DecodeAttentionParams& a, i
   const int slot = layer_slot(layer);
   const std::int64_t per_layer = static_cast<std::int64_t>(slots_per_layer(shape_));
   kernels::ElasticStoreCurrentParams st;
-  st.host_kv = host_device_;
+  st.host_kv = host_device();
   st.host_positions = shape_.max_context;
   st.host_layers = shape_.offloaded;
   st.layer_begin = slot;

@@ -109,9 +109,9 @@ class KvOffload {
   void copy_staging(int slot, int request, std::int64_t first, std::int64_t rows, bool to_host, cudaStream_t stream);
 
   KvOffloadShape shape_;
-  PinnedHostBuffer host_buffer_;
-  std::uint16_t* host_ = nullptr;         // host_buffer_'s bytes
-  std::uint16_t* host_device_ = nullptr;  // their device address
+  PinnedHostBuffer host_buffer_;  // the offloaded layers' KV
+  std::uint16_t* host() const { return static_cast<std::uint16_t*>(host_buffer_.host()); }
+  std::uint16_t* host_device() const { return static_cast<std::uint16_t*>(host_buffer_.device()); }
   DeviceArray<bf16_bits> k_slots_, v_slots_;  // [offloaded][max_requests][kv_heads][B + 1][head_dim]
   DeviceArray<std::int32_t> slot_positions_, attend_slots_, attend_counts_, load_positions_, load_slots_, load_counts_;
   DeviceArray<unsigned long long> loaded_total_;

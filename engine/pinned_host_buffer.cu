@@ -62,6 +62,7 @@ PinnedHostBuffer::PinnedHostBuffer(std::size_t bytes, HostPages pages) : bytes_(
   }
   const cudaError_t e = cudaHostGetDevicePointer(&device_, host_, 0);
   if (e != cudaSuccess) {
+    if (mapping_) cudaHostUnregister(host_);  // registered above; release() unregisters only a complete buffer
     release();
     fail("cudaHostGetDevicePointer", cudaGetErrorString(e));
   }
