@@ -48,6 +48,7 @@ const ParameterSpec kParameters[] = {
     {"h2d_bandwidth_Bps", SPECONTEXT_FIELD(h2d_bandwidth_Bps), 0.25, 2.0, true},
     {"gather_gpu_slowdown", SPECONTEXT_FIELD(gather_gpu_slowdown), 1e-3, 1.0, false},
     {"hbm_gather_efficiency", SPECONTEXT_FIELD(hbm_gather_efficiency), 0.05, 1.0, false},
+    {"gather_row_floor_scale", SPECONTEXT_FIELD(gather_row_floor_scale), 0.05, 4.0, false},
 };
 #undef SPECONTEXT_FIELD
 constexpr int kParameterCount = static_cast<int>(std::size(kParameters));

@@ -13,6 +13,7 @@ struct NumericField {
   const char* key;
   double Hardware::*member;
   bool must_be_fraction;
+  bool optional = false;  // absent: the member keeps its default (hardware.hpp)
 };
 
 const NumericField kNumericFields[] = {
@@ -30,9 +31,11 @@ const NumericField kNumericFields[] = {
     {"compute_efficiency", &Hardware::compute_efficiency, true},
     {"gather_gpu_slowdown", &Hardware::gather_gpu_slowdown, true},
     {"hbm_gather_efficiency", &Hardware::hbm_gather_efficiency, true},
+    {"gather_row_floor_scale", &Hardware::gather_row_floor_scale, false, true},
 };
 
 void set_numeric(Hardware& hw, const JsonFields& f, const NumericField& field) {
+  if (field.optional && !f.has(field.key)) return;
   SourcedNumber n = f.sourced(field.key);
   if (!(n.value > 0)) f.fail(field.key, "must be positive");
   if (field.must_be_fraction && n.value > 1) f.fail(field.key, "is a fraction and must be in (0, 1]");
@@ -100,7 +103,7 @@ double Hardware::gather_efficiency(double row_bytes) const {
 
 double Hardware::gather_row_floor_s(double footprint_bytes) const {
   if (footprint_bytes <= 0 || gather_row_seconds_by_footprint.empty()) return 0.0;
-  return log_linear(gather_row_seconds_by_footprint, footprint_bytes);
+  return gather_row_floor_scale * log_linear(gather_row_seconds_by_footprint, footprint_bytes);
 }
 
 Hardware parse_hardware(const nlohmann::json& j, const std::string& origin) {

@@ -41,6 +41,10 @@ struct Hardware {
   // bench/gather_footprint: 512 B rows fall from ~50 to ~16 GB/s as the buffer grows to 48 GiB, 2 KiB
   // rows stay at the byte rate).
   std::vector<std::pair<double, double>> gather_row_seconds_by_footprint;
+  // Optional (default 1): the part of that floor the engine's own gathers pay. The curve comes from
+  // uniformly random rows; the engine's rows cluster by request and head, so they need fewer page
+  // walks than the micro-benchmark's; `specontext calibrate` fits the factor to measured steps.
+  double gather_row_floor_scale = 1;
   // Such a gather is a kernel reading mapped host memory (zero-copy): it holds SMs and writes HBM,
   // and GPU work running beside it loses this fraction of its throughput for the gather's duration.
   double gather_gpu_slowdown = 0;
@@ -52,7 +56,8 @@ struct Hardware {
   // one contiguous copy (efficiency 1).
   double gather_efficiency(double row_bytes) const;
   // The least seconds per row of a gather from a host buffer of this size: log-linear in the size
-  // between the measured points, flat outside them; 0 where no curve is given or footprint <= 0.
+  // between the measured points, flat outside them, times gather_row_floor_scale; 0 where no curve
+  // is given or footprint <= 0.
   double gather_row_floor_s(double footprint_bytes) const;
 };
 

@@ -241,6 +241,37 @@ TEST(Calibration, TheFitRecoversKnownParametersAndPredictsTheHeldOutPoints) {
   EXPECT_GT(prior_check.summary.max_abs_err_pct, 5.0);
 }
 
+// With a per-row floor curve in the hardware file, the part of it the engine's gathers pay is fitted
+// too: the synchronous loads (512 B rows from buffers of 1-17 GB) are the points that see it, where
+// the floor binds (below it a gather is bound by bytes and any smaller factor fits as well).
+TEST(Calibration, TheFitRecoversTheGatherFloorScale) {
+  testing::TempDir dir;
+  nlohmann::json file = read_json_file(resolve_config("h200", "hardware"));
+  const double gib = 1024.0 * 1024 * 1024;
+  file["gather_row_seconds_by_footprint"] = {{"value", {{2 * gib, 10e-9}, {8 * gib, 20e-9}, {32 * gib, 30e-9}}}, {"source", "test floor"}};
+  const std::string prior_path = (dir.path() / "h200_floor.json").string();
+  std::ofstream(prior_path) << file.dump(2);
+
+  Hardware truth = testing::synthetic_truth();
+  truth.gather_row_seconds_by_footprint = load_hardware(prior_path).gather_row_seconds_by_footprint;
+  truth.gather_row_floor_scale = 1.4;  // 14-42 ns a row past 2 GiB: the R = 32 loads are bound by rows, not bytes
+  std::vector<Measurement> pts = testing::calibration_grid();
+  for (Measurement& p : pts) p.median_ms = p.min_ms = p.max_ms = PointModel(p, prior_path, "synthetic").step_ms(truth);
+  const Measurements m = parse_measurements(measurements_csv(pts), "synthetic_floor.csv");
+
+  const FitResult fit = fit_hardware(m, split_points(m.points).fit, prior_path);
+  EXPECT_TRUE(fit.converged);
+  EXPECT_TRUE(parameter(fit, "gather_row_floor_scale").constrained);
+  EXPECT_NEAR(parameter(fit, "gather_row_floor_scale").value, 1.4, 1.4 * 0.01);
+  EXPECT_NEAR(parameter(fit, "h2d_bandwidth_Bps").value, truth.h2d_bandwidth_Bps, truth.h2d_bandwidth_Bps * 0.01);
+  EXPECT_LT(summarize(fit.fit_errors).max_abs_err_pct, 0.2);
+
+  // Without a curve the factor scales nothing: the points cannot see it and it stays at 1.
+  const FitResult plain = fit_hardware(m, split_points(m.points).fit, "h200");
+  EXPECT_FALSE(parameter(plain, "gather_row_floor_scale").constrained);
+  EXPECT_DOUBLE_EQ(parameter(plain, "gather_row_floor_scale").value, 1.0);
+}
+
 TEST(Calibration, PointModelsPredictWhatTheSimulatorDoes) {
   // The cached step graph scheduled under another machine equals the simulator's own step there.
   const Measurement p = point("specontext", 32, 24576, "c1,c2", 2048, 8);

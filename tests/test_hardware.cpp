@@ -232,6 +232,19 @@ TEST(Hardware, FootprintFloorLogLinearAndFlatOutside) {
   EXPECT_EQ(hw.gather_row_floor_s(0), 0.0);  // no buffer named: no floor
 }
 
+TEST(Hardware, FootprintFloorScaleIsOptionalAndScalesTheCurve) {
+  json j = card();
+  j["gather_row_seconds_by_footprint"] = {{1e9, 2e-8}, {4e9, 4e-8}};
+  EXPECT_DOUBLE_EQ(parse_hardware(j, kOrigin).gather_row_floor_scale, 1.0);
+  j["gather_row_floor_scale"] = {{"value", 0.5}, {"source", "fitted"}};
+  const Hardware hw = parse_hardware(j, kOrigin);
+  EXPECT_DOUBLE_EQ(hw.gather_row_floor_s(4e9), 2e-8);
+  EXPECT_EQ(hw.sources.at("gather_row_floor_scale"), "fitted");
+  EXPECT_DOUBLE_EQ(with_overrides(hw, {{"kernel_gap_s", 2e-6}}, "experiment.json").gather_row_floor_s(4e9), 2e-8) << "overrides keep the factor";
+  j["gather_row_floor_scale"] = 0;
+  expect_config_error([&] { parse_hardware(j, kOrigin); }, kOrigin, "gather_row_floor_scale");
+}
+
 TEST(Hardware, ErrorFootprintFloorMalformed) {
   const char* key = "gather_row_seconds_by_footprint";
   for (const char* bad : {"[]", "[[1e9, 1e-8], [1e9, 2e-8]]", "[[2e9, 1e-8], [1e9, 2e-8]]", "[[1e9, 0]]", "[[0, 1e-8]]",
