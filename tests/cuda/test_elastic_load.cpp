@@ -21,6 +21,7 @@
 
 #include "kernels/elastic_gather.cuh"
 #include "kernels/elastic_plan.cuh"
+#include "engine/pinned_host_buffer.cuh"
 #include "kernels/reference/elastic_load.hpp"
 #include "tests/cuda/gpu_test.hpp"
 
@@ -28,27 +29,6 @@ namespace specontext {
 namespace {
 
 using testing::DeviceBuffer;
-
-// Pinned host memory mapped into the device's address space: what offloaded layers keep their
-// KV in, read by the gather over PCIe.
-class MappedHost {
- public:
-  explicit MappedHost(std::size_t n) : n_(n) {
-    SPECONTEXT_CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&host_), n * sizeof(std::uint16_t), cudaHostAllocMapped));
-    SPECONTEXT_CUDA_CHECK(cudaHostGetDevicePointer(reinterpret_cast<void**>(&dev_), host_, 0));
-  }
-  ~MappedHost() { cudaFreeHost(host_); }
-  MappedHost(const MappedHost&) = delete;
-  MappedHost& operator=(const MappedHost&) = delete;
-  std::uint16_t* host() const { return host_; }
-  std::uint16_t* dev() const { return dev_; }
-  std::size_t size() const { return n_; }
-
- private:
-  std::uint16_t* host_ = nullptr;
-  std::uint16_t* dev_ = nullptr;
-  std::size_t n_ = 0;
-};
 
 enum class CurrentMode { kAlways, kNever, kRandom };
 
@@ -114,9 +94,12 @@ void run_scenario(const Scenario& c, std::uint64_t seed) {
   // Host KV (pinned, mapped) and the slot buffers, random; the mirrors are what they must hold.
   const std::size_t host_elems = static_cast<std::size_t>(c.max_requests) * H * host_positions * L * 2 * hd;
   const std::size_t slot_elems = static_cast<std::size_t>(L) * c.max_requests * H * (n + 1) * hd;
-  MappedHost host(host_elems);
+  // Pinned, mapped host memory, as the engine keeps offloaded layers' KV (read by the gather over PCIe).
+  const PinnedHostBuffer host_buffer(host_elems * sizeof(std::uint16_t), HostPages::Cuda);
+  std::uint16_t* const host = static_cast<std::uint16_t*>(host_buffer.host());
+  std::uint16_t* const host_dev = static_cast<std::uint16_t*>(host_buffer.device());
   std::vector<std::uint16_t> host_want = testing::random_bf16(host_elems, static_cast<std::uint32_t>(seed));
-  std::memcpy(host.host(), host_want.data(), host_elems * sizeof(std::uint16_t));
+  std::memcpy(host, host_want.data(), host_elems * sizeof(std::uint16_t));
   std::vector<std::uint16_t> k_want = testing::random_bf16(slot_elems, static_cast<std::uint32_t>(seed + 1));
   std::vector<std::uint16_t> v_want = testing::random_bf16(slot_elems, static_cast<std::uint32_t>(seed + 2));
   auto host_at = [&](int r, int g, std::int64_t pos, int l, int kv) {
@@ -213,7 +196,7 @@ void run_scenario(const Scenario& c, std::uint64_t seed) {
     kernels::launch_elastic_plan(kp, stream);
     for (const auto& [begin, end] : c.ranges) {
       kernels::ElasticGatherParams gp;
-      gp.host_kv = host.dev();
+      gp.host_kv = host_dev;
       gp.host_positions = host_positions;
       gp.host_layers = L;
       gp.layer_begin = begin;
@@ -234,7 +217,7 @@ void run_scenario(const Scenario& c, std::uint64_t seed) {
     }
     for (const auto& [begin, end] : c.ranges) {
       kernels::ElasticStoreCurrentParams sp;
-      sp.host_kv = host.dev();
+      sp.host_kv = host_dev;
       sp.host_positions = host_positions;
       sp.host_layers = L;
       sp.layer_begin = begin;
@@ -385,7 +368,7 @@ void run_scenario(const Scenario& c, std::uint64_t seed) {
     const auto k = dk.download(), v = dv.download();
     expect_same(k, k_want, "k_slots");
     expect_same(v, v_want, "v_slots");
-    const std::vector<std::uint16_t> host_now(host.host(), host.host() + host_elems);
+    const std::vector<std::uint16_t> host_now(host, host + host_elems);
     expect_same(host_now, host_want, "host_kv");
     if (::testing::Test::HasFailure()) return;
 
@@ -410,8 +393,8 @@ void run_scenario(const Scenario& c, std::uint64_t seed) {
           ASSERT_EQ(table[(static_cast<std::size_t>(r) * H + g) * n + slot], list[j]);
           if (!held[static_cast<std::size_t>(b)].count(list[j])) ++missing;
           for (int l : copied_layers) {
-            const std::uint16_t* want_k = host.host() + host_at(r, g, list[j], l, 0);
-            const std::uint16_t* want_v = host.host() + host_at(r, g, list[j], l, 1);
+            const std::uint16_t* want_k = host + host_at(r, g, list[j], l, 0);
+            const std::uint16_t* want_v = host + host_at(r, g, list[j], l, 1);
             ASSERT_TRUE(std::equal(want_k, want_k + hd, k.begin() + slot_at(l, r, g, slot)))
                 << "K of position " << list[j] << " layer " << l << " in slot " << slot << " (request " << i << " head " << g << ")";
             ASSERT_TRUE(std::equal(want_v, want_v + hd, v.begin() + slot_at(l, r, g, slot)))
@@ -420,8 +403,8 @@ void run_scenario(const Scenario& c, std::uint64_t seed) {
         }
         ASSERT_EQ(load_counts[b], missing) << "request " << i << " head " << g;
         for (int l : copied_layers) {  // the store made this step's token loadable
-          ASSERT_TRUE(std::equal(k.begin() + slot_at(l, r, g, n), k.begin() + slot_at(l, r, g, n) + hd, host.host() + host_at(r, g, cur, l, 0)));
-          ASSERT_TRUE(std::equal(v.begin() + slot_at(l, r, g, n), v.begin() + slot_at(l, r, g, n) + hd, host.host() + host_at(r, g, cur, l, 1)));
+          ASSERT_TRUE(std::equal(k.begin() + slot_at(l, r, g, n), k.begin() + slot_at(l, r, g, n) + hd, host + host_at(r, g, cur, l, 0)));
+          ASSERT_TRUE(std::equal(v.begin() + slot_at(l, r, g, n), v.begin() + slot_at(l, r, g, n) + hd, host + host_at(r, g, cur, l, 1)));
         }
         loads_seen += static_cast<unsigned long long>(load_counts[b]);
       }
