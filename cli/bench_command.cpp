@@ -43,7 +43,7 @@ namespace specontext::cli {
 namespace {
 
 struct BenchFlags {
-  std::string model, hw = "h200", requests = "1,4,16,32", depths = "2048,16384,32768";
+  std::string model, hw = "auto", requests = "1,4,16,32", depths = "2048,16384,32768";
   int steps = 16, reps = 5, warmup = 3;
   std::uint64_t seed = 1;
   bool random_weights = false, json = false, no_graph = false, no_pdl = false;
@@ -209,18 +209,33 @@ std::pair<SelectionPolicy, std::optional<Components>> check_flags(const BenchFla
   return {policy, components};
 }
 
+#if defined(SPECONTEXT_HAVE_CUDA)
+// --hw auto: the hardware file that names this device (sim/hardware.hpp), said on stderr; the
+// roofline is that file's HBM bandwidth.
+std::filesystem::path hardware_of(const std::string& hw, const std::string& device_name) {
+  if (hw != "auto") return resolve_config(hw, "hardware");
+  const auto dir = configs_dir() / "hardware";
+  const std::optional<std::filesystem::path> found = hardware_for_device(device_name, dir);
+  if (!found)
+    throw ConfigError("--hw auto", "", "no single file of " + dir.string() + " describes the device '" + device_name + "': name one with --hw");
+  std::cerr << "[bench] --hw auto: " << found->string() << " for '" << device_name << "'\n";
+  return *found;
+}
+#endif
+
 void run(const BenchFlags& f) {
   const ModelConfig config = load_engine_config(resolve_config(f.model, "models"));
-  const Hardware hw = load_hardware(resolve_config(f.hw, "hardware"));
+  if (f.hw != "auto") load_hardware(resolve_config(f.hw, "hardware"));  // a bad --hw fails before any device work
   const auto [policy, components] = check_flags(f, config);
 #if !defined(SPECONTEXT_HAVE_CUDA)
-  (void)hw, (void)policy, (void)components;
+  (void)policy, (void)components;
   throw ConfigError("bench", "", "this build has no CUDA (no nvcc at configure time)");
 #else
   SparseSetup sp;
   sp.policy = policy;
   const DeviceReport dev = query_devices();
   if (dev.devices.empty()) throw ConfigError("bench", "", "no CUDA device: " + dev.error);
+  const Hardware hw = load_hardware(hardware_of(f.hw, dev.devices[0].name));
   if (needs_retrieval_head(sp.policy)) {
     if (f.dlm_config.empty()) throw ConfigError("--dlm-config", "", "policy " + f.policy + " needs the draft's config (random weights at its shape)");
     sp.draft.emplace();
@@ -336,7 +351,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--steps", f->steps, "decode steps per repetition")->capture_default_str();
   cmd->add_option("--reps", f->reps, "repetitions (median and min-max over them)")->capture_default_str();
   cmd->add_option("--warmup", f->warmup, "untimed steps first (graph capture, clocks)")->capture_default_str();
-  cmd->add_option("--hw", f->hw, "hardware config whose HBM bandwidth is the roofline")->capture_default_str();
+  cmd->add_option("--hw", f->hw, "hardware config whose HBM bandwidth is the roofline (auto: the file that names the device)")->capture_default_str();
   cmd->add_option("--seed", f->seed, "random weights' and KV's seed")->capture_default_str();
   cmd->add_flag("--no-graph", f->no_graph, "launch kernel by kernel instead of replaying a CUDA graph");
   cmd->add_flag("--no-pdl", f->no_pdl, "launch the decode chain's kernels without programmatic dependent launch (to measure what it buys)");

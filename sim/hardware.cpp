@@ -1,6 +1,7 @@
 #include "sim/hardware.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <set>
 
@@ -125,6 +126,57 @@ Hardware parse_hardware(const nlohmann::json& j, const std::string& origin) {
 
 Hardware load_hardware(const std::filesystem::path& path) {
   return parse_hardware(read_json_file(path), path.string());
+}
+
+namespace {
+
+std::string upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// The words of an upper-cased name, split at anything but letters and digits.
+std::vector<std::string> words(const std::string& s) {
+  std::vector<std::string> out(1);
+  for (char c : s) {
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      out.back() += c;
+    else if (!out.back().empty())
+      out.emplace_back();
+  }
+  if (out.back().empty()) out.pop_back();
+  return out;
+}
+
+// The model token of a GPU name: the first word that mixes letters and digits or is all digits
+// (H200, GH200, A100, 4090), never a memory size such as 80GB.
+std::string model_token(const std::string& name) {
+  for (const std::string& w : words(upper(name))) {
+    const bool digit = std::any_of(w.begin(), w.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    const bool size = w.size() > 2 && (w.substr(w.size() - 2) == "GB" || w.substr(w.size() - 2) == "MB");
+    if (digit && !size) return w;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::optional<std::filesystem::path> hardware_for_device(const std::string& device_name, const std::filesystem::path& dir) {
+  const std::string token = model_token(device_name);
+  if (token.empty() || !std::filesystem::is_directory(dir)) return std::nullopt;
+  const bool pcie = upper(device_name).find("PCIE") != std::string::npos;
+  std::vector<std::filesystem::path> found;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::filesystem::path& p = entry.path();
+    if (p.extension() != ".json" || p.stem().string().find("calibrated") != std::string::npos) continue;
+    const nlohmann::json j = read_json_file(p);
+    if (!j.is_object() || !j.contains("name") || !j.at("name").is_string()) continue;
+    const std::string name = j.at("name").get<std::string>();
+    if (model_token(name) != token || (upper(name).find("PCIE") != std::string::npos) != pcie) continue;
+    found.push_back(p);
+  }
+  if (found.size() != 1) return std::nullopt;
+  return found.front();
 }
 
 Hardware with_overrides(Hardware hw, const nlohmann::json& overrides, const std::string& origin) {

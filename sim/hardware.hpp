@@ -3,6 +3,7 @@
 // Loaded from configs/hardware/*.json, where every number carries its source.
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,6 +64,13 @@ struct Hardware {
 
 Hardware parse_hardware(const nlohmann::json& j, const std::string& origin);
 Hardware load_hardware(const std::filesystem::path& path);
+
+// The hardware file of `dir` (configs/hardware/) that describes the CUDA device named `device_name`
+// (cudaDeviceProp::name, e.g. "NVIDIA H100 80GB HBM3"): the file whose name holds the device's
+// model token (H200, H100, GH200, A100, A800, RTX 4090, ...) and agrees on the form factor (a PCIe
+// card matches only a file that says PCIe), calibrated files left out. nullopt where none does, or
+// more than one.
+std::optional<std::filesystem::path> hardware_for_device(const std::string& device_name, const std::filesystem::path& dir);
 
 // Applies {"field": value, ...} overrides (experiment what-ifs such as another host link).
 Hardware with_overrides(Hardware hw, const nlohmann::json& overrides, const std::string& origin);

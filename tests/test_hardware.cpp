@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
 
@@ -12,6 +13,8 @@
 
 #include "sim/config_error.hpp"
 #include "sim/hardware.hpp"
+#include "sim/scenario_loader.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace specontext;
 using nlohmann::json;
@@ -340,4 +343,33 @@ TEST(Hardware, OverridesRejectBadValueAndNonObject) {
                       "h2d_bandwidth_Bps");
   expect_config_error([&] { with_overrides(base, json::array({1}), "experiment.json"); }, "experiment.json",
                       "hardware_overrides");
+}
+
+// bench --hw auto: the device's name picks its file of configs/hardware/.
+TEST(Hardware, TheDeviceNamePicksItsFile) {
+  const std::filesystem::path dir = configs_dir() / "hardware";
+  auto stem = [&](const std::string& device) {
+    const auto p = hardware_for_device(device, dir);
+    return p ? p->stem().string() : std::string("none");
+  };
+  EXPECT_EQ(stem("NVIDIA H200"), "h200") << "the calibrated file is left out";
+  EXPECT_EQ(stem("NVIDIA H100 80GB HBM3"), "h100-sxm");
+  EXPECT_EQ(stem("NVIDIA GH200 480GB"), "gh200");
+  EXPECT_EQ(stem("NVIDIA A100-SXM4-80GB"), "a100-80g");
+  EXPECT_EQ(stem("NVIDIA GeForce RTX 4090"), "rtx4090");
+  EXPECT_EQ(stem("NVIDIA GeForce RTX 4060 Laptop GPU"), "rtx4060-laptop");
+  EXPECT_EQ(stem("NVIDIA H100 PCIe"), "none") << "a PCIe card is not the SXM file";
+  EXPECT_EQ(stem("Tesla V100-SXM2-16GB"), "none");
+  EXPECT_EQ(stem(""), "none");
+  EXPECT_FALSE(hardware_for_device("NVIDIA H200", "/nonexistent/hardware"));
+}
+
+TEST(Hardware, TwoFilesForOneDeviceNameNeither) {
+  specontext::testing::TempDir dir;
+  std::ofstream(dir.path() / "h200.json") << R"({"name": "NVIDIA H200 SXM 141GB"})";
+  std::ofstream(dir.path() / "h200-nvl.json") << R"({"name": "NVIDIA H200 NVL"})";
+  EXPECT_FALSE(hardware_for_device("NVIDIA H200", dir.path()));
+  std::filesystem::remove(dir.path() / "h200-nvl.json");
+  ASSERT_TRUE(hardware_for_device("NVIDIA H200", dir.path()));
+  EXPECT_EQ(hardware_for_device("NVIDIA H200", dir.path())->filename(), "h200.json");
 }
