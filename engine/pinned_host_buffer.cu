@@ -59,10 +59,10 @@ PinnedHostBuffer::PinnedHostBuffer(std::size_t bytes, HostPages pages) : bytes_(
       release();
       fail("cudaHostRegister of " + std::to_string(bytes) + " bytes", cudaGetErrorString(e));
     }
+    registered_ = true;
   }
   const cudaError_t e = cudaHostGetDevicePointer(&device_, host_, 0);
   if (e != cudaSuccess) {
-    if (mapping_) cudaHostUnregister(host_);  // registered above; release() unregisters only a complete buffer
     release();
     fail("cudaHostGetDevicePointer", cudaGetErrorString(e));
   }
@@ -72,11 +72,12 @@ void PinnedHostBuffer::release() noexcept {
   if (pages_ == HostPages::Cuda) {
     if (host_) cudaFreeHost(host_);
   } else if (mapping_) {
-    if (device_) cudaHostUnregister(host_);
+    if (registered_) cudaHostUnregister(host_);
     munmap(mapping_, mapping_bytes_);
   }
   host_ = device_ = mapping_ = nullptr;
   mapping_bytes_ = bytes_ = 0;
+  registered_ = false;
 }
 
 PinnedHostBuffer::~PinnedHostBuffer() { release(); }
@@ -90,6 +91,7 @@ PinnedHostBuffer& PinnedHostBuffer::operator=(PinnedHostBuffer&& other) noexcept
     std::swap(device_, other.device_);
     std::swap(mapping_, other.mapping_);
     std::swap(mapping_bytes_, other.mapping_bytes_);
+    std::swap(registered_, other.registered_);
     std::swap(bytes_, other.bytes_);
     std::swap(pages_, other.pages_);
   }

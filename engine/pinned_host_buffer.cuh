@@ -56,6 +56,7 @@ class PinnedHostBuffer {
   void* device_ = nullptr;
   void* mapping_ = nullptr;  // Huge: the whole mmap (host_ is its 2 MiB-aligned start)
   std::size_t mapping_bytes_ = 0;
+  bool registered_ = false;  // Huge: cudaHostRegister succeeded (release() must unregister)
   std::size_t bytes_ = 0;
   HostPages pages_ = HostPages::Cuda;
 };

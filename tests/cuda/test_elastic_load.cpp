@@ -19,9 +19,9 @@
 #include <utility>
 #include <vector>
 
+#include "engine/pinned_host_buffer.cuh"
 #include "kernels/elastic_gather.cuh"
 #include "kernels/elastic_plan.cuh"
-#include "engine/pinned_host_buffer.cuh"
 #include "kernels/reference/elastic_load.hpp"
 #include "tests/cuda/gpu_test.hpp"
 
