@@ -10,8 +10,9 @@
 #include "kernels/attention_checks.hpp"
 #include "kernels/cp_async.cuh"
 #include "kernels/cuda_check.cuh"
-#include "kernels/device_properties.cuh"
 #include "kernels/decode_attention.cuh"
+#include "kernels/device_properties.cuh"
+#include "kernels/mma.cuh"
 #include "kernels/programmatic_launch.cuh"
 
 namespace specontext::kernels {
@@ -19,23 +20,26 @@ namespace {
 
 // Why this shape (H200: 4.8 TB/s HBM, 132 SMs):
 // - Decode attention reads every valid K/V byte once and does ~2 FLOP per byte per query head,
-//   so it is purely HBM-bound; the only goals are (a) touch each K/V byte once per GQA group,
-//   (b) keep enough bytes in flight on every SM, (c) spend few instructions per byte.
-// - (b) The first version loaded K/V straight into registers; its bytes in flight were capped by
-//   the register file (q and the accumulators of the whole group live there too) and it reached
-//   ~61% of HBM peak at R=32, S=16384. Now every warp streams its keys through a private ring of
-//   kStages shared-memory tiles filled by cp.async (16 bytes a lane; zero-filled past the length,
-//   so no invalid byte is ever read): kStages - 1 tiles of 4 KB (2 KB of K, 2 KB of V) per warp
-//   are in flight ahead of the one being used, without holding registers (~150 KB per SM). The
-//   ring is private, so __syncwarp orders it (no block barrier in the main loop).
-// - (c) A "lane group" of head_dim / 8 lanes owns one key at a time; each lane reads 16 bytes
-//   (8 bf16) of its key's K and V rows from shared memory (a warp's read covers consecutive
-//   rows: conflict-free), and a lane group takes kKeysPerGroup keys of a tile at once, so the
-//   online-softmax rescale is paid once per 4 keys.
-// - All query heads of the group live in registers (their 8-element slice), so one K/V read
-//   feeds `group` dot products; the scale (times log2 e) is folded into q and the softmax uses
-//   exp2, in fp32 throughout. Groups larger than kMaxGroup are split over blockIdx.y (K/V then
-//   read once per batch).
+//   so it is HBM-bound; the only goals are (a) touch each K/V byte once per GQA group, (b) keep
+//   enough bytes in flight on every SM, (c) spend few instructions per byte.
+// - (b) Every warp streams its keys through a private ring of kStages shared-memory tiles filled
+//   by cp.async (16 bytes a lane; zero-filled past the length, so no invalid byte is ever read):
+//   kStages - 1 tiles of 16 keys (K and V, 8 KB at head_dim 128) per warp are in flight ahead of
+//   the one in use, without holding registers (~128 KB per SM). The ring is private, so
+//   __syncwarp orders it (no block barrier in the main loop).
+// - (c) The products go to the tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate). S =
+//   Q K^T takes the GQA group's query heads as rows 0-7 of the A fragment (rows 8-15 are constant
+//   zeros; Q stays in registers) and K from the ring by ldmatrix as B; the online softmax runs on
+//   the accumulator fragments (fp32, exp2, one quad of lanes per head). The output is formed
+//   transposed, O^T += V^T P^T, with V^T from the ring by ldmatrix.trans as A and P^T as B: the
+//   accumulator layout of S is exactly P^T's B fragment (packed to bf16 in place), and O^T's
+//   accumulators hold only the 8 real heads (half the registers and mma of O = P V, whose M
+//   would be padded heads). 24 mma and 16 ldmatrix cover 16 keys; the CUDA-core version before
+//   (8 dims a lane, fp32 FMAs, shuffle reductions) spent ~70 instructions a key and streamed
+//   ~4.0 TB/s at R = 32, 16K on the H200. Groups above 8 are split over blockIdx.y (K/V then read
+//   once per batch).
+// - The ring's 16-byte pieces are XOR-swizzled within each 128-byte line by the key, so the eight
+//   rows an ldmatrix reads (eight keys, same dims) fall in distinct banks at every head_dim.
 // - Split-K: the launch picks the number of chunks so that requests * kv_heads * chunks blocks
 //   fill a few waves of resident blocks (every SM busy, few partial results to merge); small
 //   problems get few chunks of at least kMinChunk keys, and a single chunk skips the merge. The
@@ -47,30 +51,33 @@ namespace {
 //   loads the row of entry l % kTileKeys of a tile one loop iteration before the tile is issued
 //   (the load's latency hides behind a tile of work instead of stalling the issue), and issue()
 //   takes each piece's row from the lane holding it with a shuffle: one index register per lane,
-//   one global load per key per lane group. Those copies carry no L2::256B prefetch: rows are
-//   scattered, and with 64- or 128-byte rows (head_dim 32, 64) the prefetch would pull unlisted
-//   neighbours from HBM; a whole row is in one warp's request anyway.
+//   one global load per key. Those copies carry no L2::256B prefetch: rows are scattered, and
+//   with 64- or 128-byte rows (head_dim 32, 64) the prefetch would pull unlisted neighbours from
+//   HBM; a whole row is in one warp's request anyway.
 constexpr int kThreads = 128;
 constexpr int kWarps = kThreads / 32;
 constexpr int kChunkQuantum = 64;            // keys; chunk lengths are multiples of it
 constexpr int kMinChunk = 128;               // keys; shorter chunks cost more merging than they save
 constexpr int kTargetRequestChunks = 1024;  // requests * chunks at most (bounds the workspace)
 constexpr int kWaves = 4;                    // split blocks aimed at, in waves of resident blocks
-constexpr int kKeysPerGroup = 4;             // keys a lane group takes from each tile
-constexpr int kTileBytes = 2048;             // K (and V) bytes of one warp's tile
+constexpr int kTileKeys = 16;                // keys of one warp's tile: the k of one P V step
+constexpr int kMaxGroup = 8;                 // query heads per block: the N of O^T = V^T P^T
+constexpr int kMinBlocks = 2;                // resident split blocks per SM the ring is sized for
+constexpr int kWarpRingBytes = 24 * 1024;    // 2 blocks x 4 warps = 192 KB of an SM's 227 KB
 constexpr int kMergeThreads = 256;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Pipeline depth and residency per group size. Shared memory per block is kWarps * kStages * 2 *
-// kTileBytes: 64 KB for groups up to 4 (3 blocks = 192 KB of an SM's 227 KB; register cap 168)
-// and 96 KB for up to 8 (2 blocks; the 64 q and 64 accumulator registers need the 255 cap). Either
-// way each warp keeps 3 or 5 tiles in flight ahead of the one in use.
-template <int kMaxGroup>
+// The ring per head_dim: a stage is one tile of K and one of V; as many stages as fit in
+// kWarpRingBytes (3 at head_dim 128, 6 at 64, 12 at 32), so each warp keeps the same bytes in
+// flight whatever the row size.
+template <int kHeadDim>
 struct SplitConfig {
-  static constexpr int kStages = kMaxGroup > 4 ? 6 : 4;
-  static constexpr int kMinBlocks = kMaxGroup > 4 ? 2 : 3;
-  static constexpr int kWarpBytes = kStages * 2 * kTileBytes;
-  static constexpr int kSmemBytes = kWarps * kWarpBytes;
+  static constexpr int kTileElems = kTileKeys * kHeadDim;  // of K (and of V) per stage
+  static constexpr int kStageBytes = 2 * kTileElems * 2;
+  static constexpr int kStages = kWarpRingBytes / kStageBytes;
+  static constexpr int kSmemBytes = kWarps * kWarpRingBytes;
+  static_assert(kStages >= 3, "at least two tiles in flight ahead of the one in use");
+  static_assert(kMaxGroup * kHeadDim * 4 <= kWarpRingBytes, "the epilogue reuses a warp's ring");
 };
 
 int chunk_cap(int requests, int max_context) {
@@ -148,25 +155,34 @@ __device__ __forceinline__ int clamp_length(const KernelParams& p, const Keys& k
   return len < 0 ? 0 : (len > p.max_context ? p.max_context : len);
 }
 
+// Element offset, in a tile of kTileKeys rows of kHeadDim bf16, of the 16-byte piece c of row key:
+// the pieces of each 128-byte line are permuted by XOR with the key (with the key pair at
+// head_dim 32, where a line holds two rows), so the eight keys of an ldmatrix tile hit distinct
+// banks.
+template <int kHeadDim>
+__device__ __forceinline__ int swizzled(int key, int c) {
+  constexpr int kPieces = kHeadDim / 8;  // per row
+  constexpr int kRowsPerLine = kPieces < 8 ? 8 / kPieces : 1;
+  const int piece = key * kPieces + c;
+  return ((piece & ~7) | ((piece ^ (key / kRowsPerLine)) & 7)) * 8;
+}
+
 // Grid: x = chunk, y = kv_head * head_batches + batch, z = request; dynamic shared memory
-// SplitConfig<kMaxGroup>::kSmemBytes. Writes, per query head of the batch, the chunk's max (log2
+// SplitConfig<kHeadDim>::kSmemBytes. Writes, per query head of the batch, the chunk's max (log2
 // units), sum and unnormalised accumulator to the workspace, or the normalised output directly
 // when the launch has a single chunk. Keys: DenseKeys or SparseKeys (which cache rows are keys).
-template <int kHeadDim, int kMaxGroup, class Keys>
-__global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
+template <int kHeadDim, class Keys>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
     decode_split_kernel(KernelParams p, Keys keys, int group, int head_batches, int chunk, int nchunks) {
   constexpr bool kSparse = Keys::kSparse;
-  using Cfg = SplitConfig<kMaxGroup>;
+  using Cfg = SplitConfig<kHeadDim>;
   constexpr int kStages = Cfg::kStages;
-  constexpr int kDims = 8;                                   // dims of a key per lane
-  constexpr int kLanes = kHeadDim / kDims;                   // lanes per key
-  constexpr int kGroupsPerWarp = 32 / kLanes;                // keys a warp reads per instruction
-  constexpr int kTileKeys = kGroupsPerWarp * kKeysPerGroup;  // 8, 16 or 32 keys
-  constexpr int kTileElems = kTileBytes / 2;
-  constexpr int kPiecesPerLane = kTileBytes / 16 / 32;  // 16-byte copies per lane per tensor
-  static_assert(kTileKeys * kHeadDim * 2 == kTileBytes, "a tile holds kTileBytes of K");
+  constexpr int kTileElems = Cfg::kTileElems;
+  constexpr int kPieces = kHeadDim / 8;                       // 16-byte pieces of a row
+  constexpr int kPiecesPerLane = kTileKeys * kPieces / 32;    // per lane per tensor and tile
+  constexpr int kKSteps = kHeadDim / 16;                      // k-steps of Q K^T
+  constexpr int kMTiles = kHeadDim / 16;                      // m-tiles of O^T = V^T P^T
   static_assert(kChunkQuantum % kTileKeys == 0, "chunks hold whole tiles");
-  static_assert(kMaxGroup * kHeadDim * 4 <= Cfg::kWarpBytes, "the epilogue reuses a warp's ring");
 
   extern __shared__ __align__(16) unsigned char smem[];
 
@@ -195,15 +211,14 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
   }
 
   const int warp = tid / 32, lane = tid % 32;
-  const int li = lane % kLanes, gw = lane / kLanes;
-  const int d0 = li * kDims;
+  const int row0 = lane / 4, col0 = 2 * (lane % 4);  // fragment coordinates (see kernels/mma.cuh)
 
   // Tiles of kTileKeys consecutive keys; warp w takes tiles w, w + kWarps, ... of the chunk.
   const std::int64_t slot = p.slots[r];
   const std::int64_t base = slot * p.kv_request_stride + kvh * p.kv_head_stride;
   const std::uint16_t* kg = p.k_cache + base;
   const std::uint16_t* vg = p.v_cache + base;
-  std::uint16_t* ring = reinterpret_cast<std::uint16_t*>(smem + warp * Cfg::kWarpBytes);  // stage s: K, V
+  std::uint16_t* ring = reinterpret_cast<std::uint16_t*>(smem + warp * kWarpRingBytes);  // stage s: K, V
   const int ntiles = (key1 - key0 + kTileKeys - 1) / kTileKeys;
   const int my_tiles = warp < ntiles ? (ntiles - warp + kWarps - 1) / kWarps : 0;
   // Sparse: this lane's row of warp tile j, the row of its key lane % kTileKeys (0 past key1,
@@ -214,44 +229,35 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
     const int key = key0 + (j * kWarps + warp) * kTileKeys + lane % kTileKeys;
     return key < key1 ? __ldg(list + key) : 0;
   };
-  // rows (sparse only): tile_row(j) of this lane. Piece i of a lane is dims d0 .. d0 + 7 of tile
-  // key gw + i * kGroupsPerWarp, whose row lane gw + i * kGroupsPerWarp holds.
+  // Piece i of a lane is piece e = lane + 32 i of the tile: dims 8 (e % kPieces) .. of tile key
+  // e / kPieces (consecutive lanes, consecutive global bytes), stored swizzled. rows (sparse only):
+  // tile_row(j) of this lane; the row of tile key k is lane k's.
   auto issue = [&](int j, int rows) {
     const int tkey0 = key0 + (j * kWarps + warp) * kTileKeys;
+    std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
+    const bool full = tkey0 + kTileKeys <= key1;  // uniform: every tile but a chunk's last
     if constexpr (kSparse) {
       // Rows outside [0, max_context) are clamped into it: no read outside the cache row.
       rows = static_cast<int>(min(static_cast<unsigned>(rows), static_cast<unsigned>(p.max_context - 1)));
-      std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
-      const std::uint16_t* kt = kg + d0;  // this lane's dims of row 0
-      const std::uint16_t* vt = vg + d0;
-      const bool full = tkey0 + kTileKeys <= key1;  // uniform
 #pragma unroll
       for (int i = 0; i < kPiecesPerLane; ++i) {
-        const int e = lane + 32 * i;  // 16-byte piece of the tile: tile key e / kLanes, dims d0 ..
-        const std::int64_t at = static_cast<std::int64_t>(__shfl_sync(0xffffffffu, rows, e / kLanes)) * kHeadDim;
-        const bool valid = full || tkey0 + e / kLanes < key1;
-        cp_async16<false>(sk + e * 8, valid ? kt + at : kg, valid);
-        cp_async16<false>(sk + kTileElems + e * 8, valid ? vt + at : vg, valid);
+        const int e = lane + 32 * i, key = e / kPieces, dim = e % kPieces * 8;
+        const std::int64_t at = static_cast<std::int64_t>(__shfl_sync(0xffffffffu, rows, key)) * kHeadDim + dim;
+        const bool valid = full || tkey0 + key < key1;
+        const int to = swizzled<kHeadDim>(key, e % kPieces);
+        cp_async16<false>(sk + to, valid ? kg + at : kg, valid);
+        cp_async16<false>(sk + kTileElems + to, valid ? vg + at : vg, valid);
       }
     } else {
       const std::uint16_t* kt = kg + static_cast<std::int64_t>(tkey0) * kHeadDim;  // tiles are contiguous
       const std::uint16_t* vt = vg + static_cast<std::int64_t>(tkey0) * kHeadDim;
-      std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
-      if (tkey0 + kTileKeys <= key1) {  // every tile but a chunk's last: no masking (uniform branch)
 #pragma unroll
-        for (int i = 0; i < kPiecesPerLane; ++i) {
-          const int e = lane + 32 * i;  // 16-byte piece of the tile
-          cp_async16(sk + e * 8, kt + e * 8, true);
-          cp_async16(sk + kTileElems + e * 8, vt + e * 8, true);
-        }
-      } else {
-#pragma unroll
-        for (int i = 0; i < kPiecesPerLane; ++i) {
-          const int e = lane + 32 * i;
-          const bool valid = tkey0 + e / kLanes < key1;
-          cp_async16(sk + e * 8, valid ? kt + e * 8 : kg, valid);
-          cp_async16(sk + kTileElems + e * 8, valid ? vt + e * 8 : vg, valid);
-        }
+      for (int i = 0; i < kPiecesPerLane; ++i) {
+        const int e = lane + 32 * i, key = e / kPieces;
+        const bool valid = full || tkey0 + key < key1;
+        const int to = swizzled<kHeadDim>(key, e % kPieces);
+        cp_async16(sk + to, valid ? kt + e * 8 : kg, valid);
+        cp_async16(sk + kTileElems + to, valid ? vt + e * 8 : vg, valid);
       }
     }
   };
@@ -270,32 +276,35 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
   }
   int next_rows = rows[kStages - 1];  // sparse: tile_row of the next tile to issue
 
-  const float qscale = p.scale * kLog2e;
-  float q[kMaxGroup][kDims];
-  const std::uint16_t* qrow = p.q + r * p.q_row_stride + static_cast<std::int64_t>(h0) * kHeadDim + d0;
+  // Q of the batch's heads as A fragments: row g is head h0 + g (zero past nh), k-step ks holds
+  // dims 16 ks .. 16 ks + 15; rows 8-15 are the constant zeros passed to the mma. The softmax
+  // scale (times log2 e) is applied to S in fp32.
+  unsigned qa[kKSteps][2];
+  {
+    const std::uint16_t* qrow = p.q + r * p.q_row_stride + static_cast<std::int64_t>(h0 + row0) * kHeadDim + col0;
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    if (g < nh) {
-      unpack8(*reinterpret_cast<const uint4*>(qrow + g * kHeadDim), q[g]);
-#pragma unroll
-      for (int j = 0; j < kDims; ++j) q[g][j] *= qscale;
-    } else {
-#pragma unroll
-      for (int j = 0; j < kDims; ++j) q[g][j] = 0.0f;
+    for (int ks = 0; ks < kKSteps; ++ks) {
+      qa[ks][0] = row0 < nh ? *reinterpret_cast<const unsigned*>(qrow + 16 * ks) : 0u;
+      qa[ks][1] = row0 < nh ? *reinterpret_cast<const unsigned*>(qrow + 16 * ks + 8) : 0u;
     }
   }
+  const float qscale = p.scale * kLog2e;
 
-  float m[kMaxGroup], l[kMaxGroup], o[kMaxGroup][kDims];
+  // Head row0's running max (log2 units) and this lane's part of its sum; O^T's accumulators:
+  // m-tile t holds dims 16 t + row0 (o[t][0..1]) and 16 t + 8 + row0 (o[t][2..3]) of heads
+  // col0, col0 + 1.
+  float m = -INFINITY, l = 0.0f;
+  float o[kMTiles][4];
 #pragma unroll
-  for (int g = 0; g < kMaxGroup; ++g) {
-    m[g] = -INFINITY;
-    l[g] = 0.0f;
-#pragma unroll
-    for (int j = 0; j < kDims; ++j) o[g][j] = 0.0f;
-  }
+  for (int t = 0; t < kMTiles; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
 
-  // my_tiles is uniform across the warp (the shuffles below need every lane); keys past key1
-  // are masked (their tile rows are zeros).
+  // ldmatrix row addresses: lanes 8i .. 8i + 7 give tile i's rows, here keys (k_key) and pieces
+  // 2 x + k_piece of the ring. K (B of Q K^T, x = k-step): tiles (keys 0-7, dims 16 x ..),
+  // (0-7, + 8), (8-15, 16 x ..), (8-15, + 8); the same tiles of V, transposed, are the A
+  // fragment of V^T's m-tile x.
+  const int k_key = lane % 8 + lane / 16 * 8, k_piece = lane / 8 % 2;
+
+  // my_tiles is uniform across the warp (ldmatrix and mma need every lane).
   for (int j = 0; j < my_tiles; ++j) {
     __syncwarp();  // every lane is done with the stage tile j + kStages - 1 overwrites (j - 1's)
     if (j + kStages - 1 < my_tiles) issue(j + kStages - 1, next_rows);
@@ -304,108 +313,91 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
     cp_async_wait<kStages - 1>();  // this lane's copies of tile j have landed
     __syncwarp();                  // and everybody's are visible
 
-    const std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems + gw * kHeadDim + d0;
+    const std::uint16_t* sk = ring + (j % kStages) * 2 * kTileElems;
     const std::uint16_t* sv = sk + kTileElems;
-    const int kfirst = key0 + (j * kWarps + warp) * kTileKeys + gw;  // key t: kfirst + t * kGroupsPerWarp
-    uint4 kr[kKeysPerGroup], vr[kKeysPerGroup];
+    // S = Q K^T over the tile's 16 keys: n-tile t holds keys 8 t .. 8 t + 7.
+    float s[2][4] = {};
 #pragma unroll
-    for (int t = 0; t < kKeysPerGroup; ++t) {
-      kr[t] = *reinterpret_cast<const uint4*>(sk + t * kGroupsPerWarp * kHeadDim);
-      vr[t] = *reinterpret_cast<const uint4*>(sv + t * kGroupsPerWarp * kHeadDim);
+    for (int ks = 0; ks < kKSteps; ++ks) {
+      unsigned b[4];
+      ldmatrix_x4(b, sk + swizzled<kHeadDim>(k_key, 2 * ks + k_piece));
+      const unsigned a[4] = {qa[ks][0], 0u, qa[ks][1], 0u};
+      mma_bf16(s[0], a, b[0], b[1]);
+      mma_bf16(s[1], a, b[2], b[3]);
     }
-    // Keys outer, heads inner: each K and V row is widened to fp32 once per tile, not per head.
-    // Heads past nh have zero q and their state is never read.
-    float s[kMaxGroup][kKeysPerGroup];
+    // s[t][0..1]: head row0, keys 8 t + col0, + 1 of the tile (s[t][2..3], the zero rows, unused).
+    const int tkey0 = key0 + (j * kWarps + warp) * kTileKeys;
+    const bool full = tkey0 + kTileKeys <= key1;  // uniform
 #pragma unroll
-    for (int t = 0; t < kKeysPerGroup; ++t) {
-      float kf[kDims];
-      unpack8(kr[t], kf);
+    for (int t = 0; t < 2; ++t)
 #pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g) {
-        float acc = q[g][0] * kf[0];
+      for (int e = 0; e < 2; ++e) {
+        s[t][e] *= qscale;
+        if (!full && tkey0 + 8 * t + col0 + e >= key1) s[t][e] = -INFINITY;
+      }
+    // Online softmax per head: the head's four lanes agree on its max through two shuffles.
+    float mt = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
+    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+    mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 2));
+    mt = fmaxf(mt, m);
+    // mt is -inf only while the head has seen no valid key; then nothing changes.
+    const float mref = mt == -INFINITY ? 0.0f : mt;
+    const float alpha = fast_exp2(m - mref);
 #pragma unroll
-        for (int j = 1; j < kDims; ++j) acc = fmaf(q[g][j], kf[j], acc);
-        s[g][t] = acc;
+    for (int t = 0; t < 2; ++t) {
+      s[t][0] = fast_exp2(s[t][0] - mref);  // now the weights
+      s[t][1] = fast_exp2(s[t][1] - mref);
+    }
+    l = l * alpha + (s[0][0] + s[0][1] + s[1][0] + s[1][1]);
+    m = mt;
+    // Once the maxima settle, alpha is 1 for every head: skip the rescale (a warp-uniform test).
+    // O^T's columns are heads col0, col0 + 1, whose alphas live in lanes 4 col0 and 4 col0 + 4.
+    if (__any_sync(0xffffffffu, alpha != 1.0f)) {
+      const float a0 = __shfl_sync(0xffffffffu, alpha, 4 * col0), a1 = __shfl_sync(0xffffffffu, alpha, 4 * col0 + 4);
+#pragma unroll
+      for (int t = 0; t < kMTiles; ++t) {
+        o[t][0] *= a0, o[t][1] *= a1;
+        o[t][2] *= a0, o[t][3] *= a1;
       }
     }
+    // O^T += V^T P^T: P^T's B fragment (keys col0, + 1 and 8 + col0, + 1 of head row0) is S's
+    // accumulators packed to bf16.
+    const unsigned pb0 = pack_bf16(s[0][0], s[0][1]), pb1 = pack_bf16(s[1][0], s[1][1]);
 #pragma unroll
-    for (int off = kLanes / 2; off > 0; off /= 2)
-#pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g)
-#pragma unroll
-        for (int t = 0; t < kKeysPerGroup; ++t) s[g][t] += __shfl_xor_sync(0xffffffffu, s[g][t], off);
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      float mt = m[g];
-#pragma unroll
-      for (int t = 0; t < kKeysPerGroup; ++t) {
-        if (kfirst + t * kGroupsPerWarp >= key1) s[g][t] = -INFINITY;
-        mt = fmaxf(mt, s[g][t]);
-      }
-      // mt is -inf only when this lane group has seen no valid key yet; then nothing changes.
-      const float mref = mt == -INFINITY ? 0.0f : mt;
-      const float alpha = fast_exp2(m[g] - mref);
-      float psum = 0.0f;
-#pragma unroll
-      for (int t = 0; t < kKeysPerGroup; ++t) {
-        s[g][t] = fast_exp2(s[g][t] - mref);  // now the weight
-        psum += s[g][t];
-      }
-      l[g] = l[g] * alpha + psum;
-      m[g] = mt;
-#pragma unroll
-      for (int j = 0; j < kDims; ++j) o[g][j] *= alpha;
-    }
-#pragma unroll
-    for (int t = 0; t < kKeysPerGroup; ++t) {
-      float vf[kDims];
-      unpack8(vr[t], vf);
-#pragma unroll
-      for (int g = 0; g < kMaxGroup; ++g)
-#pragma unroll
-        for (int j = 0; j < kDims; ++j) o[g][j] = fmaf(s[g][t], vf[j], o[g][j]);
+    for (int t = 0; t < kMTiles; ++t) {
+      unsigned a[4];
+      ldmatrix_x4_trans(a, sv + swizzled<kHeadDim>(k_key, 2 * t + k_piece));
+      mma_bf16(o[t], a, pb0, pb1);
     }
   }
   cp_async_wait<0>();  // only empty groups can be pending; the epilogue reuses the ring
 
-  // Merge the lane groups of each warp (butterfly: every group ends with the warp's state).
-#pragma unroll
-  for (int off = kLanes; off < 32; off *= 2) {
-#pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= nh) continue;
-      const float mo = __shfl_xor_sync(0xffffffffu, m[g], off);
-      const float lo = __shfl_xor_sync(0xffffffffu, l[g], off);
-      const float mn = fmaxf(m[g], mo);
-      const float mref = mn == -INFINITY ? 0.0f : mn;
-      const float a = exp2f(m[g] - mref), b = exp2f(mo - mref);
-      l[g] = l[g] * a + lo * b;
-      m[g] = mn;
-#pragma unroll
-      for (int j = 0; j < kDims; ++j) o[g][j] = o[g][j] * a + __shfl_xor_sync(0xffffffffu, o[g][j], off) * b;
-    }
-  }
+  // A head's sum is spread over its four lanes.
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
 
   // Each warp's accumulators go to the start of its own ring ([kMaxGroup][kHeadDim] floats).
   __shared__ float sm_m[kWarps][kMaxGroup];
   __shared__ float sm_l[kWarps][kMaxGroup];
   __syncwarp();
   float* sm_o = reinterpret_cast<float*>(ring);
-  if (gw == 0) {
 #pragma unroll
-    for (int g = 0; g < kMaxGroup; ++g) {
-      if (g >= nh) continue;
+  for (int e = 0; e < 2; ++e) {
+    const int g = col0 + e;  // O^T's column: a head
+    if (g >= nh) continue;
 #pragma unroll
-      for (int j = 0; j < kDims; ++j) sm_o[g * kHeadDim + d0 + j] = o[g][j];
-      if (li == 0) {
-        sm_m[warp][g] = m[g];
-        sm_l[warp][g] = l[g];
-      }
+    for (int t = 0; t < kMTiles; ++t) {
+      sm_o[g * kHeadDim + 16 * t + row0] = o[t][e];
+      sm_o[g * kHeadDim + 16 * t + 8 + row0] = o[t][2 + e];
     }
+  }
+  if (lane % 4 == 0 && row0 < nh) {
+    sm_m[warp][row0] = m;
+    sm_l[warp][row0] = l;
   }
   __syncthreads();
 
-  const std::int64_t row0 = static_cast<std::int64_t>(r) * p.q_heads + h0;
+  const std::int64_t out_row0 = static_cast<std::int64_t>(r) * p.q_heads + h0;
   float* ws_acc = p.workspace;
   float* ws_ml = p.workspace + static_cast<std::int64_t>(p.requests) * p.q_heads * nchunks * kHeadDim;
   for (int i = tid; i < nh * kHeadDim; i += kThreads) {
@@ -419,13 +411,13 @@ __global__ void __launch_bounds__(kThreads, SplitConfig<kMaxGroup>::kMinBlocks)
     for (int w = 0; w < kWarps; ++w) {
       const float e = exp2f(sm_m[w][g] - mref);
       sum += sm_l[w][g] * e;
-      acc += reinterpret_cast<const float*>(smem + w * Cfg::kWarpBytes)[g * kHeadDim + d] * e;
+      acc += reinterpret_cast<const float*>(smem + w * kWarpRingBytes)[g * kHeadDim + d] * e;
     }
     if (direct) {
       const __nv_bfloat16 v = __float2bfloat16_rn(acc / sum);
       p.out[r * p.out_row_stride + static_cast<std::int64_t>(h0 + g) * kHeadDim + d] = __bfloat16_as_ushort(v);
     } else {
-      const std::int64_t row = (row0 + g) * nchunks + c;
+      const std::int64_t row = (out_row0 + g) * nchunks + c;
       ws_acc[row * kHeadDim + d] = acc;
       if (d == 0) {
         ws_ml[row * 2] = mx;
@@ -498,7 +490,7 @@ __global__ void __launch_bounds__(kMergeThreads)
 
 
 // More than 48 KB of dynamic shared memory must be allowed per kernel and device, once.
-template <int kHeadDim, int kMaxGroup, class Keys>
+template <int kHeadDim, class Keys>
 void allow_split_smem() {
   constexpr int kCachedDevices = 64;
   static std::atomic<bool> done[kCachedDevices] = {};
@@ -506,41 +498,33 @@ void allow_split_smem() {
   SPECONTEXT_CUDA_CHECK(cudaGetDevice(&dev));
   const bool cache = dev >= 0 && dev < kCachedDevices;
   if (cache && done[dev].load(std::memory_order_acquire)) return;
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup, Keys>,
+  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, Keys>,
                                              cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             SplitConfig<kMaxGroup>::kSmemBytes));
+                                             SplitConfig<kHeadDim>::kSmemBytes));
   // K/V bypass L1 (cp.async.cg), so all of the unified L1 may be shared memory.
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, kMaxGroup, Keys>,
+  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, Keys>,
                                              cudaFuncAttributePreferredSharedMemoryCarveout,
                                              cudaSharedmemCarveoutMaxShared));
   if (cache) done[dev].store(true, std::memory_order_release);
 }
 
-template <int kHeadDim, int kMaxGroup, class Keys>
+template <int kHeadDim, class Keys>
 void launch_split(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
                   cudaStream_t stream) {
-  allow_split_smem<kHeadDim, kMaxGroup, Keys>();
+  allow_split_smem<kHeadDim, Keys>();
   const dim3 grid(nchunks, p.kv_heads * head_batches, p.requests);
-  SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_split_kernel<kHeadDim, kMaxGroup, Keys>, grid, dim3(kThreads),
-                                            SplitConfig<kMaxGroup>::kSmemBytes, stream, p, keys, group, head_batches, chunk, nchunks));
-}
-
-template <int kHeadDim, class Keys>
-void launch_split(const KernelParams& p, const Keys& keys, int group, int max_group, int head_batches, int chunk,
-                  int nchunks, cudaStream_t stream) {
-  if (max_group == 4)
-    launch_split<kHeadDim, 4>(p, keys, group, head_batches, chunk, nchunks, stream);
-  else
-    launch_split<kHeadDim, 8>(p, keys, group, head_batches, chunk, nchunks, stream);
+  SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_split_kernel<kHeadDim, Keys>, grid, dim3(kThreads),
+                                            SplitConfig<kHeadDim>::kSmemBytes, stream, p, keys, group, head_batches, chunk,
+                                            nchunks));
 }
 
 template <class Keys>
-void launch_kernels(const KernelParams& p, const Keys& keys, int group, int max_group, int head_batches, int chunk,
-                    int nchunks, cudaStream_t stream) {
+void launch_kernels(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
+                    cudaStream_t stream) {
   switch (p.head_dim) {
-    case 32: launch_split<32>(p, keys, group, max_group, head_batches, chunk, nchunks, stream); break;
-    case 64: launch_split<64>(p, keys, group, max_group, head_batches, chunk, nchunks, stream); break;
-    default: launch_split<128>(p, keys, group, max_group, head_batches, chunk, nchunks, stream); break;
+    case 32: launch_split<32>(p, keys, group, head_batches, chunk, nchunks, stream); break;
+    case 64: launch_split<64>(p, keys, group, head_batches, chunk, nchunks, stream); break;
+    default: launch_split<128>(p, keys, group, head_batches, chunk, nchunks, stream); break;
   }
   if (nchunks > 1) {
     SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_merge_kernel<Keys>, dim3(p.q_heads, p.requests), dim3(kMergeThreads), 0, stream, p,
@@ -575,8 +559,7 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
   const std::int64_t hd = p.head_dim;
 
   const int group = p.q_heads / p.kv_heads;
-  const int max_group = group <= 4 ? 4 : 8;
-  const int head_batches = (group + max_group - 1) / max_group;
+  const int head_batches = (group + kMaxGroup - 1) / kMaxGroup;
 
   // Chunks: enough blocks for kWaves waves of resident split blocks, but no more chunks than the
   // workspace bound allows and none shorter than kMinChunk keys (the pipeline has to fill, and
@@ -584,8 +567,7 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
   const int max_len = p.max_length > 0 ? std::min(p.max_length, p.max_context) : p.max_context;
   const int cap = chunk_cap(p.requests, max_len);
   const std::int64_t rows = static_cast<std::int64_t>(p.requests) * p.kv_heads * head_batches;
-  const std::int64_t resident =
-      static_cast<std::int64_t>(multiprocessors()) * (max_group == 4 ? SplitConfig<4>::kMinBlocks : SplitConfig<8>::kMinBlocks);
+  const std::int64_t resident = static_cast<std::int64_t>(multiprocessors()) * kMinBlocks;
   const std::int64_t wanted = (kWaves * resident + rows - 1) / rows;
   const int want = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(wanted, cap)));
   const int per_chunk = (max_len + want - 1) / want;
@@ -602,9 +584,9 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
   if (sparse) {
     const SparseKeys keys{p.indices,      p.index_request_stride, p.index_head_stride,
                           p.index_counts, p.count_request_stride, p.count_head_stride};
-    launch_kernels(kp, keys, group, max_group, head_batches, chunk, nchunks, stream);
+    launch_kernels(kp, keys, group, head_batches, chunk, nchunks, stream);
   } else {
-    launch_kernels(kp, DenseKeys{}, group, max_group, head_batches, chunk, nchunks, stream);
+    launch_kernels(kp, DenseKeys{}, group, head_batches, chunk, nchunks, stream);
   }
 }
 

@@ -6,7 +6,9 @@
 #include <string>
 
 #include "kernels/attention_checks.hpp"
+#include "kernels/cp_async.cuh"
 #include "kernels/cuda_check.cuh"
+#include "kernels/mma.cuh"
 #include "kernels/prefill_attention.cuh"
 
 namespace specontext::kernels {
@@ -28,37 +30,6 @@ constexpr int kThreads = 128;
 constexpr int kRows = 64;  // query rows per block (16 per warp)
 constexpr int kKeys = 64;  // keys per tile
 constexpr float kLog2e = 1.4426950408889634f;
-
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void ldmatrix_x4_trans(unsigned (&r)[4], const void* smem) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-
-// 16 bytes global -> shared; bytes beyond src_bytes (0 or 16) are zero-filled.
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, int src_bytes) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(addr), "l"(gmem), "r"(src_bytes) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-}
-
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const unsigned*>(&v);
-}
 
 // Grid: x = query head, y = tile of 64 consecutive token rows.
 template <int kHeadDim>
@@ -141,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(PrefillAtte
         const int row = v / (kHeadDim / 8), col = (v % (kHeadDim / 8)) * 8;
         const int key = kt + row;
         const bool ok = key < kmax;
-        cp_async16(dst + row * kStride + col, ok ? src + static_cast<std::int64_t>(key) * kHeadDim + col : src, ok ? 16 : 0);
+        cp_async16<false>(dst + row * kStride + col, ok ? src + static_cast<std::int64_t>(key) * kHeadDim + col : src, ok);
       }
       cp_async_commit();
     };
