@@ -1,9 +1,11 @@
 #pragma once
 // Decode attention (one new query token per request) over the paged-by-slot KV cache: split-K
 // flash decoding. The keys of each (request, KV head) are cut into chunks; one block handles one
-// (request, KV head, chunk) for all query heads of that GQA group, so each K/V byte is read from
-// HBM once per group, and writes the chunk's partial softmax state (max, sum, unnormalised
-// accumulator) to an fp32 workspace; a second small kernel merges the chunks.
+// (request, KV head, chunk) for all query heads of that GQA group (up to 8; larger groups take
+// one block per 8 heads), so each K/V byte is read from HBM once per group, and writes the
+// chunk's partial softmax state (max, sum, unnormalised accumulator) to an fp32 workspace; a
+// second small kernel merges the chunks. The products run on the tensor cores (bf16 inputs, the
+// softmax weights rounded to bf16 for P V, fp32 accumulation and softmax state).
 //
 // Two modes, one kernel (the mode is a template parameter, so the dense path is unchanged):
 // - dense (indices == nullptr): request i attends keys 0 .. lengths[i] - 1 of every KV head;
