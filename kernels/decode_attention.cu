@@ -96,8 +96,8 @@ __device__ __forceinline__ float fast_exp2(float x) {
 
 // What the kernels take by value: DecodeAttentionParams as it was before the sparse fields, same
 // fields in the same order. Passing the public struct itself (176 bytes since) made NVVM lower the
-// by-value parameter differently (+4 registers on the group-4 kernels, +10 on the merge); with
-// this copy the dense kernels compile exactly as before. The sparse fields travel in SparseKeys.
+// by-value parameter differently (+4 registers on the CUDA-core split kernels of the time, +10 on
+// the merge), so the kernels take this copy; the sparse fields travel in SparseKeys.
 struct KernelParams {
   const std::uint16_t* q;
   std::int64_t q_row_stride;
