@@ -33,7 +33,6 @@
 #include "kernels/programmatic_launch.cuh"
 #include "kernels/rope_kv_append.cuh"
 #include "kernels/sample.cuh"
-#include "kernels/swiglu.cuh"
 #include "sim/config_error.hpp"
 
 namespace specontext {
@@ -685,12 +684,6 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
     if (!I.feature_layers.empty()) keep_features(I, static_cast<int>(l), rows);
     {
       NvtxRange range("attention");
-      I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wqkv.ptr, I.qkv_dim, I.qkv.ptr, CUDA_R_16BF);
-      if (L.qkv_bias.ptr) kernels::launch_add_bias({I.qkv.ptr, L.qkv_bias.ptr, rows, I.qkv_dim, I.qkv_dim}, I.stream);
-      if (L.q_norm.ptr) {
-        kernels::launch_head_rmsnorm({I.qkv.ptr, L.q_norm.ptr, rows, I.qkv_dim, m.q_heads, I.head_dim, eps}, I.stream);
-        kernels::launch_head_rmsnorm({I.qkv.ptr + I.q_dim, L.k_norm.ptr, rows, I.qkv_dim, m.kv_heads, I.head_dim, eps}, I.stream);
-      }
       const std::int64_t request_stride = m.kv_heads * L.capacity * I.head_dim;
       kernels::RopeKvAppendParams r{I.qkv.ptr, L.k_cache.ptr, L.v_cache.ptr, I.inv_freq.ptr, I.positions.ptr, I.slots.ptr, rows, I.qkv_dim,
                                     m.q_heads, m.kv_heads, I.head_dim, request_stride, L.capacity * I.head_dim,
@@ -699,7 +692,17 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
         if (chunk) I.offload->stage_prefill(static_cast<int>(l), chunk->request, chunk->first, r, I.stream);
         else I.offload->redirect_append(static_cast<int>(l), r);
       }
-      kernels::launch_rope_kv_append(r, I.stream);
+      if (L.qkv_bias.ptr || L.q_norm.ptr) {  // the bias or the q/k norms come between the projection and RoPE
+        I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wqkv.ptr, I.qkv_dim, I.qkv.ptr, CUDA_R_16BF);
+        if (L.qkv_bias.ptr) kernels::launch_add_bias({I.qkv.ptr, L.qkv_bias.ptr, rows, I.qkv_dim, I.qkv_dim}, I.stream);
+        if (L.q_norm.ptr) {
+          kernels::launch_head_rmsnorm({I.qkv.ptr, L.q_norm.ptr, rows, I.qkv_dim, m.q_heads, I.head_dim, eps}, I.stream);
+          kernels::launch_head_rmsnorm({I.qkv.ptr + I.q_dim, L.k_norm.ptr, rows, I.qkv_dim, m.kv_heads, I.head_dim, eps}, I.stream);
+        }
+        kernels::launch_rope_kv_append(r, I.stream);
+      } else {
+        I.gemm.qkv_rope_append(I.x_bf16.ptr, I.hidden, L.wqkv.ptr, r);
+      }
       attention(static_cast<int>(l), L, request_stride);
       I.gemm(I.attn_out.ptr, rows, I.q_dim, L.wo.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
       if (I.timer && !prefill) I.timer->lap(StepPhase::Attention, I.stream);
@@ -707,8 +710,7 @@ void forward_layers(CudaBackend::Impl& I, std::int64_t rows, const PrefillChunk*
     {
       NvtxRange range("mlp");
       kernels::launch_add_rmsnorm({I.residual.ptr, I.proj_out.ptr, L.post_norm.ptr, I.x_bf16.ptr, rows, I.hidden, eps}, I.stream);
-      I.gemm(I.x_bf16.ptr, rows, I.hidden, L.wgate_up.ptr, 2 * I.ffn, I.gate_up.ptr, CUDA_R_16BF);
-      kernels::launch_swiglu({I.gate_up.ptr, I.act.ptr, rows, I.ffn, 2 * I.ffn, I.ffn}, I.stream);
+      I.gemm.gate_up_swiglu(I.x_bf16.ptr, rows, I.hidden, L.wgate_up.ptr, I.ffn, I.gate_up.ptr, I.act.ptr);
       I.gemm(I.act.ptr, rows, I.ffn, L.wdown.ptr, I.hidden, I.proj_out.ptr, CUDA_R_16BF);
       if (I.timer && !prefill) I.timer->lap(StepPhase::Mlp, I.stream);
     }

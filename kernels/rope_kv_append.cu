@@ -7,6 +7,7 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/programmatic_launch.cuh"
 #include "kernels/rope_kv_append.cuh"
+#include "kernels/rope_math.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -19,9 +20,6 @@ constexpr int kMaxHalf = 256;
 // recomputed per stripe.
 constexpr std::int64_t kTargetBlocks = 1024;
 
-__device__ __forceinline__ float bf(std::uint16_t b) { return __bfloat162float(__ushort_as_bfloat16(b)); }
-__device__ __forceinline__ std::uint16_t to_bf(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
-
 // Grid (tokens, stripes). A token's work is (q_heads + kv_heads) rotated pairs per half head plus,
 // with a V cache, kv_heads * half pairs of V copied as they are; stripe y takes items
 // y*kThreads + threadIdx.x, stepping by gridDim.y * kThreads.
@@ -32,15 +30,7 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendPa
   const std::int64_t t = blockIdx.x;
   const int half = static_cast<int>(p.head_dim / 2);
   const std::int32_t pos = p.positions[t];
-  for (int i = threadIdx.x; i < half; i += kThreads) {
-    // The accurate sincosf (no fast math): angles reach ~2.6e5 rad, which needs the full range
-    // reduction. __fmul_rn keeps the product a single fp32 rounding, as torch's.
-    const float angle = __fmul_rn(static_cast<float>(pos), p.inv_freq[i]);
-    float s, c;
-    sincosf(angle, &s, &c);
-    cos_s[i] = c * p.attention_factor;
-    sin_s[i] = s * p.attention_factor;
-  }
+  for (int i = threadIdx.x; i < half; i += kThreads) rope_cos_sin(pos, p.inv_freq[i], p.attention_factor, cos_s[i], sin_s[i]);
   __syncthreads();
 
   std::uint16_t* row = p.qkv + t * p.row_stride;
@@ -59,9 +49,8 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendPa
       v[i + half] = x[i + half];
       continue;
     }
-    const float x1 = bf(x[i]), x2 = bf(x[i + half]);
-    const float c = cos_s[i], s = sin_s[i];
-    const std::uint16_t y1 = to_bf(x1 * c - x2 * s), y2 = to_bf(x2 * c + x1 * s);
+    std::uint16_t y1 = x[i], y2 = x[i + half];
+    rope_rotate(y1, y2, cos_s[i], sin_s[i]);
     x[i] = y1;
     x[i + half] = y2;
     if (h >= p.q_heads) {
@@ -75,7 +64,7 @@ __global__ void __launch_bounds__(kThreads) rope_kv_append_kernel(RopeKvAppendPa
 
 }  // namespace
 
-void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream) {
+void check_rope_kv_append(const RopeKvAppendParams& p) {
   if (p.tokens < 0 || p.tokens > 0x7fffffff) throw std::invalid_argument("launch_rope_kv_append: tokens out of range: " + std::to_string(p.tokens));
   if (p.tokens == 0) return;
   if (p.head_dim <= 0 || p.head_dim % 2 != 0 || p.head_dim / 2 > kMaxHalf)
@@ -87,8 +76,14 @@ void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream) {
     throw std::invalid_argument("launch_rope_kv_append: cache strides too small");
   if (p.qkv == nullptr || p.k_cache == nullptr || p.inv_freq == nullptr || p.positions == nullptr || p.slots == nullptr)
     throw std::invalid_argument("launch_rope_kv_append: null pointer");
-  const std::int64_t items = (p.q_heads + p.kv_heads + v_heads) * (p.head_dim / 2);
-  if (items > 0x7fffffff) throw std::invalid_argument("launch_rope_kv_append: too many heads: " + std::to_string(p.q_heads + p.kv_heads));
+  if ((p.q_heads + p.kv_heads + v_heads) * (p.head_dim / 2) > 0x7fffffff)
+    throw std::invalid_argument("launch_rope_kv_append: too many heads: " + std::to_string(p.q_heads + p.kv_heads));
+}
+
+void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream) {
+  check_rope_kv_append(p);
+  if (p.tokens == 0) return;
+  const std::int64_t items = (p.q_heads + p.kv_heads + (p.v_cache ? p.kv_heads : 0)) * (p.head_dim / 2);
   const std::int64_t stripes = std::max<std::int64_t>(1, std::min((items + kThreads - 1) / kThreads, (kTargetBlocks + p.tokens - 1) / p.tokens));
   const dim3 grid(static_cast<unsigned>(p.tokens), static_cast<unsigned>(stripes));
   SPECONTEXT_CUDA_CHECK(launch_programmatic(rope_kv_append_kernel, grid, dim3(kThreads), 0, stream, p));

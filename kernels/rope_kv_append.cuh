@@ -39,6 +39,9 @@ struct RopeKvAppendParams {
   std::int32_t cache_row = -1;  // >= 0: the cache row every token writes (else its position)
 };
 
+// Throws std::invalid_argument naming what is wrong (also for small_gemm's fused epilogue, which
+// takes the same parameters); tokens == 0 is valid and does nothing.
+void check_rope_kv_append(const RopeKvAppendParams& p);
 void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream);
 
 }  // namespace specontext::kernels

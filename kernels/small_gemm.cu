@@ -33,6 +33,12 @@
 //   issued prefetch.global.L2 for twice as many steps instead: that made every launch ~4 us slower,
 //   programmatic or not (an H100's R = 1 step +0.5 ms over 129 launches; bench/README "The R = 1
 //   regression"). Coherent rather than read-only loads of X cost nothing measurable there.
+// * Fused epilogues (small_gemm.cuh): the mma puts rows g and g + 8 of a block in the same lane,
+//   so a block's 16 rows are chosen as 8 pairs that the next kernel of the layer combines (gate j
+//   with up j; dims i and i + head_dim / 2 of a head for RoPE): pair_row() below. Only the row
+//   addresses change in the main loop; the epilogue rounds each result to bf16 first and then
+//   applies the same device function as the separate kernel (swiglu_math.cuh, rope_math.cuh), so
+//   the fused results equal the separate kernels' bit for bit.
 #include <cuda_bf16.h>
 
 #include <cstdint>
@@ -41,7 +47,9 @@
 
 #include "kernels/cuda_check.cuh"
 #include "kernels/programmatic_launch.cuh"
+#include "kernels/rope_math.cuh"
 #include "kernels/small_gemm.cuh"
+#include "kernels/swiglu_math.cuh"
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
 #error "small_gemm needs bf16 mma.sync (sm_80 or newer)"
@@ -80,16 +88,27 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], std::uint32_t a0, std::u
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
+// Row g of block b's pair set (g < 8); its partner is that row + pair_half. Pairs come in groups
+// of 2 pair_half rows (a head for RoPE, all of gate_up for SwiGLU), pair_half / 8 blocks a group:
+// block b takes rows 8 (b % per_group) + g of group b / per_group's first half. pair_half 8 (Store)
+// is rows 16 b .. 16 b + 15 in order.
+__device__ __forceinline__ std::int64_t pair_row(std::int64_t b, int g, std::int64_t pair_half) {
+  const std::int64_t per_group = pair_half / 8;
+  return b / per_group * 2 * pair_half + b % per_group * 8 + g;
+}
+
+__device__ __forceinline__ std::uint16_t to_bf16(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
+
 // 3 blocks per SM (<= 85 registers; 76 with nvcc 13.0): 24 warps x 4 KB of W in flight. Asking
 // for 4 (64 registers) makes ptxas spill.
-__global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams p) {
+__global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams p, std::int64_t pair_half) {
   __shared__ float4 partial[kWarps][32];
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
   const int g = lane >> 2, c = lane & 3;
-  const std::int64_t row0 = static_cast<std::int64_t>(blockIdx.x) * kRowsPerBlock;
   const std::int64_t last_row = p.out - 1;
-  const std::int64_t row_lo = row0 + g < last_row ? row0 + g : last_row;
-  const std::int64_t row_hi = row0 + g + 8 < last_row ? row0 + g + 8 : last_row;
+  const std::int64_t pair_lo = pair_row(blockIdx.x, g, pair_half);
+  const std::int64_t row_lo = pair_lo < last_row ? pair_lo : last_row;
+  const std::int64_t row_hi = pair_lo + pair_half < last_row ? pair_lo + pair_half : last_row;
   const std::uint16_t* w_lo = p.w + row_lo * p.in + c * 8;
   const std::uint16_t* w_hi = p.w + row_hi * p.in + c * 8;
   const bool has_token = g < p.tokens;
@@ -148,23 +167,58 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   partial[warp][lane] = make_float4(acc0[0] + acc1[0], acc0[1] + acc1[1], acc0[2] + acc1[2], acc0[3] + acc1[3]);
   __syncthreads();
 
-  // 128 results per block (16 rows x 8 tokens), one per thread: sum the 8 warps' partials.
-  // Consecutive threads read consecutive floats, so no bank conflicts.
+  // 128 results per block (8 row pairs x 8 tokens), a pair per thread: sum the 8 warps' partials.
+  // Accumulator element j of lane l is row g (j < 2) or its partner (j >= 2), token 2 c + (j & 1).
   const int t = static_cast<int>(threadIdx.x);
-  if (t >= kRowsPerBlock * kMaxTokens) return;
+  if (t >= kRowsPerBlock / 2 * kMaxTokens) return;
+  const int l = t >> 1, e = t & 1;
   const float* flat = reinterpret_cast<const float*>(partial);
-  float sum = 0.f;
+  float lo = 0.f, hi = 0.f;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) sum += flat[w * 128 + t];
-  // Accumulator element j of lane l: row g + 8 (j >= 2), token 2 c + (j & 1).
-  const int l = t >> 2, j = t & 3;
-  const std::int64_t row = row0 + (l >> 2) + (j >= 2 ? 8 : 0);
-  const std::int64_t token = 2 * (l & 3) + (j & 1);
-  if (row >= p.out || token >= p.tokens) return;
-  if (p.y_f32 != nullptr)
-    p.y_f32[token * p.y_stride + row] = sum;
-  else
-    p.y_bf16[token * p.y_stride + row] = __bfloat16_as_ushort(__float2bfloat16_rn(sum));
+  for (int w = 0; w < kWarps; ++w) {
+    lo += flat[w * 128 + 4 * l + e];
+    hi += flat[w * 128 + 4 * l + 2 + e];
+  }
+  const std::int64_t token = 2 * (l & 3) + e;
+  if (token >= p.tokens) return;
+  const std::int64_t r_lo = pair_row(blockIdx.x, l >> 2, pair_half), r_hi = r_lo + pair_half;
+  switch (p.epilogue) {
+    case SmallGemmEpilogue::Store:
+      if (p.y_f32 != nullptr) {
+        if (r_lo < p.out) p.y_f32[token * p.y_stride + r_lo] = lo;
+        if (r_hi < p.out) p.y_f32[token * p.y_stride + r_hi] = hi;
+      } else {
+        if (r_lo < p.out) p.y_bf16[token * p.y_stride + r_lo] = to_bf16(lo);
+        if (r_hi < p.out) p.y_bf16[token * p.y_stride + r_hi] = to_bf16(hi);
+      }
+      break;
+    case SmallGemmEpilogue::SwiGlu:  // r_lo = gate j = activation column j
+      p.y_bf16[token * p.y_stride + r_lo] = swiglu_bf16(to_bf16(lo), to_bf16(hi));
+      break;
+    case SmallGemmEpilogue::RopeKvAppend: {
+      const RopeKvAppendParams& r = p.rope;
+      const std::int64_t h = r_lo / r.head_dim, i = r_lo % r.head_dim;  // i < head_dim / 2
+      const std::int64_t rope_heads = r.q_heads + r.kv_heads;
+      const std::int32_t pos = r.positions[token];
+      std::uint16_t y1 = to_bf16(lo), y2 = to_bf16(hi);
+      if (h < rope_heads) {
+        float cs, sn;
+        rope_cos_sin(pos, r.inv_freq[i], r.attention_factor, cs, sn);
+        rope_rotate(y1, y2, cs, sn);
+      }
+      p.y_bf16[token * p.y_stride + r_lo] = y1;
+      p.y_bf16[token * p.y_stride + r_hi] = y2;
+      if (h >= r.q_heads) {  // K (rotated) or V: the cache row too
+        const bool is_k = h < rope_heads;
+        std::uint16_t* dst = (is_k ? r.k_cache : r.v_cache) + r.slots[token] * r.cache_request_stride +
+                             (is_k ? h - r.q_heads : h - rope_heads) * r.cache_head_stride +
+                             (r.cache_row >= 0 ? r.cache_row : pos) * r.head_dim;
+        dst[i] = y1;
+        dst[i + r.head_dim / 2] = y2;
+      }
+      break;
+    }
+  }
 }
 
 [[noreturn]] void reject(const std::string& field, const std::string& why) {
@@ -182,17 +236,39 @@ void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
   if (p.tokens == 0 || p.out == 0) return;
   if (p.x_stride < p.in || p.x_stride % 8 != 0)
     reject("x_stride", "= " + std::to_string(p.x_stride) + " must be >= in (" + std::to_string(p.in) + ") and a multiple of 8");
-  if (p.y_stride < p.out) reject("y_stride", "= " + std::to_string(p.y_stride) + " is less than out (" + std::to_string(p.out) + ")");
+  const bool swiglu = p.epilogue == SmallGemmEpilogue::SwiGlu, rope = p.epilogue == SmallGemmEpilogue::RopeKvAppend;
+  if (!swiglu && !rope && p.epilogue != SmallGemmEpilogue::Store) reject("epilogue", "is not a SmallGemmEpilogue");
+  const std::int64_t y_cols = swiglu ? p.out / 2 : p.out;
+  if (p.y_stride < y_cols) reject("y_stride", "= " + std::to_string(p.y_stride) + " is less than the " + std::to_string(y_cols) + " columns written");
   if (p.x == nullptr) reject("x", "is null");
   if (p.w == nullptr) reject("w", "is null");
   if ((p.y_bf16 == nullptr) == (p.y_f32 == nullptr)) reject("y_bf16/y_f32", "must have exactly one set");
   if (!aligned16(p.x)) reject("x", "is not 16-byte aligned");
   if (!aligned16(p.w)) reject("w", "is not 16-byte aligned");
+  std::int64_t pair_half = kRowsPerBlock / 2;
+  if (swiglu) {
+    if (p.out % 16 != 0) reject("out", "= " + std::to_string(p.out) + " must be 2 ffn with ffn a multiple of 8 (SwiGlu)");
+    if (p.y_bf16 == nullptr) reject("y_bf16", "is null (SwiGlu writes bf16)");
+    pair_half = p.out / 2;
+  }
+  if (rope) {
+    const RopeKvAppendParams& r = p.rope;
+    check_rope_kv_append(r);
+    if (p.y_bf16 == nullptr || r.qkv != p.y_bf16) reject("rope.qkv", "must be y_bf16 (RopeKvAppend rotates Y in place)");
+    if (r.row_stride != p.y_stride) reject("rope.row_stride", "= " + std::to_string(r.row_stride) + " must equal y_stride");
+    if (r.tokens != p.tokens) reject("rope.tokens", "= " + std::to_string(r.tokens) + " must equal tokens");
+    if (r.head_dim % 16 != 0) reject("rope.head_dim", "= " + std::to_string(r.head_dim) + " is not a multiple of 16");
+    const std::int64_t heads = r.q_heads + r.kv_heads + (r.v_cache != nullptr ? r.kv_heads : 0);
+    if (p.out != heads * r.head_dim)
+      reject("out", "= " + std::to_string(p.out) + " is not the " + std::to_string(heads) + " heads x " + std::to_string(r.head_dim) +
+                        " of rope (RopeKvAppend)");
+    pair_half = r.head_dim / 2;
+  }
   const std::int64_t blocks = (p.out + kRowsPerBlock - 1) / kRowsPerBlock;
   if (blocks > 0x7fffffff) reject("out", "= " + std::to_string(p.out) + " is too large for one grid");
   // Launched programmatically (kernels/programmatic_launch.cuh): the first weight loads overlap
   // the previous kernel's tail.
-  SPECONTEXT_CUDA_CHECK(launch_programmatic(small_gemm_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream, p));
+  SPECONTEXT_CUDA_CHECK(launch_programmatic(small_gemm_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream, p, pair_half));
 }
 
 }  // namespace specontext::kernels

@@ -6,6 +6,19 @@
 // cuBLAS reaches 2.5-3.7 TB/s of the H200's ~4.5 there (and adds a split-K reduce for the O
 // projection). How the kernel streams W is explained in small_gemm.cu.
 //
+// The epilogue can also apply the kernel that follows a projection in the decode layer, so that
+// kernel's launch and its round trip through memory leave the step (bench/README, "Fused
+// epilogues"); the results are bit for bit those of a Store launch followed by that kernel:
+//   SwiGlu        W is the fused gate_up [2 ffn, in] (gate rows [0, ffn), up rows [ffn, 2 ffn)),
+//                 out = 2 ffn with ffn a multiple of 8; Y (bf16) gets [tokens, ffn] =
+//                 launch_swiglu's output (kernels/swiglu.cuh) of the bf16 gate_up.
+//   RopeKvAppend  W is the fused QKV projection, Y (bf16) = rope.qkv with y_stride = rope.row_stride
+//                 and tokens = rope.tokens, out = (q_heads + kv_heads [+ kv_heads with a V cache]) *
+//                 head_dim with head_dim a multiple of 16: Y and the caches end as after a Store
+//                 launch and launch_rope_kv_append(rope) (kernels/rope_kv_append.cuh).
+// Either way a block owns 8 pairs of rows that the activation or the rotation combines (gate j
+// and up j; dims i and i + head_dim / 2 of a head), so no result crosses blocks.
+//
 // Requirements (each violation throws std::invalid_argument naming the field): tokens in [0, 8];
 // in a positive multiple of 8; x_stride >= in and a multiple of 8; y_stride >= out; x and w
 // 16-byte aligned (16-byte loads); exactly one of y_bf16 / y_f32 set. X and W are read through
@@ -14,7 +27,11 @@
 
 #include <cstdint>
 
+#include "kernels/rope_kv_append.cuh"
+
 namespace specontext::kernels {
+
+enum class SmallGemmEpilogue : int { Store, SwiGlu, RopeKvAppend };
 
 struct SmallGemmParams {
   const std::uint16_t* x = nullptr;  // bf16 [tokens, x_stride], first `in` columns used
@@ -25,7 +42,9 @@ struct SmallGemmParams {
   std::int64_t out = 0;
   std::int64_t in = 0;        // multiple of 8
   std::int64_t x_stride = 0;  // elements, >= in, multiple of 8
-  std::int64_t y_stride = 0;  // elements, >= out
+  std::int64_t y_stride = 0;  // elements, >= out (SwiGlu: >= out / 2)
+  SmallGemmEpilogue epilogue = SmallGemmEpilogue::Store;
+  RopeKvAppendParams rope;  // RopeKvAppend only
 };
 
 // Throws std::invalid_argument before any CUDA call when the parameters are bad; tokens == 0 or

@@ -7,18 +7,10 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/programmatic_launch.cuh"
 #include "kernels/swiglu.cuh"
+#include "kernels/swiglu_math.cuh"
 
 namespace specontext::kernels {
 namespace {
-
-__device__ __forceinline__ float bf(std::uint16_t b) { return __bfloat162float(__ushort_as_bfloat16(b)); }
-__device__ __forceinline__ std::uint16_t to_bf(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
-
-__device__ __forceinline__ std::uint16_t swiglu1(std::uint16_t g, std::uint16_t u) {
-  const float x = bf(g);
-  const float act = __bfloat162float(__float2bfloat16_rn(x / (1.0f + expf(-x))));
-  return to_bf(act * bf(u));
-}
 
 // blockIdx.y walks tokens; x-threads walk groups of kVec columns.
 template <int kVec>
@@ -37,13 +29,13 @@ __global__ void swiglu_kernel(SwigluParams p) {
         const std::uint32_t g[4] = {g4.x, g4.y, g4.z, g4.w}, u[4] = {u4.x, u4.y, u4.z, u4.w};
         std::uint32_t o[4];
         for (int k = 0; k < 4; ++k) {
-          const std::uint16_t lo = swiglu1(static_cast<std::uint16_t>(g[k] & 0xffffu), static_cast<std::uint16_t>(u[k] & 0xffffu));
-          const std::uint16_t hi = swiglu1(static_cast<std::uint16_t>(g[k] >> 16), static_cast<std::uint16_t>(u[k] >> 16));
+          const std::uint16_t lo = swiglu_bf16(static_cast<std::uint16_t>(g[k] & 0xffffu), static_cast<std::uint16_t>(u[k] & 0xffffu));
+          const std::uint16_t hi = swiglu_bf16(static_cast<std::uint16_t>(g[k] >> 16), static_cast<std::uint16_t>(u[k] >> 16));
           o[k] = static_cast<std::uint32_t>(lo) | (static_cast<std::uint32_t>(hi) << 16);
         }
         reinterpret_cast<uint4*>(out)[j] = make_uint4(o[0], o[1], o[2], o[3]);
       } else {
-        out[j] = swiglu1(gate[j], up[j]);
+        out[j] = swiglu_bf16(gate[j], up[j]);
       }
     }
   }
