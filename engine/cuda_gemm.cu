@@ -9,23 +9,25 @@
 namespace specontext {
 
 namespace {
-// The fused kernels' eligibility: small_gemm's rows and in, and the epilogue's own shape rules.
+// small_gemm takes up to 8 rows and an `in` that is a multiple of 8.
 bool small_rows(std::int64_t T, std::int64_t in) { return T <= 8 && in % 8 == 0; }
+
+// The fused epilogues are used up to 4 rows. On an H100 (bench/README, "Fused epilogues") they
+// were faster than the separate kernels at R = 1 and 4, but at R = 8 and 8K keys 5% slower under
+// programmatic launch: the down projection, launched while the fused gate_up grid's partial last
+// wave still ran, took ~57 us a layer instead of ~43 (its blocks land on the SMs that free up
+// first). Releasing it later is the likely fix, not yet measured.
+constexpr std::int64_t kFusedEpilogueMaxRows = 4;
+bool fused_rows(std::int64_t T, std::int64_t in) { return T <= kFusedEpilogueMaxRows && small_rows(T, in); }
+
 }  // namespace
 
 void CudaGemm::operator()(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* W, std::int64_t out, void* Y,
                           cudaDataType y_type) const {
   if (small_rows(T, in)) {
-    kernels::SmallGemmParams p;
-    p.x = X;
-    p.w = W;
+    kernels::SmallGemmParams p = kernels::contiguous_small_gemm(X, W, T, out, in);
     if (y_type == CUDA_R_32F) p.y_f32 = static_cast<float*>(Y);
     else p.y_bf16 = static_cast<std::uint16_t*>(Y);
-    p.tokens = T;
-    p.out = out;
-    p.in = in;
-    p.x_stride = in;
-    p.y_stride = out;
     kernels::launch_small_gemm(p, stream);
     return;
   }
@@ -37,15 +39,9 @@ void CudaGemm::operator()(const std::uint16_t* X, std::int64_t T, std::int64_t i
 
 void CudaGemm::qkv_rope_append(const std::uint16_t* X, std::int64_t in, const std::uint16_t* Wqkv, const kernels::RopeKvAppendParams& r) const {
   const std::int64_t out = (r.q_heads + r.kv_heads + (r.v_cache != nullptr ? r.kv_heads : 0)) * r.head_dim;
-  if (small_rows(r.tokens, in) && r.head_dim % 16 == 0) {
-    kernels::SmallGemmParams p;
-    p.x = X;
-    p.w = Wqkv;
+  if (fused_rows(r.tokens, in) && r.head_dim % 16 == 0) {
+    kernels::SmallGemmParams p = kernels::contiguous_small_gemm(X, Wqkv, r.tokens, out, in);
     p.y_bf16 = r.qkv;
-    p.tokens = r.tokens;
-    p.out = out;
-    p.in = in;
-    p.x_stride = in;
     p.y_stride = r.row_stride;
     p.epilogue = kernels::SmallGemmEpilogue::RopeKvAppend;
     p.rope = r;
@@ -59,15 +55,9 @@ void CudaGemm::qkv_rope_append(const std::uint16_t* X, std::int64_t in, const st
 
 void CudaGemm::gate_up_swiglu(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* Wgate_up, std::int64_t ffn,
                               std::uint16_t* gate_up, std::uint16_t* act) const {
-  if (small_rows(T, in) && ffn % 8 == 0) {
-    kernels::SmallGemmParams p;
-    p.x = X;
-    p.w = Wgate_up;
+  if (fused_rows(T, in) && ffn % 8 == 0) {
+    kernels::SmallGemmParams p = kernels::contiguous_small_gemm(X, Wgate_up, T, 2 * ffn, in);
     p.y_bf16 = act;
-    p.tokens = T;
-    p.out = 2 * ffn;
-    p.in = in;
-    p.x_stride = in;
     p.y_stride = ffn;
     p.epilogue = kernels::SmallGemmEpilogue::SwiGlu;
     kernels::launch_small_gemm(p, stream);

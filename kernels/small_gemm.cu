@@ -145,7 +145,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   };
   load_w(s_begin);
   wait_for_previous_grid();
-  allow_next_grid_to_start();  // the kernel after it (RMSNorm, RoPE, SwiGLU) may place its blocks
+  allow_next_grid_to_start();  // the layer's next kernel may place its blocks
 
   // Two accumulators: the two mmas of a step do not wait on each other.
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};

@@ -47,6 +47,21 @@ struct SmallGemmParams {
   RopeKvAppendParams rope;  // RopeKvAppend only
 };
 
+// The parameters for contiguous X [tokens, in] and W [out, in] (x_stride = in, y_stride = out);
+// the caller sets Y (and another y_stride or epilogue where it needs one).
+inline SmallGemmParams contiguous_small_gemm(const std::uint16_t* x, const std::uint16_t* w, std::int64_t tokens, std::int64_t out,
+                                             std::int64_t in) {
+  SmallGemmParams p;
+  p.x = x;
+  p.w = w;
+  p.tokens = tokens;
+  p.out = out;
+  p.in = in;
+  p.x_stride = in;
+  p.y_stride = out;
+  return p;
+}
+
 // Throws std::invalid_argument before any CUDA call when the parameters are bad; tokens == 0 or
 // out == 0 launches nothing.
 void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream);

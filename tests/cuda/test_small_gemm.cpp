@@ -24,21 +24,6 @@ struct Shape {
   std::int64_t x_pad, y_pad;  // extra elements per row of X and Y
 };
 
-kernels::SmallGemmParams params(const std::uint16_t* x, const std::uint16_t* w, std::uint16_t* y_bf16, float* y_f32, std::int64_t tokens,
-                                 const Shape& s, std::int64_t x_stride, std::int64_t y_stride) {
-  kernels::SmallGemmParams p;
-  p.x = x;
-  p.w = w;
-  p.y_bf16 = y_bf16;
-  p.y_f32 = y_f32;
-  p.tokens = tokens;
-  p.out = s.out;
-  p.in = s.in;
-  p.x_stride = x_stride;
-  p.y_stride = y_stride;
-  return p;
-}
-
 // Runs the kernel on random W (made on the GPU: the LM head is 1 GB) and X, and compares the
 // sampled rows with the reference. Y's padding columns start as NaN and must stay so.
 void check(const Shape& s, std::int64_t tokens) {
@@ -68,9 +53,13 @@ void check(const Shape& s, std::int64_t tokens) {
   std::vector<float> got(static_cast<std::size_t>(tokens * n_rows));
   std::int64_t padding_touched = 0;
   const auto y_size = static_cast<std::size_t>(tokens * y_stride);
+  kernels::SmallGemmParams p = kernels::contiguous_small_gemm(d_x.get(), d_w.get(), tokens, s.out, s.in);
+  p.x_stride = x_stride;
+  p.y_stride = y_stride;
   if (s.fp32_out) {
     DeviceBuffer<float> d_y(std::vector<float>(y_size, std::numeric_limits<float>::quiet_NaN()));
-    kernels::launch_small_gemm(params(d_x.get(), d_w.get(), nullptr, d_y.get(), tokens, s, x_stride, y_stride), nullptr);
+    p.y_f32 = d_y.get();
+    kernels::launch_small_gemm(p, nullptr);
     SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
     const auto y = d_y.download();
     for (std::int64_t t = 0; t < tokens; ++t) {
@@ -80,7 +69,8 @@ void check(const Shape& s, std::int64_t tokens) {
   } else {
     const std::uint16_t nan_bf16 = 0x7fc1;
     DeviceBuffer<std::uint16_t> d_y(std::vector<std::uint16_t>(y_size, nan_bf16));
-    kernels::launch_small_gemm(params(d_x.get(), d_w.get(), d_y.get(), nullptr, tokens, s, x_stride, y_stride), nullptr);
+    p.y_bf16 = d_y.get();
+    kernels::launch_small_gemm(p, nullptr);
     SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
     const auto y = d_y.download();
     for (std::int64_t t = 0; t < tokens; ++t) {

@@ -19,16 +19,11 @@ namespace {
 using testing::DeviceBuffer;
 using testing::random_bf16;
 
+// A Store launch on contiguous X and W into Y with row stride y_stride.
 kernels::SmallGemmParams gemm(const std::uint16_t* x, const std::uint16_t* w, std::uint16_t* y, std::int64_t tokens, std::int64_t out,
                               std::int64_t in, std::int64_t y_stride) {
-  kernels::SmallGemmParams p;
-  p.x = x;
-  p.w = w;
+  kernels::SmallGemmParams p = kernels::contiguous_small_gemm(x, w, tokens, out, in);
   p.y_bf16 = y;
-  p.tokens = tokens;
-  p.out = out;
-  p.in = in;
-  p.x_stride = in;
   p.y_stride = y_stride;
   return p;
 }
