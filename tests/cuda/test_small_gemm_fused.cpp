@@ -60,8 +60,9 @@ struct RopeShape {
 };
 
 // QKV = X Wqkv^T, RoPE and the KV append in one launch, against a Store launch and
-// launch_rope_kv_append: Y (with a padded row stride) and both caches, bit for bit. Positions
-// include ones past 105,615 rad of angle, where sincosf takes its slow range reduction.
+// launch_rope_kv_append: Y (with a padded row stride) and both caches, bit for bit. With a fixed
+// cache row the positions reach 299,999 rad of angle, past 105,615 where sincosf takes its slow
+// range reduction.
 void check_rope(const RopeShape& c) {
   const std::string where = "heads " + std::to_string(c.q_heads) + "/" + std::to_string(c.kv_heads) + " head_dim " +
                             std::to_string(c.head_dim) + " tokens " + std::to_string(c.tokens) + (c.with_v ? "" : " keys only") +
