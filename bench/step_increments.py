@@ -57,14 +57,14 @@ def main():
         sys.exit(f"step_increments.py: {args.trace}: only {len(steps)} steps, all skipped (--skip {args.skip})")
     added, launches, spans = collections.Counter(), collections.Counter(), []
     for s in kept:
-        ks = sorted(steps[s], key=lambda k: k[1])
+        ks = sorted(steps[s], key=lambda k: k[1])  # by end: each increment is >= 0
         start = min(k[0] for k in ks)
         prev, before = start, "step start"
         for ts, end, name in ks:
             label = f"{name} after {before}" if args.after else name
-            added[label] += max(0.0, end - prev)
+            added[label] += end - prev
             launches[label] += 1
-            prev, before = max(prev, end), name
+            prev, before = end, name
         spans.append(prev - start)
     n = len(kept)
     print(f"{n} steps, GPU span {sum(spans) / n / 1000:.3f} ms a step (min {min(spans) / 1000:.3f}, max {max(spans) / 1000:.3f})")

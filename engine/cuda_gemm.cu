@@ -38,7 +38,7 @@ void CudaGemm::operator()(const std::uint16_t* X, std::int64_t T, std::int64_t i
 }
 
 void CudaGemm::qkv_rope_append(const std::uint16_t* X, std::int64_t in, const std::uint16_t* Wqkv, const kernels::RopeKvAppendParams& r) const {
-  const std::int64_t out = (r.q_heads + r.kv_heads + (r.v_cache != nullptr ? r.kv_heads : 0)) * r.head_dim;
+  const std::int64_t out = kernels::qkv_row_heads(r) * r.head_dim;
   if (fused_rows(r.tokens, in) && r.head_dim % 16 == 0) {
     kernels::SmallGemmParams p = kernels::contiguous_small_gemm(X, Wqkv, r.tokens, out, in);
     p.y_bf16 = r.qkv;

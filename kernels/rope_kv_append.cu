@@ -70,20 +70,19 @@ void check_rope_kv_append(const RopeKvAppendParams& p) {
   if (p.head_dim <= 0 || p.head_dim % 2 != 0 || p.head_dim / 2 > kMaxHalf)
     throw std::invalid_argument("launch_rope_kv_append: head_dim must be even and <= 512, got " + std::to_string(p.head_dim));
   if (p.q_heads < 0 || p.kv_heads <= 0) throw std::invalid_argument("launch_rope_kv_append: bad head counts");
-  const std::int64_t v_heads = p.v_cache ? p.kv_heads : 0;
-  if (p.row_stride < (p.q_heads + p.kv_heads + v_heads) * p.head_dim) throw std::invalid_argument("launch_rope_kv_append: row_stride too small");
+  if (p.row_stride < qkv_row_heads(p) * p.head_dim) throw std::invalid_argument("launch_rope_kv_append: row_stride too small");
   if (p.cache_head_stride < p.head_dim || p.cache_request_stride < p.kv_heads * p.cache_head_stride)
     throw std::invalid_argument("launch_rope_kv_append: cache strides too small");
   if (p.qkv == nullptr || p.k_cache == nullptr || p.inv_freq == nullptr || p.positions == nullptr || p.slots == nullptr)
     throw std::invalid_argument("launch_rope_kv_append: null pointer");
-  if ((p.q_heads + p.kv_heads + v_heads) * (p.head_dim / 2) > 0x7fffffff)
+  if (qkv_row_heads(p) * (p.head_dim / 2) > 0x7fffffff)
     throw std::invalid_argument("launch_rope_kv_append: too many heads: " + std::to_string(p.q_heads + p.kv_heads));
 }
 
 void launch_rope_kv_append(const RopeKvAppendParams& p, cudaStream_t stream) {
   check_rope_kv_append(p);
   if (p.tokens == 0) return;
-  const std::int64_t items = (p.q_heads + p.kv_heads + (p.v_cache ? p.kv_heads : 0)) * (p.head_dim / 2);
+  const std::int64_t items = qkv_row_heads(p) * (p.head_dim / 2);
   const std::int64_t stripes = std::max<std::int64_t>(1, std::min((items + kThreads - 1) / kThreads, (kTargetBlocks + p.tokens - 1) / p.tokens));
   const dim3 grid(static_cast<unsigned>(p.tokens), static_cast<unsigned>(stripes));
   SPECONTEXT_CUDA_CHECK(launch_programmatic(rope_kv_append_kernel, grid, dim3(kThreads), 0, stream, p));

@@ -39,6 +39,9 @@ struct RopeKvAppendParams {
   std::int32_t cache_row = -1;  // >= 0: the cache row every token writes (else its position)
 };
 
+// Heads in a QKV row: q and k, and v with a V cache (the row's columns are this times head_dim).
+inline std::int64_t qkv_row_heads(const RopeKvAppendParams& p) { return p.q_heads + p.kv_heads + (p.v_cache != nullptr ? p.kv_heads : 0); }
+
 // Throws std::invalid_argument naming what is wrong (also for small_gemm's fused epilogue, which
 // takes the same parameters); tokens == 0 is valid and does nothing.
 void check_rope_kv_append(const RopeKvAppendParams& p);

@@ -258,7 +258,7 @@ void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
     if (r.row_stride != p.y_stride) reject("rope.row_stride", "= " + std::to_string(r.row_stride) + " must equal y_stride");
     if (r.tokens != p.tokens) reject("rope.tokens", "= " + std::to_string(r.tokens) + " must equal tokens");
     if (r.head_dim % 16 != 0) reject("rope.head_dim", "= " + std::to_string(r.head_dim) + " is not a multiple of 16");
-    const std::int64_t heads = r.q_heads + r.kv_heads + (r.v_cache != nullptr ? r.kv_heads : 0);
+    const std::int64_t heads = qkv_row_heads(r);
     if (p.out != heads * r.head_dim)
       reject("out", "= " + std::to_string(p.out) + " is not the " + std::to_string(heads) + " heads x " + std::to_string(r.head_dim) +
                         " of rope (RopeKvAppend)");
