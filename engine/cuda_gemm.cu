@@ -12,13 +12,10 @@ namespace {
 // small_gemm takes up to 8 rows and an `in` that is a multiple of 8.
 bool small_rows(std::int64_t T, std::int64_t in) { return T <= 8 && in % 8 == 0; }
 
-// The fused epilogues are used up to 4 rows. On an H100 (bench/README, "Fused epilogues") they
-// were faster than the separate kernels at R = 1 and 4, but at R = 8 and 8K keys 5% slower under
-// programmatic launch: the down projection, launched while the fused gate_up grid's partial last
-// wave still ran, took ~57 us a layer instead of ~43 (its blocks land on the SMs that free up
-// first). Releasing it later is the likely fix, not yet measured.
-constexpr std::int64_t kFusedEpilogueMaxRows = 4;
-bool fused_rows(std::int64_t T, std::int64_t in) { return T <= kFusedEpilogueMaxRows && small_rows(T, in); }
+// The fused epilogues (SwiGLU, RoPE + KV append) are used wherever small_gemm is. At 4 rows and
+// fewer they were faster than the separate kernels from the start; at 8 rows (8K keys, H100) they
+// were 5% slower until small_gemm released the down projection only after the fused gate_up's loop
+// and the merge stopped releasing the O projection early (bench/README, "Fused epilogues").
 
 }  // namespace
 
@@ -39,7 +36,7 @@ void CudaGemm::operator()(const std::uint16_t* X, std::int64_t T, std::int64_t i
 
 void CudaGemm::qkv_rope_append(const std::uint16_t* X, std::int64_t in, const std::uint16_t* Wqkv, const kernels::RopeKvAppendParams& r) const {
   const std::int64_t out = kernels::qkv_row_heads(r) * r.head_dim;
-  if (fused_rows(r.tokens, in) && r.head_dim % 16 == 0) {
+  if (small_rows(r.tokens, in) && r.head_dim % 16 == 0) {
     kernels::SmallGemmParams p = kernels::contiguous_small_gemm(X, Wqkv, r.tokens, out, in);
     p.y_bf16 = r.qkv;
     p.y_stride = r.row_stride;
@@ -55,7 +52,7 @@ void CudaGemm::qkv_rope_append(const std::uint16_t* X, std::int64_t in, const st
 
 void CudaGemm::gate_up_swiglu(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* Wgate_up, std::int64_t ffn,
                               std::uint16_t* gate_up, std::uint16_t* act) const {
-  if (fused_rows(T, in) && ffn % 8 == 0) {
+  if (small_rows(T, in) && ffn % 8 == 0) {
     kernels::SmallGemmParams p = kernels::contiguous_small_gemm(X, Wgate_up, T, 2 * ffn, in);
     p.y_bf16 = act;
     p.y_stride = ffn;

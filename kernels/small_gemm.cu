@@ -145,7 +145,12 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   };
   load_w(s_begin);
   wait_for_previous_grid();
-  allow_next_grid_to_start();  // the layer's next kernel may place its blocks
+  // The layer's next kernel may place its blocks. After the fused gate_up (SwiGLU) that is the
+  // down projection, the layer's largest read after gate_up itself: released here, its blocks went
+  // onto the SMs of gate_up's partial last wave that free first and took ~30% longer (bench/README,
+  // "Fused epilogues"), so there it is released once this block has left its loop.
+  const bool release_after_loop = p.epilogue == SmallGemmEpilogue::SwiGlu;
+  if (!release_after_loop) allow_next_grid_to_start();
 
   // Two accumulators: the two mmas of a step do not wait on each other.
   float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
@@ -164,6 +169,7 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
       mma_bf16(acc1, wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv[u].z, xv[u].w);
     }
   }
+  if (release_after_loop) allow_next_grid_to_start();
   partial[warp][lane] = make_float4(acc0[0] + acc1[0], acc0[1] + acc1[1], acc0[2] + acc1[2], acc0[3] + acc1[3]);
   __syncthreads();
 
