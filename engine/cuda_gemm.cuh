@@ -17,14 +17,14 @@ struct CudaGemm {
   cudaStream_t stream = nullptr;
   void operator()(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* W, std::int64_t out, void* Y,
                   cudaDataType y_type) const;
-  // The projection and the kernel after it in a decode layer. Up to 4 rows they are one kernel
-  // (kernels/small_gemm.cuh's fused epilogues: one launch less, same bits; cuda_gemm.cu says why
-  // not up to 8); more rows go to small_gemm or cuBLAS and the separate kernel.
+  // The projection and the kernel after it in a decode layer. Up to 8 rows (where small_gemm runs)
+  // they are one kernel (kernels/small_gemm.cuh's fused epilogues: one launch less, same bits);
+  // more rows go to cuBLAS and the separate kernel.
   // QKV = X Wqkv^T into r.qkv (row stride r.row_stride, r.tokens rows), then RoPE and the KV append
   // of kernels/rope_kv_append.cuh with r.
   void qkv_rope_append(const std::uint16_t* X, std::int64_t in, const std::uint16_t* Wqkv, const kernels::RopeKvAppendParams& r) const;
   // act[T, ffn] = SwiGLU of X Wgate_up^T (kernels/swiglu.cuh); gate_up [T, 2 ffn] is the unfused
-  // path's scratch (not written up to 4 rows).
+  // path's scratch (not written up to 8 rows).
   void gate_up_swiglu(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* Wgate_up, std::int64_t ffn,
                       std::uint16_t* gate_up, std::uint16_t* act) const;
 };
