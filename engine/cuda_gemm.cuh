@@ -17,9 +17,11 @@ struct CudaGemm {
   cudaStream_t stream = nullptr;
   void operator()(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* W, std::int64_t out, void* Y,
                   cudaDataType y_type) const;
-  // The projection and the kernel after it in a decode layer. Up to 8 rows (where small_gemm runs)
-  // they are one kernel (kernels/small_gemm.cuh's fused epilogues: one launch less, same bits);
-  // more rows go to cuBLAS and the separate kernel.
+  // The projection and the kernel after it in a decode layer. Where small_gemm takes the shape (up
+  // to 8 rows) they are one kernel (kernels/small_gemm.cuh's fused epilogues: one launch less, same
+  // bits); otherwise (more rows, an `in` that is not a multiple of 8, for QKV a head_dim that is
+  // not a multiple of 16) the projection and then the separate kernel. QKV with a bias or q/k
+  // norms does not come here (cuda_backend.cu runs those between the projection and RoPE).
   // QKV = X Wqkv^T into r.qkv (row stride r.row_stride, r.tokens rows), then RoPE and the KV append
   // of kernels/rope_kv_append.cuh with r.
   void qkv_rope_append(const std::uint16_t* X, std::int64_t in, const std::uint16_t* Wqkv, const kernels::RopeKvAppendParams& r) const;
