@@ -436,7 +436,7 @@ template <class Keys>
 __global__ void __launch_bounds__(kMergeThreads)
     decode_merge_kernel(KernelParams p, Keys keys, int chunk, int nchunks) {
   // Launched programmatically: waits for the split kernel's partial results. It does not release
-  // the O projection early: on an H100 the decode step was 2-4.6% faster at R = 1 (8K), 4 and 8
+  // the O projection early: on an H100 the decode step was 2-7% faster at R = 1 (8K), 4 and 8
   // when the projection starts only once the merge has finished (bench/README, "Fused epilogues").
   wait_for_previous_grid();
   const int h = blockIdx.x, r = blockIdx.y;
