@@ -20,7 +20,8 @@ struct CudaGemm {
   // The projection and the kernel after it in a decode layer. Where small_gemm takes the shape (up
   // to 8 rows) they are one kernel (kernels/small_gemm.cuh's fused epilogues: one launch less, same
   // bits); otherwise (more rows, an `in` that is not a multiple of 8, for QKV a head_dim that is
-  // not a multiple of 16) the projection and then the separate kernel. QKV with a bias or q/k
+  // not a multiple of 16, for gate_up an ffn that is not a multiple of 8) the projection and then
+  // the separate kernel. QKV with a bias or q/k
   // norms does not come here (cuda_backend.cu runs those between the projection and RoPE).
   // QKV = X Wqkv^T into r.qkv (row stride r.row_stride, r.tokens rows), then RoPE and the KV append
   // of kernels/rope_kv_append.cuh with r.
