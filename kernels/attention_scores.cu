@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -10,6 +9,7 @@
 #include "kernels/cp_async.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/device_properties.cuh"
+#include "kernels/shared_memory_opt_in.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -357,23 +357,6 @@ __global__ void __launch_bounds__(kReduceThreads)
 #define SCORES_REQUIRE(ok, what) SPECONTEXT_ATTENTION_REQUIRE("attention_scores", ok, what)
 
 
-// More than 48 KB of dynamic shared memory must be allowed per kernel and device, once.
-template <int kHeadDim, int kMaxGroup>
-void allow_split_smem() {
-  constexpr int kCachedDevices = 64;
-  static std::atomic<bool> done[kCachedDevices] = {};
-  int dev = 0;
-  SPECONTEXT_CUDA_CHECK(cudaGetDevice(&dev));
-  const bool cache = dev >= 0 && dev < kCachedDevices;
-  if (cache && done[dev].load(std::memory_order_acquire)) return;
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(scores_split_kernel<kHeadDim, kMaxGroup>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  // K bypasses L1 (cp.async.cg), so all of the unified L1 may be shared memory.
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(scores_split_kernel<kHeadDim, kMaxGroup>,
-                                             cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
-  if (cache) done[dev].store(true, std::memory_order_release);
-}
-
 struct SplitLaunch {
   int limit, group, head_batches, chunk, nchunks;
   std::int64_t ld;
@@ -381,7 +364,9 @@ struct SplitLaunch {
 
 template <int kHeadDim, int kMaxGroup>
 void launch_split(const AttentionScoresParams& p, const SplitLaunch& s, cudaStream_t stream) {
-  allow_split_smem<kHeadDim, kMaxGroup>();
+  // K bypasses L1 (cp.async.cg), so all of the unified L1 may be shared memory.
+  static SharedMemoryOptIn opt_in;
+  opt_in.allow(reinterpret_cast<const void*>(scores_split_kernel<kHeadDim, kMaxGroup>), kSmemBytes, true);
   const dim3 grid(s.nchunks, p.kv_heads * s.head_batches, p.requests);
   scores_split_kernel<kHeadDim, kMaxGroup>
       <<<grid, kThreads, kSmemBytes, stream>>>(p, s.limit, s.group, s.head_batches, s.chunk, s.nchunks, s.ld);

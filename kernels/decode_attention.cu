@@ -1,7 +1,6 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -14,6 +13,7 @@
 #include "kernels/device_properties.cuh"
 #include "kernels/mma.cuh"
 #include "kernels/programmatic_launch.cuh"
+#include "kernels/shared_memory_opt_in.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -491,29 +491,12 @@ __global__ void __launch_bounds__(kMergeThreads)
 #define DECODE_REQUIRE(ok, what) SPECONTEXT_ATTENTION_REQUIRE("decode_attention", ok, what)
 
 
-// More than 48 KB of dynamic shared memory must be allowed per kernel and device, once.
-template <int kHeadDim, class Keys>
-void allow_split_smem() {
-  constexpr int kCachedDevices = 64;
-  static std::atomic<bool> done[kCachedDevices] = {};
-  int dev = 0;
-  SPECONTEXT_CUDA_CHECK(cudaGetDevice(&dev));
-  const bool cache = dev >= 0 && dev < kCachedDevices;
-  if (cache && done[dev].load(std::memory_order_acquire)) return;
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, Keys>,
-                                             cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             SplitConfig<kHeadDim>::kSmemBytes));
-  // K/V bypass L1 (cp.async.cg), so all of the unified L1 may be shared memory.
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<kHeadDim, Keys>,
-                                             cudaFuncAttributePreferredSharedMemoryCarveout,
-                                             cudaSharedmemCarveoutMaxShared));
-  if (cache) done[dev].store(true, std::memory_order_release);
-}
-
 template <int kHeadDim, class Keys>
 void launch_split(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
                   cudaStream_t stream) {
-  allow_split_smem<kHeadDim, Keys>();
+  // K/V bypass L1 (cp.async.cg), so all of the unified L1 may be shared memory.
+  static SharedMemoryOptIn opt_in;
+  opt_in.allow(reinterpret_cast<const void*>(decode_split_kernel<kHeadDim, Keys>), SplitConfig<kHeadDim>::kSmemBytes, true);
   const dim3 grid(nchunks, p.kv_heads * head_batches, p.requests);
   SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_split_kernel<kHeadDim, Keys>, grid, dim3(kThreads),
                                             SplitConfig<kHeadDim>::kSmemBytes, stream, p, keys, group, head_batches, chunk,

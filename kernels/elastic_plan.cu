@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <atomic>
 #include <climits>
 #include <cstdint>
 #include <stdexcept>
@@ -7,6 +6,7 @@
 
 #include "kernels/cuda_check.cuh"
 #include "kernels/elastic_plan.cuh"
+#include "kernels/shared_memory_opt_in.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -186,20 +186,6 @@ __global__ void __launch_bounds__(kMaxThreads) elastic_plan_kernel(ElasticPlanPa
 
 bool aligned4(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 4 == 0; }
 
-// More than 48 KB of dynamic shared memory must be allowed per kernel and device, once; the
-// largest size the kernel can ask for is allowed, so later, larger budgets need no new call.
-void allow_plan_smem() {
-  constexpr int kCachedDevices = 64;
-  static std::atomic<bool> done[kCachedDevices] = {};
-  int dev = 0;
-  SPECONTEXT_CUDA_CHECK(cudaGetDevice(&dev));
-  const bool cache = dev >= 0 && dev < kCachedDevices;
-  if (cache && done[dev].load(std::memory_order_acquire)) return;
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(elastic_plan_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             elastic_plan_smem_bytes(kElasticPlanMaxSlots)));
-  if (cache) done[dev].store(true, std::memory_order_release);
-}
-
 }  // namespace
 
 int elastic_plan_smem_bytes(int slot_count) { return slot_count <= 0 ? 0 : 2 * slot_count * static_cast<int>(sizeof(int)); }
@@ -227,7 +213,11 @@ void launch_elastic_plan(const ElasticPlanParams& p, cudaStream_t stream) {
   const int threads = std::min(kMaxThreads, (p.slot_count + 31) / 32 * 32);
   const int per = (p.slot_count + threads - 1) / threads;
   const int smem = elastic_plan_smem_bytes(p.slot_count);
-  if (smem > kDefaultSmem) allow_plan_smem();
+  if (smem > kDefaultSmem) {
+    // The largest size the kernel can ask for is allowed, so later, larger budgets need no new call.
+    static SharedMemoryOptIn opt_in;
+    opt_in.allow(reinterpret_cast<const void*>(elastic_plan_kernel), elastic_plan_smem_bytes(kElasticPlanMaxSlots), false);
+  }
   const unsigned blocks = static_cast<unsigned>(p.requests) * static_cast<unsigned>(p.kv_heads);
   elastic_plan_kernel<<<blocks, threads, smem, stream>>>(p, per);
   SPECONTEXT_CUDA_CHECK_LAUNCH();

@@ -6,6 +6,7 @@
 #include "kernels/cuda_check.cuh"
 #include "kernels/sample.cuh"
 #include "kernels/sample_math.hpp"
+#include "kernels/shared_memory_opt_in.cuh"
 
 namespace specontext::kernels {
 namespace {
@@ -243,14 +244,9 @@ void launch_sample(const SampleParams& p, cudaStream_t stream) {
   if (p.row_stride < p.vocab) throw std::invalid_argument("launch_sample: row_stride " + std::to_string(p.row_stride) + " < vocab");
   if (p.logits == nullptr || p.out == nullptr || (p.temperature > 0.0f && p.uniforms == nullptr))
     throw std::invalid_argument("launch_sample: null pointer");
-  // Above the 48 KiB default: opt in (per device; cheap enough to repeat).
-  int device = 0;
-  SPECONTEXT_CUDA_CHECK(cudaGetDevice(&device));
-  static thread_local int configured_device = -1;
-  if (configured_device != device) {
-    SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kWarpHistBytes)));
-    configured_device = device;
-  }
+  // Above the 48 KiB default.
+  static SharedMemoryOptIn opt_in;
+  opt_in.allow(reinterpret_cast<const void*>(sample_kernel), static_cast<int>(kWarpHistBytes), false);
   sample_kernel<<<static_cast<unsigned>(p.rows), kThreads, kWarpHistBytes, stream>>>(p);
   SPECONTEXT_CUDA_CHECK_LAUNCH();
 }

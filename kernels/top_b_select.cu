@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kernels/cuda_check.cuh"
+#include "kernels/shared_memory_opt_in.cuh"
 #include "kernels/top_b_select.cuh"
 
 namespace specontext::kernels {
@@ -317,18 +318,9 @@ void launch_top_b_select(const TopBSelectParams& p, cudaStream_t stream) {
   // The key cache is sized by the host-known bound, so short contexts use little shared memory.
   const int cache_keys = std::min(p.max_positions, kCacheKeys);
   const std::size_t smem = static_cast<std::size_t>(cache_keys) * sizeof(unsigned);
-  // Above the 48 KB default: opt in, once per device per thread (cheap, but not free). Two
-  // blocks of ~107 KB per SM need the largest shared-memory carveout.
-  int device = 0;
-  SPECONTEXT_CUDA_CHECK(cudaGetDevice(&device));
-  static thread_local int configured_device = -1;
-  if (configured_device != device) {
-    SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(top_b_select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(kCacheKeys * sizeof(unsigned))));
-    SPECONTEXT_CUDA_CHECK(
-        cudaFuncSetAttribute(top_b_select_kernel, cudaFuncAttributePreferredSharedMemoryCarveout, cudaSharedmemCarveoutMaxShared));
-    configured_device = device;
-  }
+  // Above the 48 KB default. Two blocks of ~107 KB per SM need the largest shared-memory carveout.
+  static SharedMemoryOptIn opt_in;
+  opt_in.allow(reinterpret_cast<const void*>(top_b_select_kernel), static_cast<int>(kCacheKeys * sizeof(unsigned)), true);
   top_b_select_kernel<<<static_cast<unsigned>(p.rows), kThreads, smem, stream>>>(p, cache_keys);
   SPECONTEXT_CUDA_CHECK_LAUNCH();
 }
