@@ -42,8 +42,22 @@ __device__ __forceinline__ uint4 pack8(const float* f) {
   return make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+// 16-byte pieces of the norm's weight a thread loads before its wait (hidden <= 8 x 8 x 256 = 16384;
+// any further pieces are loaded where they are used).
+constexpr int kEarlyWeightPieces = 8;
+
 template <bool kVec>
 __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(AddRmsNormParams p) {
+  // The weight is a constant, so it may be read before the wait (kernels/programmatic_launch.cuh):
+  // launched early, this block has it in registers when the previous kernel completes, and pass 2
+  // does not wait on an HBM round trip (the step's weights stream through L2, so it is not cached).
+  const std::int64_t pieces = kVec ? p.hidden / 8 : 0;
+  uint4 early_weight[kEarlyWeightPieces];
+#pragma unroll
+  for (int k = 0; k < kEarlyWeightPieces; ++k) {
+    const std::int64_t i = threadIdx.x + static_cast<std::int64_t>(k) * kThreads;
+    if (i < pieces) early_weight[k] = reinterpret_cast<const uint4*>(p.weight)[i];
+  }
   wait_for_previous_grid();    // launched programmatically: the residual and delta come from the kernels before
   allow_next_grid_to_start();  // the projection after it may start streaming its weights
   const std::int64_t t = blockIdx.x;
@@ -55,8 +69,7 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(AddRmsNormParams 
   // thread wrote (L1/L2), so the row never has to fit in registers.
   float sq = 0.0f;
   if (kVec) {
-    const std::int64_t n = p.hidden / 8;
-    for (std::int64_t i = threadIdx.x; i < n; i += kThreads) {
+    for (std::int64_t i = threadIdx.x; i < pieces; i += kThreads) {
       float4* r4 = reinterpret_cast<float4*>(res + 8 * i);
       float4 a = r4[0], b = r4[1];
       if (delta) {
@@ -83,16 +96,23 @@ __global__ void __launch_bounds__(kThreads) add_rmsnorm_kernel(AddRmsNormParams 
   const float inv = 1.0f / sqrtf(mean + p.eps);
 
   if (kVec) {
-    const std::int64_t n = p.hidden / 8;
-    for (std::int64_t i = threadIdx.x; i < n; i += kThreads) {
+    auto normalise8 = [&](std::int64_t i, const uint4& weight8) {
       const float4* r4 = reinterpret_cast<const float4*>(res + 8 * i);
       const float4 a = r4[0], b = r4[1];
       const float r[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
       float w[8], y[8];
-      unpack8(reinterpret_cast<const uint4*>(p.weight)[i], w);
+      unpack8(weight8, w);
       for (int k = 0; k < 8; ++k) y[k] = w[k] * round_bf(r[k] * inv);
       reinterpret_cast<uint4*>(out)[i] = pack8(y);
+    };
+    // Unrolled, so early_weight stays in registers.
+#pragma unroll
+    for (int k = 0; k < kEarlyWeightPieces; ++k) {
+      const std::int64_t i = threadIdx.x + static_cast<std::int64_t>(k) * kThreads;
+      if (i < pieces) normalise8(i, early_weight[k]);
     }
+    for (std::int64_t i = threadIdx.x + static_cast<std::int64_t>(kEarlyWeightPieces) * kThreads; i < pieces; i += kThreads)
+      normalise8(i, reinterpret_cast<const uint4*>(p.weight)[i]);
   } else {
     for (std::int64_t i = threadIdx.x; i < p.hidden; i += kThreads) out[i] = to_bf(bf(p.weight[i]) * round_bf(res[i] * inv));
   }
