@@ -4,7 +4,8 @@
 //   out[t, :] = weight * bf16(residual[t, :] * rsqrt(mean(residual[t, :]^2) + eps))
 // with HF's LlamaRMSNorm / Qwen3RMSNorm rounding: the normalised row is cast to bf16 before the
 // bf16 weight multiplies it (the product rounded to bf16 again).
-// One block of 256 threads per token row; 16-byte loads when hidden % 8 == 0 (else scalar).
+// One block of 256 threads per token row; 16-byte loads when hidden % 8 == 0 (else scalar), the
+// weight's before the programmatic-launch wait (it is a constant).
 #include <cuda_runtime.h>
 
 #include <cstdint>
