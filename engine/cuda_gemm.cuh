@@ -21,8 +21,8 @@ struct CudaGemm {
   // to 8 rows) they are one kernel (kernels/small_gemm.cuh's fused epilogues: one launch less, same
   // bits); otherwise (more rows, an `in` that is not a multiple of 8, for QKV a head_dim that is
   // not a multiple of 16, for gate_up an ffn that is not a multiple of 8) the projection and then
-  // the separate kernel. QKV with a bias or q/k
-  // norms does not come here (cuda_backend.cu runs those between the projection and RoPE).
+  // the separate kernel. QKV with a bias or q/k norms does not come here (cuda_backend.cu runs
+  // those between the projection and RoPE).
   // QKV = X Wqkv^T into r.qkv (row stride r.row_stride, r.tokens rows), then RoPE and the KV append
   // of kernels/rope_kv_append.cuh with r.
   void qkv_rope_append(const std::uint16_t* X, std::int64_t in, const std::uint16_t* Wqkv, const kernels::RopeKvAppendParams& r) const;
