@@ -158,7 +158,6 @@ struct CudaBackend::Impl {
   DeviceArray<std::int32_t> ids, slots, positions, lengths, sampled;
   DeviceArray<float> uniforms;
   DeviceArray<std::uint8_t> attention_workspace;
-  DeviceArray<std::int32_t> attention_merge_counters;  // zeroed once; every decode attention leaves them zero
 
   std::vector<std::int64_t> lengths_host;
   std::map<int, cudaGraphExec_t> decode_graphs;  // by batch size
@@ -246,9 +245,6 @@ struct CudaBackend::Impl {
     uniforms = DeviceArray<float>(static_cast<std::size_t>(options.max_requests));
     attention_workspace = DeviceArray<std::uint8_t>(kernels::decode_attention_workspace_bytes(
         options.max_requests, static_cast<int>(config.shape.q_heads), static_cast<int>(head_dim), options.max_context));
-    attention_merge_counters =
-        DeviceArray<std::int32_t>(kernels::decode_attention_merge_counters(options.max_requests, static_cast<int>(config.shape.q_heads)));
-    SPECONTEXT_CUDA_CHECK(cudaMemset(attention_merge_counters.ptr, 0, attention_merge_counters.count * sizeof(std::int32_t)));
     const std::vector<float> freqs = rope_inverse_frequencies(config);
     inv_freq = DeviceArray<float>(freqs.size());
     inv_freq.upload(freqs);
@@ -308,7 +304,6 @@ CudaMemoryPlan CudaBackend::memory_plan(const ModelConfig& c, const CudaBackendO
                   static_cast<double>(o.max_requests) * m.vocab * 4.0;
   p.workspace = static_cast<double>(kernels::decode_attention_workspace_bytes(o.max_requests, static_cast<int>(m.q_heads),
                                                                               static_cast<int>(m.head_dim), static_cast<int>(o.max_context))) +
-                static_cast<double>(kernels::decode_attention_merge_counters(o.max_requests, static_cast<int>(m.q_heads)) * sizeof(std::int32_t)) +
                 (32u << 20);
   if (off.offloaded > 0) {
     p.offload = KvOffload::device_bytes(off);
@@ -765,7 +760,6 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
     a.lengths = I.lengths.ptr;
     a.workspace = reinterpret_cast<float*>(I.attention_workspace.ptr);
     a.workspace_bytes = I.attention_workspace.count;
-    a.merge_counters = I.attention_merge_counters.ptr;
     a.requests = rows;
     a.max_length = std::min(max_length, a.max_context);
     if (I.offload && I.offload->offloaded(layer)) {

@@ -45,14 +45,6 @@ namespace {
 //   problems get few chunks of at least kMinChunk keys, and a single chunk skips the merge. The
 //   workspace bound does not depend on that choice (at most ~kTargetRequestChunks + requests
 //   rows per query head).
-// - The merge without its own kernel: with merge counters (one int per request, KV head and head
-//   batch) and at most kMaxFoldChunks chunks, each split block counts itself done after its rows
-//   are written, and the block that completes the count merges that group's chunks and resets the
-//   counter (the release/acquire pattern of CUDA's threadFenceReduction sample: fence, count;
-//   count, fence, read). At R = 1 a merge is 8 heads x 16 chunks x 512 bytes from L2, about a
-//   microsecond for one block, against a second kernel's launch, placement and completion in the
-//   chain; with many chunks (long contexts at small R) one block's merge would take longer than
-//   the separate kernel's, so those launches keep it.
 // - Sparse mode (an index list per request and KV head) is the same kernel with the SparseKeys
 //   policy instead of DenseKeys: a tile holds kTileKeys consecutive *list entries*, so only the
 //   source address of each 16-byte piece changes (row list[key] instead of row key). Lane l
@@ -73,8 +65,6 @@ constexpr int kMaxGroup = 8;                 // query heads per block: the N of 
 constexpr int kMinBlocks = 2;                // resident split blocks per SM the ring is sized for
 constexpr int kWarpRingBytes = 24 * 1024;    // 2 blocks x 4 warps = 192 KB of an SM's 227 KB
 constexpr int kMergeThreads = 256;
-constexpr int kMaxFoldChunks = 32;           // most chunks the last split block merges itself (below)
-static_assert(kMaxFoldChunks <= 32, "the fold gives each chunk of a head one lane");
 constexpr float kLog2e = 1.4426950408889634f;
 
 // The ring per head_dim: a stage is one tile of K and one of V; as many stages as fit in
@@ -180,12 +170,10 @@ __device__ __forceinline__ int swizzled(int key, int c) {
 // Grid: x = chunk, y = kv_head * head_batches + batch, z = request; dynamic shared memory
 // SplitConfig<kHeadDim>::kSmemBytes. Writes, per query head of the batch, the chunk's max (log2
 // units), sum and unnormalised accumulator to the workspace, or the normalised output directly
-// when the launch has a single chunk. fold_counters (null: the merge kernel follows): the last
-// block of each (request, KV head, batch) merges its chunks. Keys: DenseKeys or SparseKeys (which
-// cache rows are keys).
+// when the launch has a single chunk. Keys: DenseKeys or SparseKeys (which cache rows are keys).
 template <int kHeadDim, class Keys>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
-    decode_split_kernel(KernelParams p, Keys keys, int group, int head_batches, int chunk, int nchunks, std::int32_t* fold_counters) {
+    decode_split_kernel(KernelParams p, Keys keys, int group, int head_batches, int chunk, int nchunks) {
   constexpr bool kSparse = Keys::kSparse;
   using Cfg = SplitConfig<kHeadDim>;
   constexpr int kStages = Cfg::kStages;
@@ -213,9 +201,9 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   const int tid = threadIdx.x;
 
   if (key0 >= key1) {
-    // Nothing valid in this chunk; merges only read (and count) chunks below ceil(len / chunk).
-    // A request with no keys at all gets zeros (from the merge kernel, when there is one).
-    if ((direct || fold_counters != nullptr) && c == 0) {
+    // Nothing valid in this chunk; the merge kernel only reads chunks below ceil(len / chunk).
+    // A request with no keys at all gets zeros.
+    if (direct && c == 0) {
       for (int i = tid; i < nh * kHeadDim; i += kThreads)
         p.out[r * p.out_row_stride + static_cast<std::int64_t>(h0) * kHeadDim + i] = 0;
     }
@@ -437,55 +425,6 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
       }
     }
   }
-  if (direct || fold_counters == nullptr) return;
-
-  // The merge, by the group's last block to finish (see the top of the file).
-  const int n = min((len + chunk - 1) / chunk, nchunks);  // chunks with keys: the ones that count
-  __shared__ int sm_last;
-  __threadfence();  // this thread's rows are visible device-wide before the block is counted
-  __syncthreads();
-  if (tid == 0) {
-    std::int32_t* counter = fold_counters + static_cast<std::int64_t>(r) * gridDim.y + blockIdx.y;
-    const int arrived = atomicAdd(counter, 1) + 1;
-    sm_last = arrived == n;
-    if (arrived == n) *counter = 0;  // every chunk has counted: ready for the next launch
-  }
-  __syncthreads();
-  if (!sm_last) return;
-  __threadfence();  // and the other blocks' rows are visible here
-
-  // Per head of the batch: the chunks' weights e^(m_c - M) / sum_c e^(m_c - M) l_c into scratch
-  // (the ring is free now), one warp a head; then the outputs, 4 dims a thread, the chunks in
-  // order. The rows are read through L2 (__ldcg): other SMs wrote them.
-  float* weight = reinterpret_cast<float*>(smem);  // [kMaxGroup][kMaxFoldChunks]
-  for (int g = warp; g < nh; g += kWarps) {
-    const float* ml = ws_ml + (out_row0 + g) * nchunks * 2;
-    const float mc = lane < n ? __ldcg(ml + 2 * lane) : -INFINITY;
-    float mx = mc;
-    for (int off = 16; off > 0; off /= 2) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-    const float e = lane < n ? exp2f(mc - mx) : 0.0f;
-    float sum = lane < n ? __ldcg(ml + 2 * lane + 1) * e : 0.0f;
-    for (int off = 16; off > 0; off /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, off);
-    weight[g * kMaxFoldChunks + lane] = e / sum;
-  }
-  __syncthreads();
-  constexpr int kCols = kHeadDim / 4;
-  for (int i = tid; i < nh * kCols; i += kThreads) {
-    const int g = i / kCols, col = i % kCols;
-    const float* acc = ws_acc + (out_row0 + g) * nchunks * kHeadDim + col * 4;
-    float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 4
-    for (int k = 0; k < n; ++k) {
-      const float w = weight[g * kMaxFoldChunks + k];
-      const float4 x = __ldcg(reinterpret_cast<const float4*>(acc + static_cast<std::int64_t>(k) * kHeadDim));
-      a.x = fmaf(x.x, w, a.x), a.y = fmaf(x.y, w, a.y), a.z = fmaf(x.z, w, a.z), a.w = fmaf(x.w, w, a.w);
-    }
-    std::uint16_t* o = p.out + r * p.out_row_stride + static_cast<std::int64_t>(h0 + g) * kHeadDim + col * 4;
-    o[0] = __bfloat16_as_ushort(__float2bfloat16_rn(a.x));
-    o[1] = __bfloat16_as_ushort(__float2bfloat16_rn(a.y));
-    o[2] = __bfloat16_as_ushort(__float2bfloat16_rn(a.z));
-    o[3] = __bfloat16_as_ushort(__float2bfloat16_rn(a.w));
-  }
 }
 
 // Grid: x = query head, y = request; kMergeThreads threads. Combines the request's chunks:
@@ -554,38 +493,31 @@ __global__ void __launch_bounds__(kMergeThreads)
 
 template <int kHeadDim, class Keys>
 void launch_split(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
-                  std::int32_t* fold_counters, cudaStream_t stream) {
+                  cudaStream_t stream) {
   // K/V bypass L1 (cp.async.cg), so all of the unified L1 may be shared memory.
   static SharedMemoryOptIn opt_in;
   opt_in.allow(reinterpret_cast<const void*>(decode_split_kernel<kHeadDim, Keys>), SplitConfig<kHeadDim>::kSmemBytes, true);
   const dim3 grid(nchunks, p.kv_heads * head_batches, p.requests);
   SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_split_kernel<kHeadDim, Keys>, grid, dim3(kThreads),
                                             SplitConfig<kHeadDim>::kSmemBytes, stream, p, keys, group, head_batches, chunk,
-                                            nchunks, fold_counters));
+                                            nchunks));
 }
 
 template <class Keys>
 void launch_kernels(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
-                    std::int32_t* merge_counters, cudaStream_t stream) {
-  const bool fold = merge_counters != nullptr && nchunks > 1 && nchunks <= kMaxFoldChunks;
-  std::int32_t* fold_counters = fold ? merge_counters : nullptr;
+                    cudaStream_t stream) {
   switch (p.head_dim) {
-    case 32: launch_split<32>(p, keys, group, head_batches, chunk, nchunks, fold_counters, stream); break;
-    case 64: launch_split<64>(p, keys, group, head_batches, chunk, nchunks, fold_counters, stream); break;
-    default: launch_split<128>(p, keys, group, head_batches, chunk, nchunks, fold_counters, stream); break;
+    case 32: launch_split<32>(p, keys, group, head_batches, chunk, nchunks, stream); break;
+    case 64: launch_split<64>(p, keys, group, head_batches, chunk, nchunks, stream); break;
+    default: launch_split<128>(p, keys, group, head_batches, chunk, nchunks, stream); break;
   }
-  if (nchunks > 1 && !fold) {
+  if (nchunks > 1) {
     SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_merge_kernel<Keys>, dim3(p.q_heads, p.requests), dim3(kMergeThreads), 0, stream, p,
                                               keys, chunk, nchunks));
   }
 }
 
 }  // namespace
-
-std::size_t decode_attention_merge_counters(int requests, int q_heads) {
-  if (requests <= 0 || q_heads <= 0) return 0;
-  return static_cast<std::size_t>(requests) * q_heads;  // kv_heads x head batches <= q_heads
-}
 
 std::size_t decode_attention_workspace_bytes(int requests, int q_heads, int head_dim, int max_context) {
   if (requests <= 0 || q_heads <= 0 || head_dim <= 0 || max_context <= 0) return 0;
@@ -633,14 +565,13 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
                                            std::to_string(need) + " needed; see decode_attention_workspace_bytes)");
   }
 
-  DECODE_REQUIRE(reinterpret_cast<std::uintptr_t>(p.merge_counters) % alignof(std::int32_t) == 0, "merge_counters is not 4-byte aligned");
   const KernelParams kp = kernel_params(p);
   if (sparse) {
     const SparseKeys keys{p.indices,      p.index_request_stride, p.index_head_stride,
                           p.index_counts, p.count_request_stride, p.count_head_stride};
-    launch_kernels(kp, keys, group, head_batches, chunk, nchunks, p.merge_counters, stream);
+    launch_kernels(kp, keys, group, head_batches, chunk, nchunks, stream);
   } else {
-    launch_kernels(kp, DenseKeys{}, group, head_batches, chunk, nchunks, p.merge_counters, stream);
+    launch_kernels(kp, DenseKeys{}, group, head_batches, chunk, nchunks, stream);
   }
 }
 

@@ -3,12 +3,9 @@
 // flash decoding. The keys of each (request, KV head) are cut into chunks; one block handles one
 // (request, KV head, chunk) for all query heads of that GQA group (up to 8; larger groups take
 // one block per 8 heads), so each K/V byte is read from HBM once per group, and writes the
-// chunk's partial softmax state (max, sum, unnormalised accumulator) to an fp32 workspace. The
-// chunks are merged by a second small kernel or, when the caller passes merge counters and the
-// chunks are few, by whichever split block of a (request, KV head) finishes last: one launch and
-// one kernel boundary less a layer (see merge_counters below). The products run on the tensor
-// cores (bf16 inputs, the softmax weights rounded to bf16 for P V, fp32 accumulation and softmax
-// state).
+// chunk's partial softmax state (max, sum, unnormalised accumulator) to an fp32 workspace; a
+// second small kernel merges the chunks. The products run on the tensor cores (bf16 inputs, the
+// softmax weights rounded to bf16 for P V, fp32 accumulation and softmax state).
 //
 // Two modes, one kernel (the mode is a template parameter, so the dense path is unchanged):
 // - dense (indices == nullptr): request i attends keys 0 .. lengths[i] - 1 of every KV head;
@@ -37,10 +34,6 @@
 //   out       [requests, out_row_stride]; head h at out[i * out_row_stride + h * head_dim ..]
 //   workspace fp32, at least decode_attention_workspace_bytes(requests, q_heads, head_dim, bound)
 //             with bound = max_context, or max_length when that is set and smaller
-//   merge_counters  optional int32, at least decode_attention_merge_counters(requests, q_heads)
-//             entries, all ZERO before the first launch that uses them (cudaMemset once): each
-//             launch counts its finished chunks there and leaves every counter zero again. The
-//             same counters may serve launches of any size and mode, one launch at a time.
 // Lengths and counts are clamped to [0, max_context]; a (request, KV head) with no keys gets zeros.
 // Query head h reads KV head h / (q_heads / kv_heads) (GQA; MQA is kv_heads = 1, MHA equal counts).
 // head_dim is 32, 64 or 128; pointers 16-byte aligned and strides multiples of 8 elements.
@@ -64,8 +57,6 @@ struct DecodeAttentionParams {
   std::int64_t out_row_stride = 0;
   float* workspace = nullptr;
   std::size_t workspace_bytes = 0;
-  // Optional (null: a separate merge kernel always); see the shapes above.
-  std::int32_t* merge_counters = nullptr;
   int requests = 0;
   int q_heads = 0;
   int kv_heads = 0;
@@ -91,10 +82,6 @@ struct DecodeAttentionParams {
 // and of the actual lengths or counts); 0 only when there is nothing to do. max_context may be
 // replaced by a smaller max_length the launches set (the grid never covers more keys).
 std::size_t decode_attention_workspace_bytes(int requests, int q_heads, int head_dim, int max_context);
-
-// Entries of the merge counters a launch of up to `requests` requests needs (one per request,
-// KV head and batch of up to 8 query heads: at most requests * q_heads); 0 when either is <= 0.
-std::size_t decode_attention_merge_counters(int requests, int q_heads);
 
 // Checks the parameters (std::invalid_argument naming the field) and enqueues both kernels.
 void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream);

@@ -78,10 +78,9 @@ void check_decode(const DecodeCase& c, std::uint64_t seed) {
   DeviceBuffer<std::uint16_t> dq(q), dk(k), dv(v);
   DeviceBuffer<std::int32_t> dslots(slots), dlengths(lengths);
   const std::uint16_t kPad = 0x1234;
+  DeviceBuffer<std::uint16_t> dout(std::vector<std::uint16_t>(static_cast<std::size_t>(requests * out_stride), kPad));
   const std::size_t ws_bytes = kernels::decode_attention_workspace_bytes(requests, c.q_heads, c.head_dim, c.max_context);
   DeviceBuffer<float> ws(std::max<std::size_t>(1, ws_bytes / sizeof(float)));
-  const std::size_t counters = kernels::decode_attention_merge_counters(requests, c.q_heads);
-  DeviceBuffer<std::int32_t> dcounters(std::vector<std::int32_t>(counters, 0));
 
   kernels::DecodeAttentionParams p;
   p.q = dq.get();
@@ -92,6 +91,7 @@ void check_decode(const DecodeCase& c, std::uint64_t seed) {
   p.kv_head_stride = head_stride;
   p.slots = dslots.get();
   p.lengths = dlengths.get();
+  p.out = dout.get();
   p.out_row_stride = out_stride;
   p.workspace = ws.get();
   p.workspace_bytes = ws_bytes;
@@ -102,28 +102,18 @@ void check_decode(const DecodeCase& c, std::uint64_t seed) {
   p.max_context = c.max_context;
   p.max_length = c.max_length;
   p.scale = scale;
+  kernels::launch_decode_attention(p, nullptr);
+  SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
+  const auto out = dout.download();
 
-  // The chunks merged by the merge kernel, then (where the launch has few enough chunks) by the
-  // last split block, twice with the same counters: each launch must leave them zero.
   const std::int64_t width = c.q_heads * hd;
-  for (const int run : {0, 1, 2}) {
-    SCOPED_TRACE(run == 0 ? "merge kernel" : "merge counters, launch " + std::to_string(run));
-    p.merge_counters = run == 0 ? nullptr : dcounters.get();
-    DeviceBuffer<std::uint16_t> dout(std::vector<std::uint16_t>(static_cast<std::size_t>(requests * out_stride), kPad));
-    p.out = dout.get();
-    kernels::launch_decode_attention(p, nullptr);
-    SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
-    const auto out = dout.download();
-    for (int i = 0; i < requests; ++i) {
-      std::vector<float> got_row(static_cast<std::size_t>(width)), want_row(want.begin() + i * width, want.begin() + (i + 1) * width);
-      for (std::int64_t e = 0; e < width; ++e) got_row[e] = ref::bf16_to_float(out[i * out_stride + e]);
-      for (std::int64_t e = width; e < out_stride; ++e) ASSERT_EQ(out[i * out_stride + e], kPad) << "pad of row " << i << " overwritten";
-      const double nmse = testing::normalised_mse(got_row, want_row);
-      EXPECT_LE(nmse, 1e-4) << "request " << i << " (length " << lengths[i] << ")";
-      EXPECT_TRUE(std::isfinite(nmse)) << "request " << i;
-    }
-    const auto left = dcounters.download();
-    EXPECT_EQ(std::count(left.begin(), left.end(), 0), static_cast<std::ptrdiff_t>(left.size())) << "merge counters not left zero";
+  for (int i = 0; i < requests; ++i) {
+    std::vector<float> got_row(static_cast<std::size_t>(width)), want_row(want.begin() + i * width, want.begin() + (i + 1) * width);
+    for (std::int64_t e = 0; e < width; ++e) got_row[e] = ref::bf16_to_float(out[i * out_stride + e]);
+    for (std::int64_t e = width; e < out_stride; ++e) ASSERT_EQ(out[i * out_stride + e], kPad) << "pad of row " << i << " overwritten";
+    const double nmse = testing::normalised_mse(got_row, want_row);
+    EXPECT_LE(nmse, 1e-4) << "request " << i << " (length " << lengths[i] << ")";
+    EXPECT_TRUE(std::isfinite(nmse)) << "request " << i;
   }
 }
 
@@ -291,11 +281,10 @@ ref::DecodeAttentionParams ref_params(const Problem& pr, const std::vector<std::
 }
 
 // Runs the kernel in dense mode (lengths) or sparse mode (il; then no lengths at all) and returns
-// the whole output buffer, pads included (they start as kPad). merge_counters: zeroed counters,
-// so the last split block merges where the launch has few enough chunks; they must end zero.
+// the whole output buffer, pads included (they start as kPad).
 constexpr std::uint16_t kPad = 0x1234;
 std::vector<std::uint16_t> run_kernel(const Problem& pr, const std::vector<std::int32_t>* lengths, const IndexLists* il,
-                                      int max_length, bool merge_counters) {
+                                      int max_length) {
   DeviceBuffer<std::uint16_t> dq(pr.q), dk(pr.k), dv(pr.v);
   DeviceBuffer<std::int32_t> dslots(pr.slots);
   DeviceBuffer<std::int32_t> dlengths(lengths ? *lengths : std::vector<std::int32_t>(1));
@@ -304,7 +293,6 @@ std::vector<std::uint16_t> run_kernel(const Problem& pr, const std::vector<std::
   DeviceBuffer<std::uint16_t> dout(std::vector<std::uint16_t>(static_cast<std::size_t>(pr.requests * pr.out_stride), kPad));
   const std::size_t ws_bytes = kernels::decode_attention_workspace_bytes(pr.requests, pr.q_heads, pr.head_dim, pr.max_context);
   DeviceBuffer<float> ws(std::max<std::size_t>(1, ws_bytes / sizeof(float)));
-  DeviceBuffer<std::int32_t> dcounters(std::vector<std::int32_t>(kernels::decode_attention_merge_counters(pr.requests, pr.q_heads), 0));
 
   kernels::DecodeAttentionParams p;
   p.q = dq.get();
@@ -334,11 +322,8 @@ std::vector<std::uint16_t> run_kernel(const Problem& pr, const std::vector<std::
     p.count_request_stride = il->count_request_stride;
     p.count_head_stride = il->count_head_stride;
   }
-  if (merge_counters) p.merge_counters = dcounters.get();
   kernels::launch_decode_attention(p, nullptr);
   SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
-  const auto left = dcounters.download();
-  EXPECT_EQ(std::count(left.begin(), left.end(), 0), static_cast<std::ptrdiff_t>(left.size())) << "merge counters not left zero";
   return dout.download();
 }
 
@@ -379,27 +364,24 @@ void check_sparse(const SparseCase& c, std::uint64_t seed) {
   }
   const IndexLists il = pack_lists(lists, c.kv_heads, c.shared, c.max_context);
   const auto want = ref::decode_attention(ref_params(pr, nullptr, &il));
-  for (const bool merge_counters : {false, true}) {
-    SCOPED_TRACE(merge_counters ? "merge counters" : "merge kernel");
-    const auto out = run_kernel(pr, nullptr, &il, c.max_length, merge_counters);
+  const auto out = run_kernel(pr, nullptr, &il, c.max_length);
 
-    const std::int64_t hd = c.head_dim, width = c.q_heads * hd;
-    const int group = c.q_heads / c.kv_heads;
-    for (int i = 0; i < requests; ++i) {
-      for (std::int64_t e = width; e < pr.out_stride; ++e)
-        ASSERT_EQ(out[i * pr.out_stride + e], kPad) << "pad of row " << i << " overwritten";
-      for (int h = 0; h < c.q_heads; ++h) {
-        const int count = c.counts[i][c.shared ? 0 : h / group];
-        std::vector<float> got(static_cast<std::size_t>(hd)), ref_head(want.begin() + i * width + h * hd, want.begin() + i * width + (h + 1) * hd);
-        for (std::int64_t d = 0; d < hd; ++d) got[d] = ref::bf16_to_float(out[i * pr.out_stride + h * hd + d]);
-        if (count == 0) {
-          for (std::int64_t d = 0; d < hd; ++d) ASSERT_EQ(out[i * pr.out_stride + h * hd + d], 0) << "request " << i << " head " << h;
-          continue;
-        }
-        const double nmse = testing::normalised_mse(got, ref_head);
-        EXPECT_LE(nmse, 1e-4) << "request " << i << " head " << h << " (count " << count << ")";
-        EXPECT_TRUE(std::isfinite(nmse)) << "request " << i << " head " << h << " (count " << count << ")";
+  const std::int64_t hd = c.head_dim, width = c.q_heads * hd;
+  const int group = c.q_heads / c.kv_heads;
+  for (int i = 0; i < requests; ++i) {
+    for (std::int64_t e = width; e < pr.out_stride; ++e)
+      ASSERT_EQ(out[i * pr.out_stride + e], kPad) << "pad of row " << i << " overwritten";
+    for (int h = 0; h < c.q_heads; ++h) {
+      const int count = c.counts[i][c.shared ? 0 : h / group];
+      std::vector<float> got(static_cast<std::size_t>(hd)), ref_head(want.begin() + i * width + h * hd, want.begin() + i * width + (h + 1) * hd);
+      for (std::int64_t d = 0; d < hd; ++d) got[d] = ref::bf16_to_float(out[i * pr.out_stride + h * hd + d]);
+      if (count == 0) {
+        for (std::int64_t d = 0; d < hd; ++d) ASSERT_EQ(out[i * pr.out_stride + h * hd + d], 0) << "request " << i << " head " << h;
+        continue;
       }
+      const double nmse = testing::normalised_mse(got, ref_head);
+      EXPECT_LE(nmse, 1e-4) << "request " << i << " head " << h << " (count " << count << ")";
+      EXPECT_TRUE(std::isfinite(nmse)) << "request " << i << " head " << h << " (count " << count << ")";
     }
   }
 }
@@ -482,26 +464,23 @@ void check_sparse_matches_dense(int q_heads, int kv_heads, int head_dim, const s
     shared[i].push_back(l);
   }
   const std::vector<std::int32_t> lens(lengths.begin(), lengths.end());
+  const auto dense = run_kernel(pr, &lens, nullptr, max_length);
   const IndexLists il_heads = pack_lists(per_head, kv_heads, false, max_context);
   const IndexLists il_shared = pack_lists(shared, kv_heads, true, max_context);
-  for (const bool merge_counters : {false, true}) {
-    SCOPED_TRACE(merge_counters ? "merge counters" : "merge kernel");
-    const auto dense = run_kernel(pr, &lens, nullptr, max_length, merge_counters);
-    const auto sparse_heads = run_kernel(pr, nullptr, &il_heads, max_length, merge_counters);
-    const auto sparse_shared = run_kernel(pr, nullptr, &il_shared, max_length, merge_counters);
-    ASSERT_EQ(dense.size(), sparse_heads.size());
-    for (std::size_t e = 0; e < dense.size(); ++e) {
-      ASSERT_EQ(sparse_heads[e], dense[e]) << "per-head lists, element " << e << " of row " << e / pr.out_stride;
-      ASSERT_EQ(sparse_shared[e], dense[e]) << "shared list, element " << e << " of row " << e / pr.out_stride;
-    }
-    // And dense mode is right to begin with (a NaN everywhere would also match).
-    const auto want = ref::decode_attention(ref_params(pr, &lens, nullptr));
-    const std::int64_t width = static_cast<std::int64_t>(q_heads) * head_dim;
-    for (int i = 0; i < requests; ++i) {
-      std::vector<float> got(static_cast<std::size_t>(width)), want_row(want.begin() + i * width, want.begin() + (i + 1) * width);
-      for (std::int64_t e = 0; e < width; ++e) got[e] = ref::bf16_to_float(dense[i * pr.out_stride + e]);
-      EXPECT_LE(testing::normalised_mse(got, want_row), 1e-4) << "request " << i;
-    }
+  const auto sparse_heads = run_kernel(pr, nullptr, &il_heads, max_length);
+  const auto sparse_shared = run_kernel(pr, nullptr, &il_shared, max_length);
+  ASSERT_EQ(dense.size(), sparse_heads.size());
+  for (std::size_t e = 0; e < dense.size(); ++e) {
+    ASSERT_EQ(sparse_heads[e], dense[e]) << "per-head lists, element " << e << " of row " << e / pr.out_stride;
+    ASSERT_EQ(sparse_shared[e], dense[e]) << "shared list, element " << e << " of row " << e / pr.out_stride;
+  }
+  // And dense mode is right to begin with (a NaN everywhere would also match).
+  const auto want = ref::decode_attention(ref_params(pr, &lens, nullptr));
+  const std::int64_t width = static_cast<std::int64_t>(q_heads) * head_dim;
+  for (int i = 0; i < requests; ++i) {
+    std::vector<float> got(static_cast<std::size_t>(width)), want_row(want.begin() + i * width, want.begin() + (i + 1) * width);
+    for (std::int64_t e = 0; e < width; ++e) got[e] = ref::bf16_to_float(dense[i * pr.out_stride + e]);
+    EXPECT_LE(testing::normalised_mse(got, want_row), 1e-4) << "request " << i;
   }
 }
 
