@@ -267,7 +267,10 @@ TEST(Calibration, TheFitRecoversTheGatherFloorScale) {
   EXPECT_LT(summarize(fit.fit_errors).max_abs_err_pct, 0.2);
 
   // Without a curve the factor scales nothing: the points cannot see it and it stays at 1.
-  const FitResult plain = fit_hardware(m, split_points(m.points).fit, "h200");
+  file.erase("gather_row_seconds_by_footprint");
+  const std::string plain_path = (dir.path() / "h200_plain.json").string();
+  std::ofstream(plain_path) << file.dump(2);
+  const FitResult plain = fit_hardware(m, split_points(m.points).fit, plain_path);
   EXPECT_FALSE(parameter(plain, "gather_row_floor_scale").constrained);
   EXPECT_DOUBLE_EQ(parameter(plain, "gather_row_floor_scale").value, 1.0);
 }
