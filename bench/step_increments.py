@@ -13,7 +13,9 @@ charged only for what it adds after that one ends, and launch gaps go to the ker
 Steps are the kernels' NVTX ranges "step N/..." (a run with --steps S --reps K has S*K timed steps
 plus warm-up); --skip drops the first steps. Names are the bare function names (no namespace, template or parameter list);
 --after names each kernel with the one that ends before it too ("small_gemm_kernel after
-decode_merge_kernel" is the O projection), since one kernel often serves several roles.
+decode_merge_kernel" is the O projection), since one kernel often serves several roles; --grid adds
+each kernel's grid, which tells apart projections of one kernel after the same one (QKV and gate_up
+both follow a norm; at R = 1, 8B their small_gemm grids are 384 and 1792 blocks).
 """
 import argparse
 import collections
@@ -25,7 +27,7 @@ from json_file import read_json
 STEP = re.compile(r"^step (\d+)(/|$)")
 
 
-def step_kernels(path):
+def step_kernels(path, with_grid=False):
     doc = read_json(path, "step_increments.py")
     events = doc.get("traceEvents", []) if isinstance(doc, dict) else doc
     steps = collections.defaultdict(list)
@@ -39,6 +41,11 @@ def step_kernels(path):
         if not isinstance(e.get("ts"), (int, float)) or not isinstance(e.get("dur"), (int, float)) or not isinstance(e.get("name"), str):
             sys.exit(f"step_increments.py: {path}: a kernel event without ts, dur or name: {e}")
         name = e["name"].replace("(anonymous namespace)::", "").split("(")[0].split("<")[0].split("::")[-1]
+        if with_grid:
+            grid = (e.get("args") or {}).get("grid")
+            if not isinstance(grid, list):
+                sys.exit(f"step_increments.py: {path}: --grid, but a kernel event has no grid: {e}")
+            name += " [" + ",".join(str(g) for g in grid) + "]"
         steps[int(m.group(1))].append((e["ts"], e["ts"] + e["dur"], name))
     if not steps:
         sys.exit(f"step_increments.py: {path}: no kernel events inside 'step N' NVTX ranges; is it a specontext profile trace of bench or generate?")
@@ -50,8 +57,9 @@ def main():
     ap.add_argument("trace", help="a specontext profile --out file")
     ap.add_argument("--skip", type=int, default=1, help="first steps left out (warm-up), default 1")
     ap.add_argument("--after", action="store_true", help="label each kernel with the kernel that ends before it")
+    ap.add_argument("--grid", action="store_true", help="add each kernel's grid to its name")
     args = ap.parse_args()
-    steps = step_kernels(args.trace)
+    steps = step_kernels(args.trace, args.grid)
     kept = sorted(steps)[args.skip:]
     if not kept:
         sys.exit(f"step_increments.py: {args.trace}: only {len(steps)} steps, all skipped (--skip {args.skip})")
