@@ -2,7 +2,7 @@
 """What each kernel adds to a decode step, from a `specontext profile` Chrome trace.
 
     specontext profile --out run.json -- bench --model llama-3.1-8b --random-weights --requests 8 --depth 8192 --steps 8 --reps 1
-    python3 bench/step_increments.py run.json [--skip 1]
+    python3 bench/step_increments.py run.json [--skip 1] [--after] [--grid]
 
 Under programmatic dependent launch a kernel starts (and is timed from) while the one before it
 still runs, so kernel durations overlap and do not add up to the step (bench/kernel_table.py
