@@ -9,12 +9,14 @@
 namespace specontext {
 
 namespace {
-// small_gemm takes up to 8 rows and an `in` that is a multiple of 8, and its fused epilogues
+// small_gemm takes up to 16 rows and an `in` that is a multiple of 8, and its fused epilogues
 // (SwiGLU, RoPE + KV append) are used wherever it runs. At 4 rows and fewer they were faster than
 // the separate kernels from the start; at 8 rows (8K keys, H100) they were 5% slower until
 // small_gemm released the down projection only after the fused gate_up's loop and the merge
-// stopped releasing the O projection early (bench/README, "Fused epilogues").
-bool small_rows(std::int64_t T, std::int64_t in) { return T <= 8 && in % 8 == 0; }
+// stopped releasing the O projection early (bench/README, "Fused epilogues"). At 16 rows the step
+// was 4-6% faster than with cuBLAS and the separate kernels, at 32 rows (with 4 n-tiles) 2-5%
+// slower (H100; bench/README, "small_gemm above 8 rows").
+bool small_rows(std::int64_t T, std::int64_t in) { return T <= 16 && in % 8 == 0; }
 }  // namespace
 
 void CudaGemm::operator()(const std::uint16_t* X, std::int64_t T, std::int64_t in, const std::uint16_t* W, std::int64_t out, void* Y,

@@ -1,11 +1,15 @@
-// Memory-bound skinny GEMM (decode, 1..8 tokens). Design, and why:
+// Memory-bound skinny GEMM (decode, 1..16 tokens). Design, and why:
 //
 // * The arithmetic goes to the tensor cores (mma.sync m16n8k16, bf16 in, fp32 accumulate), with
 //   the tokens as the n = 8 dimension. With CUDA-core FMAs, 8 tokens cost 8 FMAs plus the bf16
 //   unpacking per weight, about 70-100 instructions per 16 bytes of W: at 4.5 TB/s over 132 SMs
 //   that is close to the 128 thread-instructions per clock an SM issues, so the kernel would turn
 //   issue-bound before it is memory-bound. One mma covers 16 rows x 16 k x 8 tokens, and the
-//   instruction count no longer grows with the tokens (1..8 all run the same code; no templates).
+//   instruction count no longer grows with the tokens (1..8 all run the same code). 9..16 tokens
+//   take 2 n-tiles (a second instance of the template): each W fragment feeds both mmas, so W is
+//   still read once, and X is read per block at up to W's bytes, from L1 or L2. Four n-tiles (up
+//   to 32 tokens, with 16- or 32-row blocks) were slower than cuBLAS at 32 rows on an H100
+//   (bench/README, "small_gemm above 8 rows"), so 17 rows and more stay with cuBLAS.
 // * The fragments are loaded straight from global memory with 16-byte loads, no shared-memory
 //   staging and no ldmatrix. A dot product does not care in which order k is summed, so the
 //   mma's logical k can be any permutation of the physical k as long as W and X use the same
@@ -18,12 +22,12 @@
 //   kUnroll steps of loads (2 kUnroll x 16 bytes of W per thread) are issued before the first
 //   mma uses them. With 256-thread blocks and several blocks per SM that is well over the
 //   ~4-5 MB that HBM bandwidth x latency needs in flight.
-// * X (<= 8 x in bf16, at most 229 KB for in = 14336) stays in L1/L2 through ordinary
+// * X (<= 16 x in bf16, at most 459 KB for in = 14336) stays in L1/L2 through ordinary
 //   (coherent) loads instead of being staged in shared memory: 8 x 14336 bf16 would not fit a
 //   block's shared memory beside a useful occupancy, and only lanes with g < tokens load it,
 //   so at 1 token X adds 1/8 of W's loads, all L1 hits after the first block on an SM.
 // * A block owns 16 output rows (one mma row tile) and its 8 warps split k 8 ways, then add their
-//   partial tiles through 4 KB of shared memory. Splitting k inside the block keeps the grid at
+//   partial tiles through 4 KB of shared memory per n-tile. Splitting k inside the block keeps the grid at
 //   out / 16 blocks (256 for the 4096-row O and down projections, 8016 for the LM head): enough
 //   bytes in flight even for the smallest shapes, without cuBLAS's separate split-K reduce.
 //   Rows past `out` read the last row again (valid memory, results dropped), so any `out` works.
@@ -61,7 +65,8 @@ namespace {
 constexpr int kWarps = 8;                // split k 8 ways inside a block
 constexpr int kThreads = kWarps * 32;
 constexpr int kRowsPerBlock = 16;        // the mma's m
-constexpr int kMaxTokens = 8;            // the mma's n
+constexpr int kTileTokens = 8;           // the mma's n: tokens per n-tile
+constexpr int kMaxTokens = 16;           // 2 n-tiles
 constexpr int kStepK = 32;               // physical k per step: 4 lanes x 8 bf16
 constexpr int kUnroll = 4;               // steps whose loads are in flight together
 
@@ -99,10 +104,14 @@ __device__ __forceinline__ std::int64_t pair_row(std::int64_t b, int g, std::int
 
 __device__ __forceinline__ std::uint16_t to_bf16(float f) { return __bfloat16_as_ushort(__float2bfloat16_rn(f)); }
 
-// 3 blocks per SM (<= 85 registers; 76 with nvcc 13.0): 24 warps x 4 KB of W in flight. Asking
-// for 4 (64 registers) makes ptxas spill.
-__global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams p, std::int64_t pair_half) {
-  __shared__ float4 partial[kWarps][32];
+// kNTiles n-tiles of 8 tokens (1 or 2: up to 8 or 16 tokens); each W fragment feeds kNTiles mmas,
+// so W is still read once whatever the token count.
+// One n-tile: 3 blocks per SM (<= 85 registers; 80 with nvcc 13.0): 24 warps x 4 KB of W in
+// flight. Asking for 4 (64 registers) makes ptxas spill. Two n-tiles hold twice the accumulators
+// and X fragments: 2 blocks per SM (<= 128 registers; 110), 16 warps x 4 KB of W in flight.
+template <int kNTiles>
+__global__ void __launch_bounds__(kThreads, kNTiles == 1 ? 3 : 2) small_gemm_kernel(SmallGemmParams p, std::int64_t pair_half) {
+  __shared__ float4 partial[kWarps][kNTiles][32];
   const int lane = static_cast<int>(threadIdx.x) & 31, warp = static_cast<int>(threadIdx.x) >> 5;
   const int g = lane >> 2, c = lane & 3;
   const std::int64_t last_row = p.out - 1;
@@ -111,8 +120,14 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   const std::int64_t row_hi = pair_lo + pair_half < last_row ? pair_lo + pair_half : last_row;
   const std::uint16_t* w_lo = p.w + row_lo * p.in + c * 8;
   const std::uint16_t* w_hi = p.w + row_hi * p.in + c * 8;
-  const bool has_token = g < p.tokens;
-  const std::uint16_t* x_row = p.x + (has_token ? g : 0) * p.x_stride + c * 8;
+  // n-tile n's B fragment: token g + 8 n (rows past the tokens read token 0, results dropped).
+  bool has_token[kNTiles];
+  const std::uint16_t* x_row[kNTiles];
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n) {
+    has_token[n] = g + kTileTokens * n < p.tokens;
+    x_row[n] = p.x + (has_token[n] ? g + kTileTokens * n : 0) * p.x_stride + c * 8;
+  }
 
   // Step counts fit 32 bits (in < 2^31 x 32); 32-bit counters and advancing pointers save the
   // registers 64-bit indices would take.
@@ -125,7 +140,8 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   const int s_stop = s_end < tail_steps ? s_end : tail_steps;  // this lane loads steps [s_begin, s_stop)
   w_lo += static_cast<std::int64_t>(s_begin) * kStepK;
   w_hi += static_cast<std::int64_t>(s_begin) * kStepK;
-  x_row += static_cast<std::int64_t>(s_begin) * kStepK;
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n) x_row[n] += static_cast<std::int64_t>(s_begin) * kStepK;
 
   // W does not depend on the kernels before this one: with programmatic launch this grid starts
   // while the previous kernel finishes, so the first kUnroll steps of W are loaded before the wait
@@ -152,77 +168,87 @@ __global__ void __launch_bounds__(kThreads, 3) small_gemm_kernel(SmallGemmParams
   const bool release_after_loop = p.epilogue == SmallGemmEpilogue::SwiGlu;
   if (!release_after_loop) allow_next_grid_to_start();
 
-  // Two accumulators: the two mmas of a step do not wait on each other.
-  float acc0[4] = {0.f, 0.f, 0.f, 0.f}, acc1[4] = {0.f, 0.f, 0.f, 0.f};
+  // Two accumulators per n-tile: the two mmas of a step do not wait on each other.
+  float acc[2][kNTiles][4] = {};
   for (int s = s_begin; s < s_end; s += kUnroll) {
     if (s != s_begin) load_w(s);
-    uint4 xv[kUnroll];
+    uint4 xv[kUnroll][kNTiles];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      xv[u] = make_uint4(0, 0, 0, 0);
-      if (s + u < s_stop && has_token) xv[u] = load_activations(x_row + u * kStepK);
-    }
-    x_row += kUnroll * kStepK;
+    for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      mma_bf16(acc0, wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv[u].x, xv[u].y);
-      mma_bf16(acc1, wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv[u].z, xv[u].w);
-    }
+      for (int n = 0; n < kNTiles; ++n) {
+        xv[u][n] = make_uint4(0, 0, 0, 0);
+        if (s + u < s_stop && has_token[n]) xv[u][n] = load_activations(x_row[n] + u * kStepK);
+      }
+#pragma unroll
+    for (int n = 0; n < kNTiles; ++n) x_row[n] += kUnroll * kStepK;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int n = 0; n < kNTiles; ++n) {
+        mma_bf16(acc[0][n], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xv[u][n].x, xv[u][n].y);
+        mma_bf16(acc[1][n], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xv[u][n].z, xv[u][n].w);
+      }
   }
   if (release_after_loop) allow_next_grid_to_start();
-  partial[warp][lane] = make_float4(acc0[0] + acc1[0], acc0[1] + acc1[1], acc0[2] + acc1[2], acc0[3] + acc1[3]);
+#pragma unroll
+  for (int n = 0; n < kNTiles; ++n)
+    partial[warp][n][lane] = make_float4(acc[0][n][0] + acc[1][n][0], acc[0][n][1] + acc[1][n][1], acc[0][n][2] + acc[1][n][2],
+                                         acc[0][n][3] + acc[1][n][3]);
   __syncthreads();
 
-  // 128 results per block (8 row pairs x 8 tokens), a pair per thread: sum the 8 warps' partials.
-  // Accumulator element j of lane l is row g (j < 2) or its partner (j >= 2), token 2 c + (j & 1).
-  const int t = static_cast<int>(threadIdx.x);
-  if (t >= kRowsPerBlock / 2 * kMaxTokens) return;
-  const int l = t >> 1, e = t & 1;
-  const float* flat = reinterpret_cast<const float*>(partial);
-  float lo = 0.f, hi = 0.f;
+  // 128 results per n-tile (8 row pairs x 8 tokens), a pair per thread: sum the 8 warps' partials.
+  // Accumulator element j of lane l is row g (j < 2) or its partner (j >= 2), token 2 c + (j & 1)
+  // of the n-tile.
+  constexpr int kPairsPerTile = kRowsPerBlock / 2 * kTileTokens;
+  for (int q = static_cast<int>(threadIdx.x); q < kNTiles * kPairsPerTile; q += kThreads) {
+    const int n = q / kPairsPerTile, l = (q >> 1) & 31, e = q & 1;
+    const float* flat = reinterpret_cast<const float*>(partial) + n * 128;
+    float lo = 0.f, hi = 0.f;
 #pragma unroll
-  for (int w = 0; w < kWarps; ++w) {
-    lo += flat[w * 128 + 4 * l + e];
-    hi += flat[w * 128 + 4 * l + 2 + e];
-  }
-  const std::int64_t token = 2 * (l & 3) + e;
-  if (token >= p.tokens) return;
-  const std::int64_t r_lo = pair_row(blockIdx.x, l >> 2, pair_half), r_hi = r_lo + pair_half;
-  switch (p.epilogue) {
-    case SmallGemmEpilogue::Store:
-      if (p.y_f32 != nullptr) {
-        if (r_lo < p.out) p.y_f32[token * p.y_stride + r_lo] = lo;
-        if (r_hi < p.out) p.y_f32[token * p.y_stride + r_hi] = hi;
-      } else {
-        if (r_lo < p.out) p.y_bf16[token * p.y_stride + r_lo] = to_bf16(lo);
-        if (r_hi < p.out) p.y_bf16[token * p.y_stride + r_hi] = to_bf16(hi);
+    for (int w = 0; w < kWarps; ++w) {
+      lo += flat[w * kNTiles * 128 + 4 * l + e];
+      hi += flat[w * kNTiles * 128 + 4 * l + 2 + e];
+    }
+    const std::int64_t token = kTileTokens * n + 2 * (l & 3) + e;
+    if (token >= p.tokens) continue;
+    const std::int64_t r_lo = pair_row(blockIdx.x, l >> 2, pair_half), r_hi = r_lo + pair_half;
+    switch (p.epilogue) {
+      case SmallGemmEpilogue::Store:
+        if (p.y_f32 != nullptr) {
+          if (r_lo < p.out) p.y_f32[token * p.y_stride + r_lo] = lo;
+          if (r_hi < p.out) p.y_f32[token * p.y_stride + r_hi] = hi;
+        } else {
+          if (r_lo < p.out) p.y_bf16[token * p.y_stride + r_lo] = to_bf16(lo);
+          if (r_hi < p.out) p.y_bf16[token * p.y_stride + r_hi] = to_bf16(hi);
+        }
+        break;
+      case SmallGemmEpilogue::SwiGlu:  // r_lo = gate j = activation column j
+        p.y_bf16[token * p.y_stride + r_lo] = swiglu_bf16(to_bf16(lo), to_bf16(hi));
+        break;
+      case SmallGemmEpilogue::RopeKvAppend: {
+        const RopeKvAppendParams& r = p.rope;
+        const std::int64_t h = r_lo / r.head_dim, i = r_lo % r.head_dim;  // i < head_dim / 2
+        const std::int64_t rope_heads = r.q_heads + r.kv_heads;
+        const std::int32_t pos = r.positions[token];
+        std::uint16_t y1 = to_bf16(lo), y2 = to_bf16(hi);
+        if (h < rope_heads) {
+          float cs, sn;
+          rope_cos_sin(pos, r.inv_freq[i], r.attention_factor, cs, sn);
+          rope_rotate(y1, y2, cs, sn);
+        }
+        p.y_bf16[token * p.y_stride + r_lo] = y1;
+        p.y_bf16[token * p.y_stride + r_hi] = y2;
+        if (h >= r.q_heads) {  // K (rotated) or V: the cache row too
+          const bool is_k = h < rope_heads;
+          std::uint16_t* dst = (is_k ? r.k_cache : r.v_cache) + r.slots[token] * r.cache_request_stride +
+                               (is_k ? h - r.q_heads : h - rope_heads) * r.cache_head_stride +
+                               (r.cache_row >= 0 ? r.cache_row : pos) * r.head_dim;
+          dst[i] = y1;
+          dst[i + r.head_dim / 2] = y2;
+        }
+        break;
       }
-      break;
-    case SmallGemmEpilogue::SwiGlu:  // r_lo = gate j = activation column j
-      p.y_bf16[token * p.y_stride + r_lo] = swiglu_bf16(to_bf16(lo), to_bf16(hi));
-      break;
-    case SmallGemmEpilogue::RopeKvAppend: {
-      const RopeKvAppendParams& r = p.rope;
-      const std::int64_t h = r_lo / r.head_dim, i = r_lo % r.head_dim;  // i < head_dim / 2
-      const std::int64_t rope_heads = r.q_heads + r.kv_heads;
-      const std::int32_t pos = r.positions[token];
-      std::uint16_t y1 = to_bf16(lo), y2 = to_bf16(hi);
-      if (h < rope_heads) {
-        float cs, sn;
-        rope_cos_sin(pos, r.inv_freq[i], r.attention_factor, cs, sn);
-        rope_rotate(y1, y2, cs, sn);
-      }
-      p.y_bf16[token * p.y_stride + r_lo] = y1;
-      p.y_bf16[token * p.y_stride + r_hi] = y2;
-      if (h >= r.q_heads) {  // K (rotated) or V: the cache row too
-        const bool is_k = h < rope_heads;
-        std::uint16_t* dst = (is_k ? r.k_cache : r.v_cache) + r.slots[token] * r.cache_request_stride +
-                             (is_k ? h - r.q_heads : h - rope_heads) * r.cache_head_stride +
-                             (r.cache_row >= 0 ? r.cache_row : pos) * r.head_dim;
-        dst[i] = y1;
-        dst[i + r.head_dim / 2] = y2;
-      }
-      break;
     }
   }
 }
@@ -236,7 +262,7 @@ bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 
 }  // namespace
 
 void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
-  if (p.tokens < 0 || p.tokens > kMaxTokens) reject("tokens", "= " + std::to_string(p.tokens) + " is outside [0, 8]");
+  if (p.tokens < 0 || p.tokens > kMaxTokens) reject("tokens", "= " + std::to_string(p.tokens) + " is outside [0, " + std::to_string(kMaxTokens) + "]");
   if (p.out < 0) reject("out", "= " + std::to_string(p.out) + " is negative");
   if (p.in <= 0 || p.in % 8 != 0) reject("in", "= " + std::to_string(p.in) + " is not a positive multiple of 8");
   if (p.tokens == 0 || p.out == 0) return;
@@ -274,7 +300,9 @@ void launch_small_gemm(const SmallGemmParams& p, cudaStream_t stream) {
   if (blocks > 0x7fffffff) reject("out", "= " + std::to_string(p.out) + " is too large for one grid");
   // Launched programmatically (kernels/programmatic_launch.cuh): the first weight loads overlap
   // the previous kernel's tail.
-  SPECONTEXT_CUDA_CHECK(launch_programmatic(small_gemm_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kThreads), 0, stream, p, pair_half));
+  const dim3 grid(static_cast<unsigned>(blocks));
+  if (p.tokens <= kTileTokens) SPECONTEXT_CUDA_CHECK(launch_programmatic(small_gemm_kernel<1>, grid, dim3(kThreads), 0, stream, p, pair_half));
+  else SPECONTEXT_CUDA_CHECK(launch_programmatic(small_gemm_kernel<2>, grid, dim3(kThreads), 0, stream, p, pair_half));
 }
 
 }  // namespace specontext::kernels

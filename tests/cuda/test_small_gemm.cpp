@@ -94,7 +94,7 @@ TEST(SmallGemm, MatchesTheReferenceAtDecodeShapes) {
       {128256, 4096, true, 13, 0, 0},   // LM head, fp32 logits; 13 is coprime to 16, so every lane's rows are checked
   };
   for (const auto& s : shapes)
-    for (std::int64_t tokens : {1, 3, 8}) check(s, tokens);
+    for (std::int64_t tokens : {1, 3, 8, 9, 16}) check(s, tokens);  // 1 and 2 n-tiles, full and partial
 }
 
 }  // namespace
@@ -133,7 +133,7 @@ TEST(SmallGemm, RejectsBadParameters) {
     }
   };
   auto p = good;
-  p.tokens = 9;
+  p.tokens = 17;
   expect_rejected(p, "tokens");
   p = good;
   p.tokens = -1;

@@ -69,7 +69,7 @@ void check_rope(const RopeShape& c) {
                             " cache_row " + std::to_string(c.cache_row);
   const std::int64_t out = (c.q_heads + (c.with_v ? 2 : 1) * c.kv_heads) * c.head_dim, row_stride = out + 8;
   const std::int64_t max_requests = 3, max_context = 300000;
-  const std::int64_t head_stride = 16 * c.head_dim;  // 16 cache rows a head: the rows below are < 16
+  const std::int64_t head_stride = 32 * c.head_dim;  // 32 cache rows a head: the rows below are 2 t + 1 < 32 (t < 16)
   const std::int64_t request_stride = c.kv_heads * head_stride;
   DeviceBuffer<std::uint16_t> d_x(random_bf16(static_cast<std::size_t>(c.tokens * c.in), 41));
   DeviceBuffer<std::uint16_t> d_w(random_bf16(static_cast<std::size_t>(out * c.in), 42, 0.0f, 0.05f));
@@ -128,14 +128,14 @@ void check_rope(const RopeShape& c) {
 
 TEST(SmallGemmFused, SwiGluEqualsTheSeparateKernels) {
   SPECONTEXT_REQUIRE_GPU();
-  for (std::int64_t tokens : {1, 3, 8}) check_swiglu(14336, 4096, tokens);  // Llama-3.1-8B's MLP
+  for (std::int64_t tokens : {1, 3, 8, 13, 16}) check_swiglu(14336, 4096, tokens);  // Llama-3.1-8B's MLP
   check_swiglu(1536, 576, 5);   // SmolLM2-135M's
   check_swiglu(24, 40, 8);      // 3 blocks; in not a multiple of 32
 }
 
 TEST(SmallGemmFused, RopeKvAppendEqualsTheSeparateKernels) {
   SPECONTEXT_REQUIRE_GPU();
-  for (std::int64_t tokens : {1, 3, 8}) check_rope({32, 8, 128, 4096, tokens});  // Llama-3.1-8B (GQA)
+  for (std::int64_t tokens : {1, 3, 8, 13, 16}) check_rope({32, 8, 128, 4096, tokens});  // Llama-3.1-8B (GQA)
   check_rope({9, 3, 64, 576, 5});                                             // SmolLM2-135M
   check_rope({4, 4, 32, 64, 2});                                              // MHA, head_dim 32
   check_rope({8, 1, 128, 256, 7});                                            // MQA
