@@ -768,6 +768,9 @@ void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
     } else if (I.sparse) {
       I.sparse->attend(layer, a, I.stream);
     } else {
+      // The kernel just before appended the step's keys; slots and lengths were uploaded before
+      // the step and the older rows written by earlier steps or prefill.
+      a.history_ready = true;
       kernels::launch_decode_attention(a, I.stream);
     }
     if (I.probe) show_probe(I, layer, a);

@@ -171,9 +171,11 @@ __device__ __forceinline__ int swizzled(int key, int c) {
 // SplitConfig<kHeadDim>::kSmemBytes. Writes, per query head of the batch, the chunk's max (log2
 // units), sum and unnormalised accumulator to the workspace, or the normalised output directly
 // when the launch has a single chunk. Keys: DenseKeys or SparseKeys (which cache rows are keys).
+// history_ready (dense only; DecodeAttentionParams::history_ready): the first tiles of keys below
+// the newest one are issued before the wait for the previous kernel.
 template <int kHeadDim, class Keys>
 __global__ void __launch_bounds__(kThreads, kMinBlocks)
-    decode_split_kernel(KernelParams p, Keys keys, int group, int head_batches, int chunk, int nchunks) {
+    decode_split_kernel(KernelParams p, Keys keys, int group, int head_batches, int chunk, int nchunks, bool history_ready) {
   constexpr bool kSparse = Keys::kSparse;
   using Cfg = SplitConfig<kHeadDim>;
   constexpr int kStages = Cfg::kStages;
@@ -186,8 +188,15 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
 
   extern __shared__ __align__(16) unsigned char smem[];
 
-  wait_for_previous_grid();    // launched programmatically: q, the new key and the lengths come from the kernels before
-  allow_next_grid_to_start();  // the merge (or, with one chunk, the O projection) may place its blocks
+  // Launched programmatically: q and the newest key come from the kernel before (and, without
+  // history_ready, anything else may too); once past the wait, the merge (or, with one chunk, the
+  // O projection) may place its blocks.
+  auto wait_and_release = [] {
+    wait_for_previous_grid();
+    allow_next_grid_to_start();
+  };
+  const bool early = !kSparse && history_ready;
+  if (!early) wait_and_release();
 
   const int r = blockIdx.z;
   const int kvh = blockIdx.y / head_batches;
@@ -203,6 +212,7 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   if (key0 >= key1) {
     // Nothing valid in this chunk; the merge kernel only reads chunks below ceil(len / chunk).
     // A request with no keys at all gets zeros.
+    if (early) wait_and_release();
     if (direct && c == 0) {
       for (int i = tid; i < nh * kHeadDim; i += kThreads)
         p.out[r * p.out_row_stride + static_cast<std::int64_t>(h0) * kHeadDim + i] = 0;
@@ -264,13 +274,26 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
   // Fill the ring first (one commit group per tile, empty ones included, so the count of
   // pending groups in the loop is fixed) and only then load q: its latency overlaps the copies.
   // Sparse: the rows of the first kStages tiles are loaded together before any issue.
+  // history_ready: the ring's tiles wholly below the newest key (len - 1) are issued before the
+  // wait, so their HBM latency overlaps the previous kernel's tail; a warp's tiles rise with s,
+  // so those are a prefix of its ring, and each still gets its own commit group.
   int rows[kStages] = {};
   if constexpr (kSparse) {
 #pragma unroll
     for (int s = 0; s < kStages; ++s) rows[s] = tile_row(s);
   }
+  int first = 0;  // the first ring tile issued after the wait
+  if (early) {
+    while (first < kStages - 1 && first < my_tiles && key0 + (first * kWarps + warp + 1) * kTileKeys < len) {
+      issue(first, rows[first]);
+      cp_async_commit();
+      ++first;
+    }
+    wait_and_release();
+  }
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
+    if (s < first) continue;
     if (s < my_tiles) issue(s, rows[s]);
     cp_async_commit();
   }
@@ -493,23 +516,23 @@ __global__ void __launch_bounds__(kMergeThreads)
 
 template <int kHeadDim, class Keys>
 void launch_split(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
-                  cudaStream_t stream) {
+                  bool history_ready, cudaStream_t stream) {
   // K/V bypass L1 (cp.async.cg), so all of the unified L1 may be shared memory.
   static SharedMemoryOptIn opt_in;
   opt_in.allow(reinterpret_cast<const void*>(decode_split_kernel<kHeadDim, Keys>), SplitConfig<kHeadDim>::kSmemBytes, true);
   const dim3 grid(nchunks, p.kv_heads * head_batches, p.requests);
   SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_split_kernel<kHeadDim, Keys>, grid, dim3(kThreads),
                                             SplitConfig<kHeadDim>::kSmemBytes, stream, p, keys, group, head_batches, chunk,
-                                            nchunks));
+                                            nchunks, history_ready));
 }
 
 template <class Keys>
 void launch_kernels(const KernelParams& p, const Keys& keys, int group, int head_batches, int chunk, int nchunks,
-                    cudaStream_t stream) {
+                    bool history_ready, cudaStream_t stream) {
   switch (p.head_dim) {
-    case 32: launch_split<32>(p, keys, group, head_batches, chunk, nchunks, stream); break;
-    case 64: launch_split<64>(p, keys, group, head_batches, chunk, nchunks, stream); break;
-    default: launch_split<128>(p, keys, group, head_batches, chunk, nchunks, stream); break;
+    case 32: launch_split<32>(p, keys, group, head_batches, chunk, nchunks, history_ready, stream); break;
+    case 64: launch_split<64>(p, keys, group, head_batches, chunk, nchunks, history_ready, stream); break;
+    default: launch_split<128>(p, keys, group, head_batches, chunk, nchunks, history_ready, stream); break;
   }
   if (nchunks > 1) {
     SPECONTEXT_CUDA_CHECK(launch_programmatic(decode_merge_kernel<Keys>, dim3(p.q_heads, p.requests), dim3(kMergeThreads), 0, stream, p,
@@ -537,6 +560,7 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
                    "index_request_stride and index_head_stride must be >= 0");
     DECODE_REQUIRE(p.count_request_stride >= 0 && p.count_head_stride >= 0,
                    "count_request_stride and count_head_stride must be >= 0");
+    DECODE_REQUIRE(!p.history_ready, "history_ready is dense mode only (sparse mode's lists come from the kernels before)");
   } else {
     DECODE_REQUIRE(p.index_counts == nullptr, "index_counts is set but indices is null");
     DECODE_REQUIRE(p.lengths != nullptr, "a tensor pointer is null (lengths)");
@@ -569,9 +593,9 @@ void launch_decode_attention(const DecodeAttentionParams& p, cudaStream_t stream
   if (sparse) {
     const SparseKeys keys{p.indices,      p.index_request_stride, p.index_head_stride,
                           p.index_counts, p.count_request_stride, p.count_head_stride};
-    launch_kernels(kp, keys, group, head_batches, chunk, nchunks, stream);
+    launch_kernels(kp, keys, group, head_batches, chunk, nchunks, false, stream);
   } else {
-    launch_kernels(kp, DenseKeys{}, group, head_batches, chunk, nchunks, stream);
+    launch_kernels(kp, DenseKeys{}, group, head_batches, chunk, nchunks, p.history_ready, stream);
   }
 }
 

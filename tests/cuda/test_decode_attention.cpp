@@ -1,7 +1,8 @@
 // kernels/decode_attention against its CPU reference (normalised MSE on the bf16 output), over
 // GQA/MQA/MHA, every head_dim, lengths that straddle chunk boundaries and one long context, in
 // dense and sparse (index-list) mode; sparse mode listing rows 0 .. len - 1 against dense mode
-// bit for bit; and the reference itself against hand-computed examples.
+// bit for bit; history_ready's early reads behind RoPE + KV append; and the reference itself
+// against hand-computed examples.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "kernels/decode_attention.cuh"
 #include "kernels/random_hash.hpp"
 #include "kernels/reference/decode_attention.hpp"
+#include "kernels/rope_kv_append.cuh"
 #include "tests/cuda/gpu_test.hpp"
 
 namespace specontext {
@@ -496,6 +498,88 @@ TEST(DecodeAttentionSparse, IdentityListsMatchDenseBitForBit) {
   check_sparse_matches_dense(4, 2, 32, many, 300, 0, 46);
 }
 
+// history_ready: the split kernel reads slots, lengths and its first tiles of older keys before it
+// waits for the kernel before it. Here that kernel is the decode step's RoPE + KV append, which
+// rotates q in place and writes each request's newest key into a cache row that starts as NaN, so a
+// split that read q or the newest key before its wait would differ. Launched on one stream as in a
+// decode step, several times over (a read that races the append need not lose every time), each
+// result must equal the launch without history_ready bit for bit, and that one the reference on
+// the buffers as the append left them.
+TEST(DecodeAttention, HistoryReadyWaitsForTheAppendedKey) {
+  SPECONTEXT_REQUIRE_GPU();
+  const int q_heads = 32, kv_heads = 8, head_dim = 128, max_context = 8192;
+  const std::vector<std::int32_t> lengths = {2048, 1, 17, 129, 4097, max_context};
+  const int requests = static_cast<int>(lengths.size());
+  Problem pr = make_problem(q_heads, kv_heads, head_dim, max_context, requests, 1.5f, 51);
+  for (int i = 0; i < requests; ++i)
+    for (int g = 0; g < kv_heads; ++g)
+      for (int row = 0; row + 1 < lengths[i]; ++row) fill_row(pr, i, g, row, 51);
+  std::vector<std::int32_t> positions(lengths.size());
+  for (std::size_t i = 0; i < lengths.size(); ++i) positions[i] = lengths[i] - 1;
+  std::vector<float> inv_freq(head_dim / 2);
+  for (std::size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(500000.0f, -2.0f * static_cast<float>(i) / head_dim);
+
+  cudaStream_t stream = nullptr;
+  SPECONTEXT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const std::size_t ws_bytes = kernels::decode_attention_workspace_bytes(requests, q_heads, head_dim, max_context);
+  // One append + attention from fresh buffers; after == true also returns the buffers as left.
+  auto run = [&](bool history_ready, Problem* after) {
+    DeviceBuffer<std::uint16_t> dq(pr.q), dk(pr.k), dv(pr.v);
+    DeviceBuffer<std::int32_t> dslots(pr.slots), dlengths(lengths), dpositions(positions);
+    DeviceBuffer<float> dfreq(inv_freq), ws(std::max<std::size_t>(1, ws_bytes / sizeof(float)));
+    DeviceBuffer<std::uint16_t> dout(std::vector<std::uint16_t>(static_cast<std::size_t>(requests * pr.out_stride), kPad));
+    kernels::RopeKvAppendParams r{dq.get(), dk.get(), dv.get(), dfreq.get(), dpositions.get(), dslots.get(), requests, pr.q_stride,
+                                  q_heads, kv_heads, head_dim, pr.request_stride, pr.head_stride, 1.0f};
+    kernels::DecodeAttentionParams p;
+    p.q = dq.get();
+    p.q_row_stride = pr.q_stride;
+    p.k_cache = dk.get();
+    p.v_cache = dv.get();
+    p.kv_request_stride = pr.request_stride;
+    p.kv_head_stride = pr.head_stride;
+    p.slots = dslots.get();
+    p.lengths = dlengths.get();
+    p.out = dout.get();
+    p.out_row_stride = pr.out_stride;
+    p.workspace = ws.get();
+    p.workspace_bytes = ws_bytes;
+    p.requests = requests;
+    p.q_heads = q_heads;
+    p.kv_heads = kv_heads;
+    p.head_dim = head_dim;
+    p.max_context = max_context;
+    p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+    p.history_ready = history_ready;
+    SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    kernels::launch_rope_kv_append(r, stream);
+    kernels::launch_decode_attention(p, stream);
+    SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(stream));
+    if (after) {
+      *after = pr;
+      after->q = dq.download();
+      after->k = dk.download();
+      after->v = dv.download();
+    }
+    return dout.download();
+  };
+  Problem appended = pr;
+  const auto waited = run(false, &appended);
+  for (int repeat = 0; repeat < 4; ++repeat) {
+    const auto early = run(true, nullptr);
+    ASSERT_EQ(early.size(), waited.size());
+    for (std::size_t e = 0; e < waited.size(); ++e)
+      ASSERT_EQ(early[e], waited[e]) << "repeat " << repeat << ", element " << e % pr.out_stride << " of row " << e / pr.out_stride;
+  }
+  SPECONTEXT_CUDA_CHECK(cudaStreamDestroy(stream));
+  const auto want = ref::decode_attention(ref_params(appended, &lengths, nullptr));
+  const std::int64_t width = static_cast<std::int64_t>(q_heads) * head_dim;
+  for (int i = 0; i < requests; ++i) {
+    std::vector<float> got(static_cast<std::size_t>(width)), want_row(want.begin() + i * width, want.begin() + (i + 1) * width);
+    for (std::int64_t e = 0; e < width; ++e) got[e] = ref::bf16_to_float(waited[i * pr.out_stride + e]);
+    EXPECT_LE(testing::normalised_mse(got, want_row), 1e-4) << "request " << i << " (length " << lengths[i] << ")";
+  }
+}
+
 // Sparse-mode validation throws before touching the device, so this runs without a GPU.
 TEST(DecodeAttentionSparse, RejectsBadParameters) {
   alignas(16) static std::uint16_t fake[64];
@@ -543,6 +627,14 @@ TEST(DecodeAttentionSparse, RejectsBadParameters) {
   p.count_request_stride = -1;
   EXPECT_THROW(kernels::launch_decode_attention(p, nullptr), std::invalid_argument);
   p.count_request_stride = 1;
+  p.history_ready = true;  // sparse lists come from the kernels before: no early reads
+  try {
+    kernels::launch_decode_attention(p, nullptr);
+    FAIL() << "history_ready accepted in sparse mode";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("history_ready"), std::string::npos) << e.what();
+  }
+  p.history_ready = false;
   // Everything sparse is valid and lengths is null: the next check to fail is the workspace's.
   p.workspace = nullptr;
   p.workspace_bytes = 0;
