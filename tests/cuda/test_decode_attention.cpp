@@ -282,6 +282,32 @@ ref::DecodeAttentionParams ref_params(const Problem& pr, const std::vector<std::
   return rp;
 }
 
+// The launch of problem pr over its device buffers: q rows in the QKV buffer `q`, caches k and v,
+// output rows `out`; the caller adds lengths (dense) or index lists (sparse).
+kernels::DecodeAttentionParams launch_params(const Problem& pr, const std::uint16_t* q, const std::uint16_t* k, const std::uint16_t* v,
+                                             const std::int32_t* slots, std::uint16_t* out, float* workspace,
+                                             std::size_t workspace_bytes) {
+  kernels::DecodeAttentionParams p;
+  p.q = q;
+  p.q_row_stride = pr.q_stride;
+  p.k_cache = k;
+  p.v_cache = v;
+  p.kv_request_stride = pr.request_stride;
+  p.kv_head_stride = pr.head_stride;
+  p.slots = slots;
+  p.out = out;
+  p.out_row_stride = pr.out_stride;
+  p.workspace = workspace;
+  p.workspace_bytes = workspace_bytes;
+  p.requests = pr.requests;
+  p.q_heads = pr.q_heads;
+  p.kv_heads = pr.kv_heads;
+  p.head_dim = pr.head_dim;
+  p.max_context = pr.max_context;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(pr.head_dim));
+  return p;
+}
+
 // Runs the kernel in dense mode (lengths) or sparse mode (il; then no lengths at all) and returns
 // the whole output buffer, pads included (they start as kPad).
 constexpr std::uint16_t kPad = 0x1234;
@@ -296,26 +322,9 @@ std::vector<std::uint16_t> run_kernel(const Problem& pr, const std::vector<std::
   const std::size_t ws_bytes = kernels::decode_attention_workspace_bytes(pr.requests, pr.q_heads, pr.head_dim, pr.max_context);
   DeviceBuffer<float> ws(std::max<std::size_t>(1, ws_bytes / sizeof(float)));
 
-  kernels::DecodeAttentionParams p;
-  p.q = dq.get();
-  p.q_row_stride = pr.q_stride;
-  p.k_cache = dk.get();
-  p.v_cache = dv.get();
-  p.kv_request_stride = pr.request_stride;
-  p.kv_head_stride = pr.head_stride;
-  p.slots = dslots.get();
+  kernels::DecodeAttentionParams p = launch_params(pr, dq.get(), dk.get(), dv.get(), dslots.get(), dout.get(), ws.get(), ws_bytes);
   p.lengths = lengths ? dlengths.get() : nullptr;
-  p.out = dout.get();
-  p.out_row_stride = pr.out_stride;
-  p.workspace = ws.get();
-  p.workspace_bytes = ws_bytes;
-  p.requests = pr.requests;
-  p.q_heads = pr.q_heads;
-  p.kv_heads = pr.kv_heads;
-  p.head_dim = pr.head_dim;
-  p.max_context = pr.max_context;
   p.max_length = max_length;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(pr.head_dim));
   if (il) {
     p.indices = dindices.get();
     p.index_request_stride = il->index_request_stride;
@@ -530,25 +539,8 @@ TEST(DecodeAttention, HistoryReadyWaitsForTheAppendedKey) {
     DeviceBuffer<std::uint16_t> dout(std::vector<std::uint16_t>(static_cast<std::size_t>(requests * pr.out_stride), kPad));
     kernels::RopeKvAppendParams r{dq.get(), dk.get(), dv.get(), dfreq.get(), dpositions.get(), dslots.get(), requests, pr.q_stride,
                                   q_heads, kv_heads, head_dim, pr.request_stride, pr.head_stride, 1.0f};
-    kernels::DecodeAttentionParams p;
-    p.q = dq.get();
-    p.q_row_stride = pr.q_stride;
-    p.k_cache = dk.get();
-    p.v_cache = dv.get();
-    p.kv_request_stride = pr.request_stride;
-    p.kv_head_stride = pr.head_stride;
-    p.slots = dslots.get();
+    kernels::DecodeAttentionParams p = launch_params(pr, dq.get(), dk.get(), dv.get(), dslots.get(), dout.get(), ws.get(), ws_bytes);
     p.lengths = dlengths.get();
-    p.out = dout.get();
-    p.out_row_stride = pr.out_stride;
-    p.workspace = ws.get();
-    p.workspace_bytes = ws_bytes;
-    p.requests = requests;
-    p.q_heads = q_heads;
-    p.kv_heads = kv_heads;
-    p.head_dim = head_dim;
-    p.max_context = max_context;
-    p.scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
     p.history_ready = history_ready;
     SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(stream));
     kernels::launch_rope_kv_append(r, stream);
