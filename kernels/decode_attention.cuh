@@ -71,10 +71,11 @@ struct DecodeAttentionParams {
   // Dense mode only (sparse mode rejects it). Set it when slots, lengths and every cache row below
   // each request's newest key (lengths[i] - 1) come from stream work before the kernel launched
   // just before this one, so that only q and the newest key may still be written by that kernel:
-  // a decode step whose previous kernel appends the step's key (and keeps the programmatic-launch
-  // contract of kernels/programmatic_launch.cuh). The split kernel then reads slots, lengths and
-  // its first tiles of older keys before it waits for that kernel, so their HBM latency overlaps
-  // its tail. Not for a cache that a copy or gather on the stream just filled (offloaded layers).
+  // a decode step whose previous kernel appends the step's key and releases the next kernel only
+  // after its own wait (kernels/programmatic_launch.cuh). The split kernel then reads slots,
+  // lengths and its first tiles of older keys before it waits for that kernel, so their HBM
+  // latency overlaps its tail. Not for a cache that a copy or gather on the stream just filled
+  // (offloaded layers).
   bool history_ready = false;
 
   // Sparse mode (see above); all null / 0 is dense mode. Strides in int32 elements, >= 0.

@@ -11,7 +11,10 @@
 //     earlier kernel wrote (not only the previous one: that one may itself still be waiting), and
 //     before it writes anything an earlier kernel may still read; every thread that exits must have
 //     passed it (so that its grid's completion implies the previous one's, and the chain stays ordered
-//     for the kernels after it). Before the wait it may only read constants (weights, tables);
+//     for the kernels after it). Before the wait it may only read constants (weights, tables), or
+//     data its caller vouches was complete before the previous kernel was enqueued, where that
+//     kernel releases the next one only after its own wait, as the decode chain's do (decode
+//     attention's history_ready: slots, lengths and the older cache rows);
 //   * a kernel that precedes one may call allow_next_grid_to_start(): the next grid is then scheduled
 //     once every block of this one has called it or exited, instead of at exit. The next grid still
 //     waits in wait_for_previous_grid() for this one's completion and its memory, so the call is
