@@ -14,8 +14,8 @@ namespace {
 // the separate kernels from the start; at 8 rows (8K keys, H100) they were 5% slower until
 // small_gemm released the down projection only after the fused gate_up's loop and the merge
 // stopped releasing the O projection early (bench/README, "Fused epilogues"). At 16 rows the step
-// was 4-6% faster than with cuBLAS and the separate kernels, at 32 rows (with 4 n-tiles) 2-5%
-// slower (H100; bench/README, "small_gemm above 8 rows").
+// was 3.8-6.7% faster than with cuBLAS and the separate kernels (two H100 calls), at 32 rows (with
+// 4 n-tiles) 2.3-4.5% slower (H100; bench/README, "small_gemm above 8 rows" and "Up to 16 rows").
 bool small_rows(std::int64_t T, std::int64_t in) { return T <= 16 && in % 8 == 0; }
 }  // namespace
 
