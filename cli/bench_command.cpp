@@ -46,7 +46,7 @@ struct BenchFlags {
   std::string model, hw = "auto", requests = "1,4,16,32", depths = "2048,16384,32768";
   int steps = 16, reps = 5, warmup = 3;
   std::uint64_t seed = 1;
-  bool random_weights = false, json = false, no_graph = false, no_pdl = false;
+  bool random_weights = false, json = false, no_graph = false, no_pdl = false, persistent = false;
   std::string policy = "full", dlm_config, offload = "0", gpu_mem, span, components;
   std::int64_t budget = 0;
   double overlap = -1;  // < 0: the head's own choice
@@ -69,6 +69,7 @@ struct Point {
   std::vector<double> ms_per_step;  // one per repetition
   double median_ms = 0, min_ms = 0, max_ms = 0, bytes_per_step = 0;
   int offloaded_layers = 0;
+  std::string decode_kernel;  // "persistent" (R = 1), or "chain" and why
   double host_huge_page_bytes = 0;  // of the offloaded layers' host KV (--host-pages huge)
   double h2d_bytes_per_step = 0, achieved_overlap = -1, device_bytes_in_use = 0;
   StepProfile phases;  // --breakdown: summed over the timed steps
@@ -100,6 +101,7 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
   o.max_context = depth + total_steps + 1;
   o.cuda_graph = !f.no_graph;
   o.programmatic_launch = !f.no_pdl;
+  o.persistent_decode = f.persistent;
   o.prefill_chunk = 1;  // no prefill here: the KV cache is filled with random values
   o.policy = sp.policy;
   o.budget = f.budget;
@@ -132,6 +134,8 @@ Point measure(const ModelConfig& config, const BenchFlags& f, const SparseSetup&
     p.reason = e.what();
     return p;
   }
+  const std::string refusal = b->persistent_decode_refusal();
+  p.decode_kernel = R == 1 && refusal.empty() ? "persistent" : R == 1 && f.persistent ? "chain (" + refusal + ")" : "chain";
   std::vector<int> requests(static_cast<std::size_t>(R)), tokens(static_cast<std::size_t>(R), 1);
   for (long long r = 0; r < R; ++r) {
     requests[static_cast<std::size_t>(r)] = static_cast<int>(r);
@@ -289,7 +293,7 @@ void run(const BenchFlags& f) {
   if (f.json) {
     nlohmann::json pts = nlohmann::json::array();
     for (const auto& p : points) {
-      nlohmann::json j = {{"requests", p.requests}, {"depth", p.depth}, {"fits", p.fits}, {"offloaded_layers", p.offloaded_layers},
+      nlohmann::json j = {{"requests", p.requests}, {"depth", p.depth}, {"fits", p.fits}, {"offloaded_layers", p.offloaded_layers}, {"decode_kernel", p.decode_kernel},
                           {"device_bytes_in_use", p.device_bytes_in_use}, {"host_huge_page_bytes", p.host_huge_page_bytes},
                           {"h2d_bytes_per_step", p.h2d_bytes_per_step},
                           {"synthetic_overlap", p.achieved_overlap >= 0 ? nlohmann::json(p.achieved_overlap) : nlohmann::json(nullptr)}};
@@ -315,7 +319,7 @@ void run(const BenchFlags& f) {
                                 {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
                                 {"prefetch", run_flags.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"components", f.components}, {"prefetch_group", f.prefetch_group},
                                 {"gather_blocks", f.gather_blocks}, {"host_pages", f.host_pages}, {"span", span_json},
-                                {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"programmatic_launch", !f.no_pdl}, {"points", pts}}
+                                {"steps", f.steps}, {"reps", f.reps}, {"cuda_graph", !f.no_graph}, {"programmatic_launch", !f.no_pdl}, {"persistent_decode", f.persistent}, {"points", pts}}
                      .dump(2)
               << "\n";
     return;
@@ -336,6 +340,12 @@ void run(const BenchFlags& f) {
               << fixed(p.requests / (p.median_ms / 1e3), 1) << " | " << fixed(p.bytes_per_step / (p.median_ms / 1e3) / 1e9, 0) << " | "
               << fixed(100.0 * (p.bytes_per_step / peak) / (p.median_ms / 1e3), 1) << " | " << fixed(p.h2d_bytes_per_step / 1e6, 2) << " |\n";
   }
+  if (f.persistent)
+    for (const auto& p : points)
+      if (p.requests == 1 && p.fits) {
+        std::cout << "\nR = 1 decode: " << (p.decode_kernel == "persistent" ? "the persistent kernel" : p.decode_kernel) << "\n";
+        break;
+      }
 #endif
 }
 
@@ -355,6 +365,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--seed", f->seed, "random weights' and KV's seed")->capture_default_str();
   cmd->add_flag("--no-graph", f->no_graph, "launch kernel by kernel instead of replaying a CUDA graph");
   cmd->add_flag("--no-pdl", f->no_pdl, "launch the decode chain's kernels without programmatic dependent launch (to measure what it buys)");
+  cmd->add_flag("--persistent", f->persistent,
+                "decode R = 1 as one persistent kernel (kernels/persistent_decode.cuh) instead of the kernel chain, to compare them");
   cmd->add_option("--policy", f->policy, "KV selection: full, streaming, oracle, specontext, specontext-batch or quest")->capture_default_str();
   cmd->add_option("--budget", f->budget, "positions per KV head a sparse policy keeps");
   cmd->add_option("--dlm-config", f->dlm_config, "the draft's config.json for specontext (random weights at its shape)");

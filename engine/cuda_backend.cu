@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -29,6 +32,7 @@
 #include "kernels/embedding.cuh"
 #include "kernels/fill_random.cuh"
 #include "kernels/head_rmsnorm.cuh"
+#include "kernels/persistent_decode.cuh"
 #include "kernels/prefill_attention.cuh"
 #include "kernels/programmatic_launch.cuh"
 #include "kernels/rope_kv_append.cuh"
@@ -161,6 +165,17 @@ struct CudaBackend::Impl {
 
   std::vector<std::int64_t> lengths_host;
   std::map<int, cudaGraphExec_t> decode_graphs;  // by batch size
+  // The one-request step as one kernel: whether this model and device allow it (and if not, why),
+  // its per-layer table (rebuilt when cache pointers change) and its workspace.
+  bool persistent_ok = false;
+  std::string persistent_refusal;
+  std::vector<kernels::PersistentDecodeLayer> persistent_layers_host;
+  DeviceArray<kernels::PersistentDecodeLayer> persistent_layers;
+  DeviceArray<std::uint8_t> persistent_workspace;
+  // Diagnostics (SPECONTEXT_PERSISTENT_TIMELINE=FILE): the kernel's phase clock, the last step's
+  // per-phase means over the layers appended to FILE when the backend goes.
+  DeviceArray<std::uint64_t> persistent_timeline;
+  std::string persistent_timeline_file;
 
   std::unique_ptr<CudaSparseDecode> sparse;  // a sparse policy's selection, else null (dense)
   std::unique_ptr<KvOffload> offload;        // offloaded layers' KV in host memory, else null
@@ -200,6 +215,7 @@ struct CudaBackend::Impl {
     feature_base.assign(static_cast<std::size_t>(o.max_requests), 0);
   }
   ~Impl() {
+    write_persistent_timeline();
     for (auto& [_, g] : decode_graphs) cudaGraphExecDestroy(g);
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
@@ -276,10 +292,30 @@ struct CudaBackend::Impl {
   }
 
   const bf16_bits* output_matrix() const { return lm_head.ptr ? lm_head.ptr : embed.ptr; }
+
+  void write_persistent_timeline() const {
+    if (persistent_timeline_file.empty() || persistent_timeline.count == 0 || cudaStreamSynchronize(stream) != cudaSuccess) return;
+    std::vector<std::uint64_t> t(persistent_timeline.count);
+    if (cudaMemcpy(t.data(), persistent_timeline.ptr, t.size() * sizeof(std::uint64_t), cudaMemcpyDeviceToHost) != cudaSuccess || t[0] == 0) return;
+    const int per = kernels::kTimelineMarksPerLayer, n = static_cast<int>(layers.size());
+    std::FILE* f = std::fopen(persistent_timeline_file.c_str(), "a");
+    if (!f) return;
+    std::fprintf(f, "length %lld: step %.2f us, embedding %.2f us, final norm + LM head %.2f us; per layer (mean us):",
+                 static_cast<long long>(lengths_host[0]), (t.back() - t[0]) / 1e3, (t[1] - t[0]) / 1e3, (t.back() - t[t.size() - 2]) / 1e3);
+    for (int e = 0; e < per; ++e) {
+      double sum = 0;
+      for (int l = 0; l < n; ++l) sum += static_cast<double>(t[2 + l * per + e] - t[1 + l * per + e]);
+      std::fprintf(f, " %.2f", sum / n / 1e3);
+    }
+    std::fprintf(f, "\n");
+    std::fclose(f);
+  }
 };
 
 
 namespace {
+
+void setup_persistent_decode(CudaBackend::Impl& I);  // after the weights and buffers exist
 
 void require_request(int request, std::int64_t max_requests, const char* where) {
   if (request < 0 || request >= max_requests)
@@ -364,6 +400,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const ModelWeights& w, const
     L.wdown = upload_bf16(src.down.data);
   }
   I.allocate_runtime();
+  setup_persistent_decode(I);
 }
 
 CudaBackend::CudaBackend(const ModelConfig& config, std::uint64_t seed, const CudaBackendOptions& options)
@@ -399,11 +436,13 @@ CudaBackend::CudaBackend(const ModelConfig& config, std::uint64_t seed, const Cu
   }
   SPECONTEXT_CUDA_CHECK(cudaDeviceSynchronize());
   I.allocate_runtime();
+  setup_persistent_decode(I);
 }
 
 CudaBackend::~CudaBackend() = default;
 
 std::int64_t CudaBackend::vocab() const { return impl_->vocab; }
+std::string CudaBackend::persistent_decode_refusal() const { return impl_->persistent_refusal; }
 std::int64_t CudaBackend::max_requests() const { return impl_->options.max_requests; }
 std::int64_t CudaBackend::max_context() const { return impl_->options.max_context; }
 std::int64_t CudaBackend::length(int request) const {
@@ -447,6 +486,93 @@ namespace {
 void drop_graphs(CudaBackend::Impl& I) {
   for (auto& [_, g] : I.decode_graphs) cudaGraphExecDestroy(g);
   I.decode_graphs.clear();
+}
+
+// The persistent kernel's parameters for this backend's buffers (one request: row 0 of each).
+kernels::PersistentDecodeParams persistent_params(const CudaBackend::Impl& I) {
+  const ModelShape& m = I.config.shape;
+  kernels::PersistentDecodeParams p;
+  p.layers = I.persistent_layers.ptr;
+  p.layer_count = static_cast<int>(I.layers.size());
+  p.embed = I.embed.ptr;
+  p.final_norm = I.final_norm.ptr;
+  p.lm_head = I.output_matrix();
+  p.ids = I.ids.ptr;
+  p.slots = I.slots.ptr;
+  p.positions = I.positions.ptr;
+  p.lengths = I.lengths.ptr;
+  p.inv_freq = I.inv_freq.ptr;
+  p.attention_factor = I.attention_factor;
+  p.eps = static_cast<float>(I.config.rms_norm_eps);
+  p.scale = 1.0f / std::sqrt(static_cast<float>(I.head_dim));
+  p.hidden = static_cast<int>(I.hidden);
+  p.q_heads = static_cast<int>(m.q_heads);
+  p.kv_heads = static_cast<int>(m.kv_heads);
+  p.head_dim = static_cast<int>(I.head_dim);
+  p.ffn = static_cast<int>(I.ffn);
+  p.vocab = static_cast<int>(I.vocab);
+  p.residual = I.residual.ptr;
+  p.qkv = I.qkv.ptr;
+  p.attn_out = I.attn_out.ptr;
+  p.act = I.act.ptr;
+  p.logits = I.logits.ptr;
+  p.workspace = I.persistent_workspace.ptr;
+  p.workspace_bytes = I.persistent_workspace.count;
+  p.timeline = I.persistent_timeline.ptr;
+  return p;
+}
+
+// Whether the backend's options and model let one request's step run as the persistent kernel;
+// the reason when not (checked once, at construction).
+std::string persistent_refusal_reason(const CudaBackend::Impl& I) {
+  const CudaBackendOptions& o = I.options;
+  if (!o.persistent_decode) return "off (CudaBackendOptions::persistent_decode)";
+  if (o.policy != SelectionPolicy::Full || I.offload) return "sparse attention and offloaded layers run the kernel chain";
+  if (o.profile_steps) return "--profile-steps times the kernel chain's phases";
+  for (const LayerDevice& L : I.layers)
+    if (L.qkv_bias.ptr || L.q_norm.ptr) return "QKV bias and q/k norms are not in the persistent kernel";
+  const char* why = kernels::persistent_decode_unsupported(persistent_params(I));
+  return why ? why : "";
+}
+
+void setup_persistent_decode(CudaBackend::Impl& I) {
+  I.persistent_refusal = persistent_refusal_reason(I);
+  I.persistent_ok = I.persistent_refusal.empty();
+  if (!I.persistent_ok) return;
+  I.persistent_workspace = DeviceArray<std::uint8_t>(kernels::persistent_decode_workspace_bytes(
+      static_cast<int>(I.config.shape.q_heads), static_cast<int>(I.config.shape.kv_heads), static_cast<int>(I.head_dim)));
+  if (const char* file = std::getenv("SPECONTEXT_PERSISTENT_TIMELINE")) {
+    I.persistent_timeline_file = file;
+    I.persistent_timeline = DeviceArray<std::uint64_t>(static_cast<std::size_t>(kernels::persistent_decode_timeline_marks(static_cast<int>(I.layers.size()))));
+    SPECONTEXT_CUDA_CHECK(cudaMemset(I.persistent_timeline.ptr, 0, I.persistent_timeline.count * sizeof(std::uint64_t)));
+  }
+}
+
+// Whether this step runs as the persistent kernel: one request, and nothing that reads the
+// layers' intermediate results on the host (an attention probe, recorded features).
+bool use_persistent(const CudaBackend::Impl& I, int rows) { return rows == 1 && I.persistent_ok && !I.probe && I.feature_layers.empty(); }
+
+// The layer table the persistent kernel reads, uploaded when a cache pointer changed since the last
+// upload (outside any capture: it is a synchronous copy).
+void refresh_persistent_layers(CudaBackend::Impl& I) {
+  std::vector<kernels::PersistentDecodeLayer> table(I.layers.size());
+  for (std::size_t l = 0; l < I.layers.size(); ++l) {
+    const LayerDevice& L = I.layers[l];
+    kernels::PersistentDecodeLayer& t = table[l];
+    t.wqkv = L.wqkv.ptr, t.wo = L.wo.ptr, t.wgate_up = L.wgate_up.ptr, t.wdown = L.wdown.ptr;
+    t.input_norm = L.input_norm.ptr, t.post_norm = L.post_norm.ptr;
+    t.k_cache = L.k_cache.ptr, t.v_cache = L.v_cache.ptr;
+    t.kv_request_stride = I.config.shape.kv_heads * L.capacity * I.head_dim;
+    t.kv_head_stride = L.capacity * I.head_dim;
+  }
+  const auto bytes = [](const std::vector<kernels::PersistentDecodeLayer>& v) { return v.size() * sizeof(kernels::PersistentDecodeLayer); };
+  if (I.persistent_layers.count == table.size() && bytes(table) == bytes(I.persistent_layers_host) &&
+      std::memcmp(table.data(), I.persistent_layers_host.data(), bytes(table)) == 0)
+    return;
+  if (I.persistent_layers.count != table.size()) I.persistent_layers = DeviceArray<kernels::PersistentDecodeLayer>(table.size());
+  SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
+  I.persistent_layers.upload(table);
+  I.persistent_layers_host = std::move(table);
 }
 
 // Bytes this backend holds on the device now (what was free before it allocated, less what is free).
@@ -741,6 +867,11 @@ void set_attention_io(Params& a, const CudaBackend::Impl& I, const LayerDevice& 
 
 // The decode step of `rows` requests: everything between the uploaded inputs and the logits.
 void decode_forward(CudaBackend::Impl& I, int rows, int max_length) {
+  if (use_persistent(I, rows)) {
+    NvtxRange range("persistent decode");
+    kernels::launch_persistent_decode(persistent_params(I), I.stream);
+    return;
+  }
   if (I.timer) I.timer->begin(I.stream);
   if (I.sparse) I.sparse->select_before_forward(I.ids.ptr, I.slots.ptr, I.lengths.ptr, rows, I.stream);
   if (I.offload) {
@@ -871,6 +1002,7 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
   I.row_requests.assign(requests.begin(), requests.end());
   I.row_positions.assign(positions.begin(), positions.end());
   for (std::size_t i = 0; i < requests.size(); ++i) start_features(I, requests[i], positions[i]);
+  if (use_persistent(I, rows)) refresh_persistent_layers(I);
   // Host copies inside the forward (profiling, recording) cannot be captured: kernel by kernel then.
   if (!I.options.cuda_graph || I.timer || I.probe || !I.feature_layers.empty()) {
     int max_length = 0;

@@ -28,6 +28,10 @@ struct CudaBackendOptions {
   // Launch the projections with programmatic dependent launch (kernels/programmatic_launch.cuh).
   // Process-wide: the backend built last decides, for every backend of the process.
   bool programmatic_launch = true;
+  // Decode one request's dense step as one persistent kernel (kernels/persistent_decode.cuh) where
+  // the model and device allow it, instead of the kernel chain. Off by default: on an H100 it is
+  // 4-5% slower than the chain (bench/README, "One request's step as one persistent kernel").
+  bool persistent_decode = false;
   std::int64_t prefill_chunk = 1024;  // prompt tokens per prefill pass
   double memory_limit_bytes = 0;    // 0: what the device has free
   // The decode steps' KV selection (engine/cuda_sparse_decode.cuh); prefill stays dense.
@@ -88,6 +92,9 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   std::int64_t vocab() const override;
+  // Empty when one request's decode step runs as the persistent kernel (kernels/persistent_decode.cuh),
+  // else why it runs as the kernel chain.
+  std::string persistent_decode_refusal() const;
   std::int64_t max_requests() const override;
   std::int64_t max_context() const override;
   void reset(int request) override;
