@@ -69,7 +69,7 @@ struct Layout {
   int scratch = 0;   // the projection's input (bf16 [max_k]) or attention's per-warp partials
   int rowout = 0;    // the block's projection results, fp32 [max_rows]
   int reduce = 0;    // 32 fp32
-  int part = 0;    // per stage: a one-row stage's per-warp partial sums [warps] fp32, and a count
+  int part = 0;      // per stage: a one-row stage's per-warp partial sums [warps] fp32, and a count
   int bytes = 0;
   int chunks = 0;    // attention's key chunks per item group
 };
@@ -264,9 +264,10 @@ __device__ void produce(const Gemv& g, Ring& ring, std::uint64_t policy) {
 // * a stage of several rows (K <= stage / 2: 4096 of the 8B shape, 3 rows a stage): a warp a row,
 //   its lanes striding 16 bytes along it; the stage's rows go to different warps, and the warps
 //   work on different stages at once;
-// * a stage of one row (the down projection's 14336: one warp a row ran at 2/3 of the stream
-//   rate): every warp takes the row's 512-byte pieces w, w + 15, ..., leaves its partial sum in
-//   part[w], and the last warp to finish adds the 15 in warp order (deterministic).
+// * a stage of one row (the down projection's 14336, where one warp a row ran at 2/3 of the stream
+//   rate; also a phase's last stage when one row is left): every warp takes the row's 512-byte
+//   pieces w, w + 15, ..., leaves its partial sum in part[w], and the last warp to finish adds the
+//   15 in warp order (deterministic).
 // Either way a warp does the same work in the same order every run.
 __device__ __forceinline__ void stage_dots(const uint4* stage, int n, int chunks, const uint4* x4, float* part, int* done, float* out) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
