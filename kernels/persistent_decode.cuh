@@ -1,8 +1,9 @@
 #pragma once
 // The whole dense decode step of one request in one kernel: embedding, every layer (RMSNorm, QKV
 // + RoPE + KV append, decode attention, O, RMSNorm, gate_up + SwiGLU, down) and the final norm and
-// LM head, with the projections' weights streamed by a producer warp per SM that never waits for
-// the activations. Why, and how, is in persistent_decode.cu.
+// LM head, with the projections' weights and attention's K/V history streamed by a producer warp
+// per SM that never waits for the activations. Why, how, and what it measured (slower than the
+// chain on an H100, so opt-in) is in persistent_decode.cu.
 //
 // Model: Llama-style layers (no QKV bias, no q/k norms), head_dim a multiple of 32 and <= 256,
 // hidden, q_dim and ffn multiples of 8, bf16 weights [out, in] contiguous (nn.Linear's), the QKV
@@ -71,8 +72,8 @@ struct PersistentDecodeParams {
 constexpr int kTimelineMarksPerLayer = 12;
 inline int persistent_decode_timeline_marks(int layers) { return 3 + kTimelineMarksPerLayer * layers; }
 
-// Whether this device and shape can run the kernel, and if not why (empty when it can): sm_90 or
-// newer, the shape rules above, and the shared memory the weight ring needs.
+// Whether this device and shape can run the kernel: null when it can, else why not (sm_90 or
+// newer, the shape rules above, the shared memory the ring needs, one block resident per SM).
 const char* persistent_decode_unsupported(const PersistentDecodeParams& p);
 
 // The workspace the launch needs on the current device.
