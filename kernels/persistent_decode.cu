@@ -5,8 +5,9 @@
 // H200"): each projection ramps up and drains, and the latency-bound pieces between them (the
 // norms, decode attention, its merge) leave HBM idle. Here the weights and the K/V history stream
 // through one ring that does not stop at the phases' boundaries. Measured (bench/README, "One
-// request's step as one persistent kernel"): on an H100 it is 4-5% slower than the chain, the
-// grid barriers between phases (~5 us each, skew included) costing more than the ring hides.
+// request's step as one persistent kernel"): on an H100 it is 4-5% slower than the chain; each
+// projection's epilogue and grid barrier take ~5.5 us on block 0's clock (its wait for the slowest
+// block included), more than the ring hides.
 //
 // Design:
 // * One block per SM, 15 consumer warps and one producer warp. The producer's lane 0 walks the
