@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -165,11 +164,10 @@ struct CudaBackend::Impl {
 
   std::vector<std::int64_t> lengths_host;
   std::map<int, cudaGraphExec_t> decode_graphs;  // by batch size
-  // The one-request step as one kernel: whether this model and device allow it (and if not, why),
-  // its per-layer table (rebuilt when cache pointers change) and its workspace.
-  bool persistent_ok = false;
+  // The one-request step as one kernel: why this model, device or option set does not allow it
+  // (empty when they do), its per-layer table (uploaded again whenever cache pointers change) and
+  // its workspace.
   std::string persistent_refusal;
-  std::vector<kernels::PersistentDecodeLayer> persistent_layers_host;
   DeviceArray<kernels::PersistentDecodeLayer> persistent_layers;
   DeviceArray<std::uint8_t> persistent_workspace;
   // Diagnostics (SPECONTEXT_PERSISTENT_TIMELINE=FILE): the kernel's phase clock, the last step's
@@ -482,10 +480,14 @@ double CudaBackend::kv_bytes_per_token() const {
 
 namespace {
 
-// Every captured graph bakes in cache pointers and strides; a placement change drops them.
+void upload_persistent_layers(CudaBackend::Impl& I);  // below, with the persistent kernel's setup
+
+// Every captured graph bakes in cache pointers and strides, as does the persistent kernel's layer
+// table; a placement change (called after the caches moved) drops the first and rewrites the second.
 void drop_graphs(CudaBackend::Impl& I) {
   for (auto& [_, g] : I.decode_graphs) cudaGraphExecDestroy(g);
   I.decode_graphs.clear();
+  upload_persistent_layers(I);
 }
 
 // The persistent kernel's parameters for this backend's buffers (one request: row 0 of each).
@@ -537,10 +539,11 @@ std::string persistent_refusal_reason(const CudaBackend::Impl& I) {
 
 void setup_persistent_decode(CudaBackend::Impl& I) {
   I.persistent_refusal = persistent_refusal_reason(I);
-  I.persistent_ok = I.persistent_refusal.empty();
-  if (!I.persistent_ok) return;
+  if (!I.persistent_refusal.empty()) return;
   I.persistent_workspace = DeviceArray<std::uint8_t>(kernels::persistent_decode_workspace_bytes(
       static_cast<int>(I.config.shape.q_heads), static_cast<int>(I.config.shape.kv_heads), static_cast<int>(I.head_dim)));
+  I.persistent_layers = DeviceArray<kernels::PersistentDecodeLayer>(I.layers.size());
+  upload_persistent_layers(I);
   if (const char* file = std::getenv("SPECONTEXT_PERSISTENT_TIMELINE")) {
     I.persistent_timeline_file = file;
     I.persistent_timeline = DeviceArray<std::uint64_t>(static_cast<std::size_t>(kernels::persistent_decode_timeline_marks(static_cast<int>(I.layers.size()))));
@@ -550,11 +553,14 @@ void setup_persistent_decode(CudaBackend::Impl& I) {
 
 // Whether this step runs as the persistent kernel: one request, and nothing that reads the
 // layers' intermediate results on the host (an attention probe, recorded features).
-bool use_persistent(const CudaBackend::Impl& I, int rows) { return rows == 1 && I.persistent_ok && !I.probe && I.feature_layers.empty(); }
+bool use_persistent(const CudaBackend::Impl& I, int rows) {
+  return rows == 1 && I.persistent_refusal.empty() && !I.probe && I.feature_layers.empty();
+}
 
-// The layer table the persistent kernel reads, uploaded when a cache pointer changed since the last
-// upload (outside any capture: it is a synchronous copy).
-void refresh_persistent_layers(CudaBackend::Impl& I) {
+// The layer table the persistent kernel reads: at setup and after every placement change (both
+// outside any capture: the copy is synchronous, after the stream's work that may still read it).
+void upload_persistent_layers(CudaBackend::Impl& I) {
+  if (I.persistent_layers.count == 0) return;
   std::vector<kernels::PersistentDecodeLayer> table(I.layers.size());
   for (std::size_t l = 0; l < I.layers.size(); ++l) {
     const LayerDevice& L = I.layers[l];
@@ -565,14 +571,8 @@ void refresh_persistent_layers(CudaBackend::Impl& I) {
     t.kv_request_stride = I.config.shape.kv_heads * L.capacity * I.head_dim;
     t.kv_head_stride = L.capacity * I.head_dim;
   }
-  const auto bytes = [](const std::vector<kernels::PersistentDecodeLayer>& v) { return v.size() * sizeof(kernels::PersistentDecodeLayer); };
-  if (I.persistent_layers.count == table.size() && bytes(table) == bytes(I.persistent_layers_host) &&
-      std::memcmp(table.data(), I.persistent_layers_host.data(), bytes(table)) == 0)
-    return;
-  if (I.persistent_layers.count != table.size()) I.persistent_layers = DeviceArray<kernels::PersistentDecodeLayer>(table.size());
   SPECONTEXT_CUDA_CHECK(cudaStreamSynchronize(I.stream));
   I.persistent_layers.upload(table);
-  I.persistent_layers_host = std::move(table);
 }
 
 // Bytes this backend holds on the device now (what was free before it allocated, less what is free).
@@ -1002,7 +1002,6 @@ void run_decode_step(CudaBackend::Impl& I, const std::vector<int>& requests, con
   I.row_requests.assign(requests.begin(), requests.end());
   I.row_positions.assign(positions.begin(), positions.end());
   for (std::size_t i = 0; i < requests.size(); ++i) start_features(I, requests[i], positions[i]);
-  if (use_persistent(I, rows)) refresh_persistent_layers(I);
   // Host copies inside the forward (profiling, recording) cannot be captured: kernel by kernel then.
   if (!I.options.cuda_graph || I.timer || I.probe || !I.feature_layers.empty()) {
     int max_length = 0;

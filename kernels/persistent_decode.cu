@@ -43,6 +43,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/cp_async.cuh"
 #include "kernels/cuda_check.cuh"
 #include "kernels/persistent_decode.cuh"
 #include "kernels/rope_math.cuh"
@@ -280,8 +281,8 @@ __device__ __forceinline__ void stage_dots(const uint4* stage, int n, int chunks
       const unsigned wa[4] = {a.x, a.y, a.z, a.w}, xb[4] = {b.x, b.y, b.z, b.w};
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        acc0 = fmaf(__uint_as_float(wa[j] << 16), __uint_as_float(xb[j] << 16), acc0);
-        acc1 = fmaf(__uint_as_float(wa[j] & 0xffff0000u), __uint_as_float(xb[j] & 0xffff0000u), acc1);
+        acc0 = fmaf(bf16_lo(wa[j]), bf16_lo(xb[j]), acc0);
+        acc1 = fmaf(bf16_hi(wa[j]), bf16_hi(xb[j]), acc1);
       }
     }
     return warp_sum(acc0 + acc1);
@@ -388,16 +389,12 @@ __device__ __forceinline__ void load_dims(const std::uint16_t* p, float (&f)[D])
     f[0] = bf(kGlobal ? __ldcg(p) : *p);
   } else if constexpr (D == 2) {
     const unsigned v = kGlobal ? __ldcg(reinterpret_cast<const unsigned*>(p)) : *reinterpret_cast<const unsigned*>(p);
-    f[0] = __uint_as_float(v << 16), f[1] = __uint_as_float(v & 0xffff0000u);
+    f[0] = bf16_lo(v), f[1] = bf16_hi(v);
   } else if constexpr (D == 4) {
     const uint2 v = kGlobal ? __ldcg(reinterpret_cast<const uint2*>(p)) : *reinterpret_cast<const uint2*>(p);
-    f[0] = __uint_as_float(v.x << 16), f[1] = __uint_as_float(v.x & 0xffff0000u);
-    f[2] = __uint_as_float(v.y << 16), f[3] = __uint_as_float(v.y & 0xffff0000u);
+    f[0] = bf16_lo(v.x), f[1] = bf16_hi(v.x), f[2] = bf16_lo(v.y), f[3] = bf16_hi(v.y);
   } else {
-    const uint4 v = kGlobal ? __ldcg(reinterpret_cast<const uint4*>(p)) : *reinterpret_cast<const uint4*>(p);
-    const unsigned u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-    for (int j = 0; j < 4; ++j) f[2 * j] = __uint_as_float(u[j] << 16), f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    unpack8(kGlobal ? __ldcg(reinterpret_cast<const uint4*>(p)) : *reinterpret_cast<const uint4*>(p), f);
   }
 }
 
@@ -778,24 +775,41 @@ bool aligned16(const void* q) { return reinterpret_cast<std::uintptr_t>(q) % 16 
 
 }  // namespace
 
-const char* persistent_decode_unsupported(const PersistentDecodeParams& p) {
+namespace {
+
+// The shape rules (no CUDA call), then what the device must offer for that shape's layout (sets the
+// kernel's shared-memory attribute on the way); each null when met, else why not.
+const char* shape_unsupported(const PersistentDecodeParams& p) {
   if (p.q_heads <= 0 || p.kv_heads <= 0 || p.q_heads % p.kv_heads != 0) return "the query heads are not a multiple of the KV heads";
   if (p.head_dim % 32 != 0 || p.head_dim > 256 || (p.head_dim / 32 & (p.head_dim / 32 - 1)) != 0)
     return "head_dim is not 32, 64, 128 or 256";
   if (p.hidden <= 0 || p.hidden % 8 != 0 || p.ffn <= 0 || p.ffn % 8 != 0) return "hidden or ffn is not a positive multiple of 8";
   if (p.vocab <= 0) return "the vocabulary is empty";
-  const Device d = current_device();
+  return nullptr;
+}
+
+const char* device_unsupported(const PersistentDecodeParams& p, const Device& d, const Layout& lay) {
   if (d.major < 9) return "the device is older than sm_90 (no bulk asynchronous copies)";
-  const Layout lay = layout_for(p, d);
   if (lay.stages == 0) return "the weight ring does not fit in shared memory";
   if (!resident(kernel_for(p.head_dim), lay)) return "a block does not fit on an SM";
   return nullptr;
 }
 
+std::size_t workspace_bytes(int q_heads, int kv_heads, int head_dim, const Device& d) {
+  return kBarrierBytes + static_cast<std::size_t>(q_heads) * attention_chunks(d.sms, q_heads, kv_heads, head_dim) * (head_dim + 2) * sizeof(float);
+}
+
+}  // namespace
+
+const char* persistent_decode_unsupported(const PersistentDecodeParams& p) {
+  if (const char* why = shape_unsupported(p)) return why;
+  const Device d = current_device();
+  return device_unsupported(p, d, layout_for(p, d));
+}
+
 std::size_t persistent_decode_workspace_bytes(int q_heads, int kv_heads, int head_dim) {
   if (q_heads <= 0 || kv_heads <= 0 || head_dim <= 0) return kBarrierBytes;
-  const int chunks = attention_chunks(current_device().sms, q_heads, kv_heads, head_dim);
-  return kBarrierBytes + static_cast<std::size_t>(q_heads) * chunks * (head_dim + 2) * sizeof(float);
+  return workspace_bytes(q_heads, kv_heads, head_dim, current_device());
 }
 
 void launch_persistent_decode(const PersistentDecodeParams& p, cudaStream_t stream) {
@@ -809,13 +823,13 @@ void launch_persistent_decode(const PersistentDecodeParams& p, cudaStream_t stre
   if (!(p.scale > 0.0f)) reject("scale", "is not positive");
   for (const auto& [ptr, name] : {std::pair<const void*, const char*>{p.attn_out, "attn_out"}, {p.act, "act"}})
     if (!aligned16(ptr)) reject(name, "is not 16-byte aligned");
-  if (const char* why = persistent_decode_unsupported(p)) reject("model/device", std::string("cannot run: ") + why);
+  if (const char* why = shape_unsupported(p)) reject("model/device", std::string("cannot run: ") + why);
   const Device d = current_device();
   const Layout lay = layout_for(p, d);
-  const std::size_t need = persistent_decode_workspace_bytes(p.q_heads, p.kv_heads, p.head_dim);
+  if (const char* why = device_unsupported(p, d, lay)) reject("model/device", std::string("cannot run: ") + why);
+  const std::size_t need = workspace_bytes(p.q_heads, p.kv_heads, p.head_dim, d);
   if (p.workspace_bytes < need) reject("workspace_bytes", "= " + std::to_string(p.workspace_bytes) + " is below the " + std::to_string(need) + " needed");
-  const Kernel kernel = kernel_for(p.head_dim);
-  SPECONTEXT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, lay.bytes));
+  const Kernel kernel = kernel_for(p.head_dim);  // its shared-memory attribute set by device_unsupported
   SPECONTEXT_CUDA_CHECK(cudaMemsetAsync(p.workspace, 0, sizeof(unsigned), stream));
   // Cooperative: the grid barrier needs every block resident, which the launch then guarantees (or
   // fails) rather than hangs.
