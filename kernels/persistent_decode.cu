@@ -773,10 +773,6 @@ bool resident(Kernel kernel, const Layout& lay) {
 
 bool aligned16(const void* q) { return reinterpret_cast<std::uintptr_t>(q) % 16 == 0; }
 
-}  // namespace
-
-namespace {
-
 // The shape rules (no CUDA call), then what the device must offer for that shape's layout (sets the
 // kernel's shared-memory attribute on the way); each null when met, else why not.
 const char* shape_unsupported(const PersistentDecodeParams& p) {
