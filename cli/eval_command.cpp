@@ -198,9 +198,9 @@ void run(EvalFlags& f) {
   if (o.kind != TaskKind::Fidelity) dump();
 
   const auto t_load = Clock::now();
-  BackendSpec dense_spec{f.model, f.backend, std::min(f.batch, o.trials), o.context, false, 0, true};
-  dense_spec.measure_attention_mass = true;  // sparse CUDA policies only (the CPU reference always measures it)
-  dense_spec.prefill_cache = f.prefill_cache;
+  BackendSpec dense_spec{.model = f.model, .backend = f.backend, .requests = std::min(f.batch, o.trials), .context = o.context,
+                         .measure_attention_mass = true,  // sparse CUDA policies only (the CPU reference always measures it)
+                         .prefill_cache = f.prefill_cache};
   PolicyRun run = make_policy_run(dense_spec, f.sparse, config);
   Backend& evaluated = run.run();
   // Fidelity compares with the dense model: the CPU policy wraps it; on CUDA a second, dense backend.

@@ -69,7 +69,10 @@ void run(const GenerateFlags& f) {
       throw ConfigError("--prompt-ids", "", "token id " + std::to_string(id) + " is outside the vocabulary of " + std::to_string(config.shape.vocab));
   const std::int64_t context = static_cast<std::int64_t>(prompt.size()) + f.max_new;
   check_model_context(config, context, "the prompt and --max-new");
-  PolicyRun run = make_policy_run({f.model, f.backend, f.requests, context, f.random_weights, f.seed, !f.no_graph}, f.sparse, config);
+  PolicyRun run = make_policy_run({.model = f.model, .backend = f.backend, .requests = f.requests, .context = context,
+                                   .random_weights = f.random_weights, .seed = f.seed, .cuda_graph = !f.no_graph,
+                                   .prefill_cache = {}},  // none: generate prefills its prompt
+                                  f.sparse, config);
   Backend& backend = run.run();
   GenerateOptions o;
   o.max_new = f.max_new;
