@@ -15,10 +15,9 @@ import argparse
 import glob
 import os
 import re
-import statistics
 import sys
 
-from json_file import read_json
+from bench_rounds import cell, read_round
 
 
 def read_rounds(directory, variant):
@@ -26,31 +25,7 @@ def read_rounds(directory, variant):
     paths = [p for p in paths if re.fullmatch(r"bench_%s_\d+\.json" % re.escape(variant), os.path.basename(p))]
     if not paths:
         sys.exit("%s: no bench_%s_<round>.json" % (directory, variant))
-    rounds = []
-    for path in paths:
-        doc = read_json(path, "ab_table.py")
-        points = doc.get("points") if isinstance(doc, dict) else None
-        if not isinstance(points, list):
-            sys.exit("%s: not `specontext bench --json` output (no 'points' list)" % path)
-        by_point = {}
-        for p in points:
-            if not p.get("fits", False):
-                continue
-            for field in ("requests", "depth", "median_ms", "ms_per_rep", "roofline_ms"):
-                if field not in p:
-                    sys.exit("%s: a point has no '%s'" % (path, field))
-            by_point[(p["requests"], p["depth"])] = p
-        rounds.append(by_point)
-    return rounds
-
-
-def cell(rounds, key):
-    points = [r[key] for r in rounds if key in r]
-    if not points:
-        return None
-    reps = [ms for p in points for ms in p["ms_per_rep"]]
-    return {"median": statistics.median(p["median_ms"] for p in points), "min": min(reps), "max": max(reps),
-            "roofline_ms": points[0]["roofline_ms"], "rounds": len(points)}
+    return [read_round(path, "ab_table.py")[0] for path in paths]
 
 
 def main():
