@@ -36,4 +36,4 @@ def cell(rounds, key):
         return None
     reps = [ms for p in points for ms in p["ms_per_rep"]]
     return {"median": statistics.median(p["median_ms"] for p in points), "min": min(reps), "max": max(reps),
-            "roofline_ms": points[0]["roofline_ms"], "requests": points[0]["requests"], "rounds": len(points)}
+            "roofline_ms": points[0]["roofline_ms"], "rounds": len(points)}
