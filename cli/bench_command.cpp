@@ -37,6 +37,7 @@
 #include "sim/scenario_loader.hpp"
 #if defined(SPECONTEXT_HAVE_CUDA)
 #include "engine/cuda_backend.hpp"
+#include "kernels/hbm_sweep.cuh"
 #endif
 
 namespace specontext::cli {
@@ -54,6 +55,7 @@ struct BenchFlags {
   int prefetch_group = 4, gather_blocks = 32;
   std::string host_pages = "cuda";
   bool adaptive = false, breakdown = false;
+  bool sweep = false;  // measure the device's read ceiling (kernels/hbm_sweep.cuh) before the points
 };
 
 // What the points share: the policy and, for specontext, the draft (random weights at its shape).
@@ -258,6 +260,14 @@ void run(const BenchFlags& f) {
     run_flags.offload = components->c3 ? "auto" : std::to_string(config.shape.layers);
   }
   const double peak = hw.hbm_bandwidth_Bps;
+  // --sweep: the rate a plain read of 4 GiB reaches on this device now, before the points allocate
+  // (its buffer is freed again); each point's achieved rate is then also a share of it.
+  double sweep_Bps = 0;
+  if (f.sweep) {
+    sweep_Bps = kernels::measure_hbm_read_Bps(std::size_t{4} << 30, 5);
+    std::cerr << "[bench] --sweep: reading 4 GiB at " << fixed(sweep_Bps / 1e12, 3) << " TB/s\n";
+  }
+  const auto sweep_pct = [&](const Point& p) { return 100.0 * p.bytes_per_step / (p.median_ms / 1e3) / sweep_Bps; };
   std::vector<Point> points;
   for (long long R : parse_integer_list(f.requests, "--requests", 1, 1 << 20))
     for (long long depth : parse_integer_list(f.depths, "--depth", 1, 0x7ffffffe)) {
@@ -310,11 +320,13 @@ void run(const BenchFlags& f) {
                   {"hbm_gbps", p.bytes_per_step / (p.median_ms / 1e3) / 1e9},
                   {"roofline_ms", p.bytes_per_step / peak * 1e3},
                   {"roofline_pct", 100.0 * (p.bytes_per_step / peak) / (p.median_ms / 1e3)}});
+        if (f.sweep) j["sweep_pct"] = sweep_pct(p);
       }
       pts.push_back(j);
     }
     std::cout << nlohmann::json{{"gpu", d.name}, {"driver_version", dev.driver_version}, {"driver_release", dev.driver_release}, {"cuda_runtime_version", dev.runtime_version},
                                 {"model", config.origin}, {"hbm_peak_Bps", peak}, {"hbm_peak_source", hw.origin},
+                                {"hbm_sweep_Bps", f.sweep ? nlohmann::json(sweep_Bps) : nlohmann::json(nullptr)},
                                 {"policy", f.policy}, {"budget", sp.policy == SelectionPolicy::Full ? nlohmann::json(nullptr) : nlohmann::json(f.budget)},
                                 {"draft", f.dlm_config}, {"selection", f.overlap >= 0 ? "synthetic stream, stated overlap " + std::to_string(f.overlap) : std::string("the policy's own")},
                                 {"prefetch", run_flags.sync_prefetch ? "synchronous (c1)" : "copy stream (c1+c2)"}, {"components", f.components}, {"prefetch_group", f.prefetch_group},
@@ -327,18 +339,21 @@ void run(const BenchFlags& f) {
   std::cout << d.name << ", driver " << dev.driver_release << " (CUDA " << dev.driver_version << "), CUDA runtime " << dev.runtime_version << "; " << config.origin
             << "; roofline at " << fixed(peak / 1e12, 2) << " TB/s; " << f.reps << " reps x " << f.steps << " steps; policy " << f.policy
             << (sp.policy == SelectionPolicy::Full ? std::string() : ", B = " + std::to_string(f.budget))
-            << (f.overlap >= 0 ? ", synthetic selection (overlap " + fixed(f.overlap, 2) + ")" : std::string()) << "\n\n"
-            << "|   R |  depth | offloaded | ms/step (median, min-max) | tokens/s | HBM GB/s | % roofline | H2D MB/step |\n"
-            << "|----:|-------:|----------:|--------------------------:|---------:|---------:|-----------:|------------:|\n";
+            << (f.overlap >= 0 ? ", synthetic selection (overlap " + fixed(f.overlap, 2) + ")" : std::string()) << "\n";
+  if (f.sweep)
+    std::cout << "read sweep (4 GiB): " << fixed(sweep_Bps / 1e12, 3) << " TB/s, " << fixed(100.0 * sweep_Bps / peak, 1) << "% of the roofline's\n";
+  std::cout << "\n|   R |  depth | offloaded | ms/step (median, min-max) | tokens/s | HBM GB/s | % roofline | H2D MB/step |" << (f.sweep ? " % sweep |" : "")
+            << "\n|----:|-------:|----------:|--------------------------:|---------:|---------:|-----------:|------------:|" << (f.sweep ? "--------:|" : "") << "\n";
   for (const auto& p : points) {
     std::cout << "| " << p.requests << " | " << p.depth << " | " << p.offloaded_layers << " | ";
     if (!p.fits) {
-      std::cout << "does not fit | | | | |\n";
+      std::cout << "does not fit | | | | |" << (f.sweep ? " |" : "") << "\n";
       continue;
     }
     std::cout << fixed(p.median_ms, 3) << " (" << fixed(p.min_ms, 3) << "-" << fixed(p.max_ms, 3) << ") | "
               << fixed(p.requests / (p.median_ms / 1e3), 1) << " | " << fixed(p.bytes_per_step / (p.median_ms / 1e3) / 1e9, 0) << " | "
-              << fixed(100.0 * (p.bytes_per_step / peak) / (p.median_ms / 1e3), 1) << " | " << fixed(p.h2d_bytes_per_step / 1e6, 2) << " |\n";
+              << fixed(100.0 * (p.bytes_per_step / peak) / (p.median_ms / 1e3), 1) << " | " << fixed(p.h2d_bytes_per_step / 1e6, 2) << " |"
+              << (f.sweep ? " " + fixed(sweep_pct(p), 1) + " |" : "") << "\n";
   }
   if (f.persistent)
     for (const auto& p : points)
@@ -381,6 +396,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--components", f->components, "the paper's ablation with specontext: c1 (every layer offloaded, synchronous loads), c1,c2 (+ copy-stream prefetch), c1,c2,c3 (+ the memory model's placement)");
   cmd->add_flag("--adaptive", f->adaptive, "c3: the engine's memory manager moves layers to host memory as the context grows (--gpu-mem: its hard limit)");
   cmd->add_option("--span", f->span, "FROM:TO: also one end-to-end run over the span, compared with the points integrated over it");
+  cmd->add_flag("--sweep", f->sweep, "first measure the rate a plain read of 4 GiB reaches (the device's read ceiling) and give each point's share of it");
   cmd->add_flag("--json", f->json, "print JSON");
   cmd->callback([f]() { run(*f); });
 }
