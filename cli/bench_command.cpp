@@ -264,7 +264,8 @@ void run(const BenchFlags& f) {
   // (its buffer is freed again); each point's achieved rate is then also a share of it.
   double sweep_Bps = 0;
   if (f.sweep) {
-    sweep_Bps = kernels::measure_hbm_read_Bps(std::size_t{4} << 30, 5);
+    constexpr std::size_t kSweepBytes = std::size_t{4} << 30;
+    sweep_Bps = static_cast<double>(kSweepBytes) / (median(kernels::hbm_read_sweep_ms(kSweepBytes, 5)) / 1e3);
     std::cerr << "[bench] --sweep: reading 4 GiB at " << fixed(sweep_Bps / 1e12, 3) << " TB/s\n";
   }
   const auto sweep_pct = [&](const Point& p) { return 100.0 * p.bytes_per_step / (p.median_ms / 1e3) / sweep_Bps; };

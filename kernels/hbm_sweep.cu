@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "kernels/cuda_check.cuh"
 #include "kernels/device_properties.cuh"
@@ -68,9 +67,10 @@ void launch_hbm_read_sweep(const HbmSweepParams& p, cudaStream_t stream) {
   SPECONTEXT_CUDA_CHECK_LAUNCH();
 }
 
-double measure_hbm_read_Bps(std::size_t bytes, int reps) {
-  if (bytes < 16) throw std::invalid_argument("measure_hbm_read_Bps: bytes must be >= 16, got " + std::to_string(bytes));
-  if (reps < 1) throw std::invalid_argument("measure_hbm_read_Bps: reps must be >= 1, got " + std::to_string(reps));
+std::vector<double> hbm_read_sweep_ms(std::size_t bytes, int reps) {
+  if (bytes < 16 || bytes % 8 != 0)
+    throw std::invalid_argument("hbm_read_sweep_ms: bytes must be a multiple of 8 and >= 16, got " + std::to_string(bytes));
+  if (reps < 1) throw std::invalid_argument("hbm_read_sweep_ms: reps must be >= 1, got " + std::to_string(reps));
   const std::int64_t count = static_cast<std::int64_t>(bytes / 8);
   SweepResources r;
   SPECONTEXT_CUDA_CHECK(cudaMalloc(&r.words, static_cast<std::size_t>(count) * 8));
@@ -82,17 +82,17 @@ double measure_hbm_read_Bps(std::size_t bytes, int reps) {
   SPECONTEXT_CUDA_CHECK(cudaMemset(r.checksum, 0, sizeof(unsigned long long)));
   const HbmSweepParams p{r.words, count, r.checksum};
   launch_hbm_read_sweep(p, nullptr);  // untimed: clocks up, first-touch costs paid
-  std::vector<float> ms(static_cast<std::size_t>(reps));
-  for (float& t : ms) {
+  std::vector<double> ms;
+  for (int rep = 0; rep < reps; ++rep) {
     SPECONTEXT_CUDA_CHECK(cudaEventRecord(r.start, nullptr));
     launch_hbm_read_sweep(p, nullptr);
     SPECONTEXT_CUDA_CHECK(cudaEventRecord(r.stop, nullptr));
     SPECONTEXT_CUDA_CHECK(cudaEventSynchronize(r.stop));
+    float t = 0;
     SPECONTEXT_CUDA_CHECK(cudaEventElapsedTime(&t, r.start, r.stop));
+    ms.push_back(t);
   }
-  std::sort(ms.begin(), ms.end());
-  const double median_ms = reps % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
-  return static_cast<double>(count) * 8.0 / (median_ms * 1e-3);
+  return ms;
 }
 
 }  // namespace specontext::kernels

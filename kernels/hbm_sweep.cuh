@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace specontext::kernels {
 
@@ -21,9 +22,10 @@ struct HbmSweepParams {
 
 void launch_hbm_read_sweep(const HbmSweepParams& p, cudaStream_t stream);
 
-// The median read rate, bytes/s, of `reps` sweeps (after one untimed) over a buffer of `bytes`
-// allocated for the purpose on the current device, timed with CUDA events. Choose `bytes` well
-// above the L2 (the sweeps then read HBM, not cache): bench takes 4 GiB.
-double measure_hbm_read_Bps(std::size_t bytes, int reps);
+// The milliseconds of each of `reps` sweeps (after one untimed) over a buffer of `bytes` (a multiple
+// of 8) allocated for the purpose on the current device, timed with CUDA events; the caller takes
+// their median. Choose `bytes` well above the L2 (the sweeps then read HBM, not cache): bench
+// takes 4 GiB.
+std::vector<double> hbm_read_sweep_ms(std::size_t bytes, int reps);
 
 }  // namespace specontext::kernels
