@@ -15,10 +15,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: [LIMIT=s] [OUT=dir] [PACK=file.tar.xz] bench/device_call.sh SPECONTEXT_BINARY [NAME=BINARY [FLAGS]] ..."
-[ $# -ge 1 ] || { echo "device_call.sh: $usage" >&2; exit 2; }
-bin=$1
+source bench/take_binary.sh
+take_binary device_call.sh "$usage" "$@"
 shift
-[ -x "$bin" ] || { echo "device_call.sh: '$bin' is not an executable ($usage)" >&2; exit 2; }
 limit=${LIMIT:-540}
 [[ "$limit" =~ ^[1-9][0-9]*$ ]] || { echo "device_call.sh: LIMIT must be a positive number of seconds, got '$limit'" >&2; exit 2; }
 for v in "$@"; do

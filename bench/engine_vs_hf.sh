@@ -10,10 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 usage="usage: bench/engine_vs_hf.sh SPECONTEXT_BINARY [--requests LIST] [--depth LIST] [--rounds N]"
-[ $# -ge 1 ] || { echo "engine_vs_hf.sh: $usage" >&2; exit 2; }
-bin=$1
+source bench/take_binary.sh
+take_binary engine_vs_hf.sh "$usage" "$@"
 shift
-[ -x "$bin" ] || { echo "engine_vs_hf.sh: '$bin' is not an executable ($usage)" >&2; exit 2; }
 requests=1,32 depth=2048,16384 rounds=2
 while [ $# -gt 0 ]; do
   case "$1" in
