@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the dense decode path's figures need, in one device call of bounded length, from
-# binaries built elsewhere: the read ceiling with the engine's points, the engine beside
+# binaries built elsewhere: the read ceiling (bench --sweep at R = 1, 2K), the engine beside
 # transformers (bench/engine_vs_hf.sh), ncu of decode attention's split kernel at R = 32, and an
 # interleaved A/B of any variants against the binary. Each stage runs only while LIMIT seconds
 # (from the start) leave room for it, under a timeout that keeps the rest; a failed stage is logged
@@ -50,8 +50,11 @@ deep=8192
 log "GPU: $(head -1 "$out/gpu.csv"); R = 32's deep point: $deep"
 engine=(--model llama-3.1-8b --random-weights --steps 16 --reps 5)
 
-stage sweep 60 120 bash -c '"$1" bench "${@:4}" --requests 1,32 --depth "2048,$2" --sweep --json > "$3/sweep.json" 2> "$3/sweep.err"' \
-  _ "$bin" "$deep" "$out" "${engine[@]}"
+# The ceiling alone, beside the cheapest point: engine_vs_hf times the issue's points next, and their
+# rate over hbm_sweep_Bps is their share of it (a second run of R = 32 at the deep point, filling
+# its ~69 GB of KV, would only repeat that).
+stage sweep 60 120 bash -c '"$1" bench "${@:3}" --requests 1 --depth 2048 --sweep --json > "$2/sweep.json" 2> "$2/sweep.err"' \
+  _ "$bin" "$out" "${engine[@]}"
 stage engine_vs_hf 240 30 env OUT="$out/evh" bench/engine_vs_hf.sh "$bin" --requests 1,32 --depth "2048,$deep" --rounds 2
 if command -v ncu > /dev/null; then
   # launch-skip 64: past the split kernels of the first two warm-up steps (one a layer).
